@@ -1,0 +1,94 @@
+"""Store and retrieve rates on the embedded default (three local providers).
+
+    python benchmarks/bench_storage.py [--small N] [--large-mib M]
+
+Prints a table: 4 KiB objects per second, and MB/s for one large file.
+Numbers depend on the disk (every replica is fsynced) and on the two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from metanode_storage import Node, Secret, init_node
+from metanode_storage.crypto.kdf import KdfParams
+
+
+def _row(name: str, count: int, seconds: float, unit: str, amount: float) -> tuple[str, ...]:
+    return (name, f"{count:,}", f"{seconds:.2f}", f"{amount / seconds:,.1f} {unit}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--small", type=int, default=2000, help="number of 4 KiB objects")
+    parser.add_argument("--large-mib", type=int, default=256, help="size of the large file")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "node"
+        passphrase = Secret(b"benchmark passphrase")
+        init_node(home, passphrase, kdf=KdfParams.fresh(1, 8 * 1024, 1))
+        rows = []
+        with Node.open(home, passphrase) as node:
+            objects = [os.urandom(4096) for _ in range(args.small)]
+            started = time.perf_counter()
+            ids = [node.store_bytes(data).block_id for data in objects]
+            rows.append(
+                _row("store 4 KiB", len(ids), time.perf_counter() - started, "objects/s", len(ids))
+            )
+            started = time.perf_counter()
+            for block_id in ids:
+                node.retrieve_bytes(block_id)
+            rows.append(
+                _row(
+                    "retrieve 4 KiB", len(ids), time.perf_counter() - started, "objects/s", len(ids)
+                )
+            )
+
+            size = args.large_mib * 1024 * 1024
+            source = Path(tmp) / "large.bin"
+            with open(source, "wb") as fh:
+                for _ in range(args.large_mib):
+                    fh.write(os.urandom(1024 * 1024))
+            started = time.perf_counter()
+            block = node.store_file(source)
+            rows.append(
+                _row(
+                    f"store {args.large_mib} MiB file",
+                    1,
+                    time.perf_counter() - started,
+                    "MB/s",
+                    size / 1e6,
+                )
+            )
+            sink = io.BytesIO()
+            started = time.perf_counter()
+            node.retrieve(block.block_id, sink)
+            rows.append(
+                _row(
+                    f"retrieve {args.large_mib} MiB file",
+                    1,
+                    time.perf_counter() - started,
+                    "MB/s",
+                    size / 1e6,
+                )
+            )
+
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, replication factor 3 on local disk"
+    )
+    header = ("operation", "count", "seconds", "rate")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+complete --command metanode --no-files --arguments "(env _METANODE_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) metanode)" --condition "env _METANODE_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) metanode"

@@ -1,0 +1,3 @@
+from metanode_storage.cli.app import run
+
+run()

@@ -1,0 +1,119 @@
+"""What one row of the block map says, and how it is serialised inside its seal.
+
+Rows are JSON inside AES-256-GCM. JSON costs a little space but keeps the
+format inspectable with the key in hand and easy to version: every record
+carries ``v``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+RECORD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One copy of one chunk: which provider holds it, under which opaque key, how big."""
+
+    provider: str
+    key: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    chunk_id: bytes  # HMAC-SHA256(dedup key, plaintext): the keyed content address
+    plain_size: int
+    data_key_id: str  # which keystore key wraps ``wrapped_key``
+    wrapped_key: bytes  # this chunk's own AES-256 key, sealed under that data key
+    replicas: tuple[Replica, ...]
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(
+            {
+                "v": RECORD_VERSION,
+                "chunk_id": self.chunk_id.hex(),
+                "plain_size": self.plain_size,
+                "data_key_id": self.data_key_id,
+                "wrapped_key": self.wrapped_key.hex(),
+                "replicas": [[r.provider, r.key, r.size] for r in self.replicas],
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> ChunkRecord:
+        doc = _load(raw)
+        return cls(
+            chunk_id=bytes.fromhex(doc["chunk_id"]),
+            plain_size=doc["plain_size"],
+            data_key_id=doc["data_key_id"],
+            wrapped_key=bytes.fromhex(doc["wrapped_key"]),
+            replicas=tuple(Replica(p, k, s) for p, k, s in doc["replicas"]),
+        )
+
+    @property
+    def stored_size(self) -> int:
+        return sum(r.size for r in self.replicas)
+
+
+@dataclass(frozen=True)
+class BlockRecord:
+    """A stored object: the seed's ContainerBlock minus what is derived from chunks."""
+
+    block_id: str
+    data_hash: str  # SHA-256 of the whole object, hex
+    size: int
+    created_at: int
+    chunk_ids: tuple[bytes, ...]
+    proof: dict[str, Any]  # the signed CryptographicProof, as engine.proof writes it
+    vm_signature: str  # Ed25519 over the block's canonical record, hex
+    name: str = ""  # the file name given at store time; it lives only in this sealed row
+    encrypted: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(
+            {
+                "v": RECORD_VERSION,
+                "block_id": self.block_id,
+                "data_hash": self.data_hash,
+                "size": self.size,
+                "created_at": self.created_at,
+                "chunk_ids": [c.hex() for c in self.chunk_ids],
+                "proof": self.proof,
+                "vm_signature": self.vm_signature,
+                "name": self.name,
+                "encrypted": self.encrypted,
+                "extra": self.extra,
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> BlockRecord:
+        doc = _load(raw)
+        return cls(
+            block_id=doc["block_id"],
+            data_hash=doc["data_hash"],
+            size=doc["size"],
+            created_at=doc["created_at"],
+            chunk_ids=tuple(bytes.fromhex(c) for c in doc["chunk_ids"]),
+            proof=doc["proof"],
+            vm_signature=doc["vm_signature"],
+            name=doc.get("name", ""),
+            encrypted=doc.get("encrypted", True),
+            extra=doc.get("extra", {}),
+        )
+
+
+def _load(raw: bytes) -> dict[str, Any]:
+    doc = json.loads(raw)
+    if not isinstance(doc, dict) or doc.get("v") != RECORD_VERSION:
+        raise ValueError(
+            f"unsupported record version {doc.get('v') if isinstance(doc, dict) else doc!r}"
+        )
+    return doc

@@ -1,0 +1,316 @@
+"""The block map on local disk: SQLite (WAL) with every row sealed under the map key.
+
+Why SQLite rather than an append-only log: storing one block is one small
+transaction that touches a few B-tree pages, so the cost stays flat at a
+million blocks and a lookup needs no replay at start-up (see
+docs/DESIGN.md and benchmarks/bench_blockmap.py). What stays in clear is
+what the database needs to index: random block ids, keyed chunk addresses,
+reference counts and aggregate totals. Where replicas live, hashes, keys and
+names are only inside the sealed rows, each bound to its table and primary
+key through the AEAD's associated data, so a row moved elsewhere fails to open.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from metanode_storage.blockmap.records import BlockRecord, ChunkRecord
+from metanode_storage.crypto import aead
+from metanode_storage.errors import BlockMapDamaged, BlockNotFound, NodeBusy
+
+SCHEMA_VERSION = 1
+_BUSY_TIMEOUT_MS = 30_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (block_id TEXT PRIMARY KEY, sealed BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+    chunk_id BLOB PRIMARY KEY, refcount INTEGER NOT NULL, sealed BLOB NOT NULL);
+-- Replicas found missing or corrupt; the row id is a keyed hash of (chunk, provider).
+CREATE TABLE IF NOT EXISTS faults (fault_id BLOB PRIMARY KEY, sealed BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS totals (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+_TOTALS = ("blocks", "logical_bytes", "chunks", "replicas", "stored_bytes")
+
+
+@dataclass(frozen=True)
+class MapStats:
+    blocks: int
+    logical_bytes: int
+    chunks: int
+    replicas: int
+    stored_bytes: int
+    faulty_replicas: int
+
+
+class BlockMap:
+    def __init__(self, path: Path, map_key: bytes) -> None:
+        self._key = map_key
+        self.path = path
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
+            self._db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a block id is printed only after its map row is on disk.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)  # idempotent; runs outside any transaction
+            with self._write():
+                self._db.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO totals VALUES (?, 0)", [(t,) for t in _TOTALS]
+                )
+            version = self._db.execute(
+                "SELECT value FROM meta WHERE key='schema_version'"
+            ).fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(exc) from exc
+        if version != str(SCHEMA_VERSION):
+            raise BlockMapDamaged(
+                f"block map {path} has schema {version}, this tool reads {SCHEMA_VERSION}",
+                "upgrade metanode-storage",
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- sealing ---------------------------------------------------------------
+
+    def _seal(self, table: str, row_id: bytes, plain: bytes) -> bytes:
+        return aead.seal(self._key, plain, table.encode() + b"\0" + row_id)
+
+    def _unseal(self, table: str, row_id: bytes, sealed: bytes) -> bytes:
+        try:
+            return aead.open_sealed(self._key, sealed, table.encode() + b"\0" + row_id)
+        except aead.OpenFailed:
+            raise BlockMapDamaged(
+                f"a {table} row of the block map failed authentication",
+                "the map was tampered with or damaged; restore it from a map backup",
+            ) from None
+
+    def _damaged(self, exc: Exception) -> Exception:
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            return NodeBusy("the block map is locked by another run", "retry in a moment")
+        return BlockMapDamaged(
+            f"block map {self.path} cannot be used: {exc}",
+            "restore it from a map backup",
+        )
+
+    class _Txn:
+        def __init__(self, db: sqlite3.Connection, owner: BlockMap) -> None:
+            self.db, self.owner = db, owner
+
+        def __enter__(self) -> sqlite3.Connection:
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+            except sqlite3.DatabaseError as exc:
+                raise self.owner._damaged(exc) from exc
+            return self.db
+
+        def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+            if exc_type is None:
+                try:
+                    self.db.execute("COMMIT")
+                except sqlite3.DatabaseError as error:
+                    self.db.execute("ROLLBACK")
+                    raise self.owner._damaged(error) from error
+            else:
+                self.db.execute("ROLLBACK")
+
+    def _write(self) -> BlockMap._Txn:
+        return BlockMap._Txn(self._db, self)
+
+    def _add_totals(self, db: sqlite3.Connection, **deltas: int) -> None:
+        db.executemany(
+            "UPDATE totals SET value = value + ? WHERE name = ?",
+            [(delta, name) for name, delta in deltas.items() if delta],
+        )
+
+    # -- reads -------------------------------------------------------------------
+
+    def get_block(self, block_id: str) -> BlockRecord:
+        row = self._db.execute("SELECT sealed FROM blocks WHERE block_id=?", (block_id,)).fetchone()
+        if row is None:
+            raise BlockNotFound(
+                f"no block {block_id!r} on this node", "list blocks with `metanode storage ls`"
+            )
+        return BlockRecord.from_bytes(self._unseal("blocks", block_id.encode(), row[0]))
+
+    def get_chunk(self, chunk_id: bytes) -> ChunkRecord | None:
+        row = self._db.execute("SELECT sealed FROM chunks WHERE chunk_id=?", (chunk_id,)).fetchone()
+        if row is None:
+            return None
+        return ChunkRecord.from_bytes(self._unseal("chunks", chunk_id, row[0]))
+
+    def has_chunk(self, chunk_id: bytes) -> bool:
+        return (
+            self._db.execute("SELECT 1 FROM chunks WHERE chunk_id=?", (chunk_id,)).fetchone()
+            is not None
+        )
+
+    def blocks(self) -> Iterator[BlockRecord]:
+        """Every block, oldest first. Reads in pages so memory stays flat."""
+        last = -1
+        while True:
+            rows = self._db.execute(
+                "SELECT rowid, block_id, sealed FROM blocks"
+                " WHERE rowid > ? ORDER BY rowid LIMIT 500",
+                (last,),
+            ).fetchall()
+            if not rows:
+                return
+            for rowid, block_id, sealed in rows:
+                last = rowid
+                yield BlockRecord.from_bytes(self._unseal("blocks", block_id.encode(), sealed))
+
+    def chunks(self) -> Iterator[ChunkRecord]:
+        last = b""
+        while True:
+            rows = self._db.execute(
+                "SELECT chunk_id, sealed FROM chunks"
+                " WHERE chunk_id > ? ORDER BY chunk_id LIMIT 500",
+                (last,),
+            ).fetchall()
+            if not rows:
+                return
+            for chunk_id, sealed in rows:
+                last = chunk_id
+                yield ChunkRecord.from_bytes(self._unseal("chunks", chunk_id, sealed))
+
+    def stats(self) -> MapStats:
+        totals = dict(self._db.execute("SELECT name, value FROM totals").fetchall())
+        faults = self._db.execute("SELECT COUNT(*) FROM faults").fetchone()[0]
+        return MapStats(
+            **{name: int(totals.get(name, 0)) for name in _TOTALS}, faulty_replicas=int(faults)
+        )
+
+    # -- writes ------------------------------------------------------------------
+
+    def commit_block(
+        self, block: BlockRecord, new_chunks: Iterable[ChunkRecord]
+    ) -> list[ChunkRecord]:
+        """Add a block and the chunks it introduced, in one transaction.
+
+        A chunk that another run committed in the meantime is referenced, not
+        replaced; those spare copies are returned so that the caller can delete
+        their blobs once this returns.
+        """
+        offered = {c.chunk_id: c for c in new_chunks}
+        spare: list[ChunkRecord] = []
+        try:
+            with self._write() as db:
+                added_chunks = added_replicas = added_stored = 0
+                for chunk_id in dict.fromkeys(block.chunk_ids):
+                    updated = db.execute(
+                        "UPDATE chunks SET refcount = refcount + 1 WHERE chunk_id=?", (chunk_id,)
+                    ).rowcount
+                    record = offered.pop(chunk_id, None)
+                    if updated:
+                        if record is not None:
+                            spare.append(record)
+                        continue
+                    if record is None:
+                        raise BlockMapDamaged(
+                            f"chunk {chunk_id.hex()[:12]} of block {block.block_id} vanished "
+                            "from the map during the store",
+                            "retry the store",
+                        )
+                    db.execute(
+                        "INSERT INTO chunks VALUES (?, 1, ?)",
+                        (chunk_id, self._seal("chunks", chunk_id, record.to_bytes())),
+                    )
+                    added_chunks += 1
+                    added_replicas += len(record.replicas)
+                    added_stored += record.stored_size
+                spare.extend(offered.values())
+                db.execute(
+                    "INSERT INTO blocks VALUES (?, ?)",
+                    (
+                        block.block_id,
+                        self._seal("blocks", block.block_id.encode(), block.to_bytes()),
+                    ),
+                )
+                self._add_totals(
+                    db,
+                    blocks=1,
+                    logical_bytes=block.size,
+                    chunks=added_chunks,
+                    replicas=added_replicas,
+                    stored_bytes=added_stored,
+                )
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(exc) from exc
+        return spare
+
+    def delete_block(self, block_id: str) -> list[ChunkRecord]:
+        """Remove a block; return the chunks no other block needs (their blobs may go)."""
+        block = self.get_block(block_id)
+        released: list[ChunkRecord] = []
+        try:
+            with self._write() as db:
+                if not db.execute("DELETE FROM blocks WHERE block_id=?", (block_id,)).rowcount:
+                    raise BlockNotFound(f"no block {block_id!r} on this node")
+                for chunk_id in dict.fromkeys(block.chunk_ids):
+                    db.execute(
+                        "UPDATE chunks SET refcount = refcount - 1 WHERE chunk_id=?", (chunk_id,)
+                    )
+                    row = db.execute(
+                        "SELECT refcount, sealed FROM chunks WHERE chunk_id=?", (chunk_id,)
+                    ).fetchone()
+                    if row is not None and row[0] <= 0:
+                        released.append(
+                            ChunkRecord.from_bytes(self._unseal("chunks", chunk_id, row[1]))
+                        )
+                        db.execute("DELETE FROM chunks WHERE chunk_id=?", (chunk_id,))
+                        db.executemany(
+                            "DELETE FROM faults WHERE fault_id=?",
+                            [
+                                (self._fault_id(chunk_id, r.provider),)
+                                for r in released[-1].replicas
+                            ],
+                        )
+                self._add_totals(
+                    db,
+                    blocks=-1,
+                    logical_bytes=-block.size,
+                    chunks=-len(released),
+                    replicas=-sum(len(c.replicas) for c in released),
+                    stored_bytes=-sum(c.stored_size for c in released),
+                )
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(exc) from exc
+        return released
+
+    # -- replica faults ------------------------------------------------------------
+
+    def _fault_id(self, chunk_id: bytes, provider: str) -> bytes:
+        return aead.keyed_hash(self._key, b"fault", chunk_id, provider.encode())
+
+    def record_fault(self, chunk_id: bytes, provider: str, kind: str) -> None:
+        """Remember that a replica was found missing or corrupt (for status and repair)."""
+        fault_id = self._fault_id(chunk_id, provider)
+        body = json.dumps(
+            {
+                "chunk_id": chunk_id.hex(),
+                "provider": provider,
+                "kind": kind,
+                "seen_at": int(time.time()),
+            }
+        ).encode()
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM chunks WHERE chunk_id=?", (chunk_id,)).fetchone():
+                db.execute(
+                    "INSERT OR REPLACE INTO faults VALUES (?, ?)",
+                    (fault_id, self._seal("faults", fault_id, body)),
+                )
+
+    def clear_fault(self, chunk_id: bytes, provider: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM faults WHERE fault_id=?", (self._fault_id(chunk_id, provider),))

@@ -1,0 +1,81 @@
+"""The root `metanode` app, and the one place where errors become exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Annotated
+
+import typer
+
+from metanode_storage import __version__
+from metanode_storage.cli import blocks_cmd, console, distributed_cmd
+from metanode_storage.errors import ExitCode, MetanodeError
+
+app = typer.Typer(
+    name="metanode",
+    help="metanode: encrypted, replicated storage across several object stores.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    add_completion=True,
+)
+storage_app = typer.Typer(help="Store, retrieve and verify data.", no_args_is_help=True)
+app.add_typer(storage_app, name="storage")
+storage_app.add_typer(distributed_cmd.app, name="distributed")
+blocks_cmd.register(storage_app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.line(f"metanode-storage {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    debug: Annotated[
+        bool, typer.Option("--debug", envvar="METANODE_DEBUG", help="Show tracebacks.")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Root options."""
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("METANODE_DEBUG", "") not in ("", "0", "false")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (the console script exits with it)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = typer.main.get_command(app)
+    try:
+        # Standalone mode: Typer handles usage errors (exit 2), --help and typer.Exit
+        # and ends with SystemExit; our own errors come through as exceptions.
+        command.main(args=args, prog_name="metanode", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:
+        console.fatal("interrupted")
+        return int(ExitCode.INTERRUPTED)
+    except MetanodeError as exc:
+        if _debug_requested(args):
+            traceback.print_exc()
+        console.error(exc)
+        return int(exc.exit_code)
+    except Exception as exc:  # a bug: one line, unless --debug
+        if _debug_requested(args):
+            traceback.print_exc()
+        console.fatal(
+            f"internal error: {type(exc).__name__}: {exc} (rerun with --debug and report it)"
+        )
+        return int(ExitCode.INTERNAL)
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""`metanode storage put | get | verify | ls | rm`: the commands scripts and cron jobs use."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from metanode_storage.cli import console, formatting
+from metanode_storage.cli.options import HomeOption, JsonOption, open_node
+from metanode_storage.engine.model import ContainerBlock
+from metanode_storage.engine.node import BlockVerification
+from metanode_storage.errors import ExitCode, InputError, InvalidSetting
+
+
+def register(app: typer.Typer) -> None:
+    for command in (put, get, verify, ls, rm, gc):
+        app.command()(command)
+
+
+def _input_size(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size if path != "-" else None
+    except OSError:
+        return None
+
+
+def put(
+    file: Annotated[str, typer.Argument(help="File to store, or - for standard input.")],
+    home: HomeOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Store a file; print its block id once every replica is durable."""
+    with open_node(home) as node, console.byte_progress("storing", _input_size(file)) as bar:
+        if file == "-":
+            block = node.store(sys.stdin.buffer, "", bar.advance)
+        else:
+            if os.path.isdir(file):
+                raise InputError(f"{file} is a directory", "store one file at a time")
+            block = node.store_file(file, bar.advance)
+    if json_output:
+        console.emit_json(block.to_dict())
+    else:
+        console.line(block.block_id)
+
+
+def get(
+    block_id: Annotated[str, typer.Argument(help="The block id that put printed.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+    home: HomeOption = None,
+) -> None:
+    """Retrieve a block, verified, to stdout or a file."""
+    with open_node(home) as node:
+        total = node.describe(block_id).size_bytes
+        with console.byte_progress("retrieving", total) as bar:
+            if output is None or str(output) == "-":
+                node.retrieve(block_id, sys.stdout.buffer, bar.advance)
+                sys.stdout.buffer.flush()
+            else:
+                node.retrieve_to_path(block_id, output, bar.advance)
+
+
+def _verification_dict(result: BlockVerification) -> dict[str, Any]:
+    return {
+        "block_id": result.block_id,
+        "ok": result.ok,
+        "replicas_checked": result.replicas_checked,
+        "faults": [
+            {"provider": f.provider, "state": f.state, "detail": f.detail} for f in result.faults
+        ],
+        "unreachable_providers": result.unreachable,
+        "error": result.error,
+    }
+
+
+def verify(
+    block_id: Annotated[str | None, typer.Argument(help="Block to check.")] = None,
+    all_blocks: Annotated[bool, typer.Option("--all", help="Check every block.")] = False,
+    home: HomeOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Check every replica: present, authentic, right content.
+
+    Exit 0 when all is well, 10 when a replica is missing or corrupt or a
+    block cannot be read, 6 when a provider could not be reached.
+    """
+    if (block_id is None) == (not all_blocks):
+        raise InvalidSetting("give a block id or --all, not both or neither")
+    with open_node(home) as node:
+        if all_blocks:
+            total = node.blockmap.stats().logical_bytes
+            with console.byte_progress("verifying", total) as bar:
+                results = list(node.verify_all(bar.advance))
+        else:
+            assert block_id is not None
+            results = [node.verify(block_id)]
+    bad = [r for r in results if not r.ok or r.faults]
+    unreachable = sorted({p for r in results for p in r.unreachable})
+    if json_output:
+        console.emit_json(
+            {
+                "blocks": [_verification_dict(r) for r in results],
+                "blocks_checked": len(results),
+                "blocks_with_problems": len(bad),
+                "unreachable_providers": unreachable,
+            }
+        )
+    else:
+        for result in bad:
+            for fault in result.faults:
+                console.line(
+                    f"{result.block_id}: replica on {fault.provider} is {fault.state} "
+                    f"({fault.detail})"
+                )
+            if result.error:
+                console.line(f"{result.block_id}: {result.error}")
+        for provider in unreachable:
+            console.line(f"provider {provider} could not be reached")
+        console.line(
+            f"{len(results)} block(s) checked, {len(bad)} with problems, "
+            f"{sum(r.replicas_checked for r in results)} replica(s) read"
+        )
+    if bad:
+        raise typer.Exit(int(ExitCode.INTEGRITY))
+    if unreachable:
+        raise typer.Exit(int(ExitCode.PROVIDER))
+
+
+def _summary(block: ContainerBlock) -> dict[str, Any]:
+    return {
+        "block_id": block.block_id,
+        "name": block.name,
+        "size_bytes": block.size_bytes,
+        "created_at": block.created_at,
+        "data_hash": block.data_hash,
+        "chunks": block.chunks,
+        "providers": [loc.provider for loc in block.distribution_map],
+    }
+
+
+def ls(home: HomeOption = None, json_output: JsonOption = False) -> None:
+    """List stored blocks."""
+    with open_node(home) as node:
+        blocks = [_summary(b) for b in node.blocks()]
+    if json_output:
+        console.emit_json(blocks)
+        return
+    console.table(
+        f"{len(blocks)} block(s)",
+        ["block id", "name", "size", "created", "providers"],
+        [
+            [
+                b["block_id"],
+                b["name"],
+                formatting.size(b["size_bytes"]),
+                formatting.timestamp(b["created_at"]),
+                ",".join(b["providers"]),
+            ]
+            for b in blocks
+        ],
+    )
+
+
+def rm(
+    block_id: Annotated[str, typer.Argument(help="Block to delete.")],
+    home: HomeOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Delete a block and every replica that no other block needs."""
+    with open_node(home) as node:
+        deleted = node.remove(block_id)
+    if json_output:
+        console.emit_json({"block_id": block_id, "blobs_deleted": deleted})
+    else:
+        console.note(f"removed {block_id} ({deleted} blob(s) deleted from providers)")
+
+
+def gc(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, delete nothing.")] = False,
+    home: HomeOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Delete blobs that no block needs (left behind by interrupted stores)."""
+    with open_node(home) as node:
+        removed = node.collect_garbage(dry_run)
+    if json_output:
+        console.emit_json({"dry_run": dry_run, "orphans": removed})
+        return
+    verb = "would delete" if dry_run else "deleted"
+    for provider, count in removed.items():
+        console.line(f"{provider}: {verb} {count} orphan blob(s)")

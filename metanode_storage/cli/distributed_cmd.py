@@ -1,0 +1,123 @@
+"""`metanode storage distributed ...`: set up a node and see its state."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from metanode_storage.cli import console, formatting
+from metanode_storage.cli.options import (
+    HomeOption,
+    JsonOption,
+    open_node,
+    parse_bool,
+    read_passphrase,
+)
+from metanode_storage.config.paths import NodeLayout, resolve_home
+from metanode_storage.config.settings import LOCAL_VENDOR, VENDORS
+from metanode_storage.engine.setup import default_local_providers, init_node
+from metanode_storage.errors import InvalidSetting
+
+app = typer.Typer(help="Set up the node and watch it.", no_args_is_help=True)
+
+
+@app.command()
+def init(
+    home: HomeOption = None,
+    providers: Annotated[
+        str,
+        typer.Option(
+            "--providers",
+            help="Comma-separated vendors. Default: three local providers (no cloud account).",
+        ),
+    ] = "",
+    replication_factor: Annotated[int, typer.Option(min=1, max=5)] = 3,
+    max_providers: Annotated[int, typer.Option(min=1, max=5)] = 5,
+    encryption: Annotated[str, typer.Option(metavar="true|false")] = "true",
+    compression: Annotated[str, typer.Option(metavar="true|false")] = "true",
+    backup_enabled: Annotated[str, typer.Option(metavar="true|false")] = "true",
+    audit_enabled: Annotated[str, typer.Option(metavar="true|false")] = "true",
+    json_output: JsonOption = False,
+) -> None:
+    """Create a node: keystore, encrypted block map and providers."""
+    vendors = [v.strip().lower() for v in providers.split(",") if v.strip()]
+    for vendor in vendors:
+        if vendor not in VENDORS:
+            raise InvalidSetting(
+                f"unknown provider {vendor!r}", f"choose from {', '.join(VENDORS)}"
+            )
+        if vendor != LOCAL_VENDOR:
+            raise InvalidSetting(
+                f"provider {vendor!r} cannot be set up by this version yet",
+                "use local providers (the default)",
+            )
+    layout = NodeLayout(resolve_home(home))
+    chosen = default_local_providers(layout, len(vendors)) if vendors else ()
+    encrypt = parse_bool(encryption)
+    settings = init_node(
+        layout.home,
+        read_passphrase(confirm=True),
+        providers=chosen,
+        replication_factor=replication_factor,
+        max_cloud_providers=max_providers,
+        encryption=encrypt,
+        compression=parse_bool(compression),
+        backup_enabled=parse_bool(backup_enabled),
+        audit_enabled=parse_bool(audit_enabled),
+    )
+    if json_output:
+        console.emit_json(
+            {
+                "home": str(layout.home),
+                "node_id": settings.node_id,
+                "providers": [p.name for p in settings.providers],
+                "replication_factor": settings.replication_factor,
+            }
+        )
+        return
+    if not encrypt:
+        console.note(
+            "warning: encryption is off: providers will see your data (still authenticated)"
+        )
+    console.key_values(
+        [
+            ("Node", settings.node_id),
+            ("Home", str(layout.home)),
+            ("Providers", ", ".join(p.name for p in settings.providers)),
+            ("Replication Factor", str(settings.replication_factor)),
+        ]
+    )
+
+
+@app.command()
+def status(home: HomeOption = None, json_output: JsonOption = False) -> None:
+    """Providers reachable, blocks, bytes and replica health, measured now."""
+    with open_node(home) as node:
+        report = node.status()
+    if json_output:
+        console.emit_json(report.to_dict())
+        return
+    console.key_values(
+        [
+            ("Distributed Storage Status", report.state),
+            ("Active Providers", f"{report.active_providers}/{len(report.providers)}"),
+            ("Total Blocks", f"{report.blocks:,}"),
+            ("Data Integrity", formatting.percent(report.data_integrity_percent)),
+            ("Average Latency", formatting.millis(report.average_latency_ms)),
+            ("Replicas Healthy", f"{report.healthy_replicas:,}/{report.replicas:,}"),
+            (
+                "Stored Data",
+                f"{formatting.size(report.logical_bytes)} "
+                f"({formatting.size(report.stored_bytes)} on providers)",
+            ),
+        ]
+    )
+    console.table(
+        "Providers",
+        ["name", "vendor", "region", "state", "latency", "problem"],
+        [
+            [p.name, p.vendor, p.region, p.state, formatting.millis(p.latency_ms), p.error]
+            for p in report.providers
+        ],
+    )

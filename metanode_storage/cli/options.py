@@ -1,0 +1,46 @@
+"""Options shared by every command, and opening the node they name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from metanode_storage.config.paths import HOME_ENV
+from metanode_storage.config.secrets import Secret, passphrase_from_environment
+from metanode_storage.engine.node import Node
+
+HomeOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--home",
+        envvar=HOME_ENV,
+        help="Node home directory [default: $XDG_DATA_HOME/metanode-storage].",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def prompt_passphrase(label: str, confirm: bool) -> str:
+    value: str = typer.prompt(label, hide_input=True, confirmation_prompt=confirm)
+    return value
+
+
+def read_passphrase(confirm: bool = False) -> Secret:
+    return passphrase_from_environment(prompt_passphrase, confirm=confirm)
+
+
+def open_node(home: Path | None) -> Node:
+    return Node.open(home, read_passphrase())
+
+
+def parse_bool(value: str) -> bool:
+    """The seed writes ``--encryption true``: accept true/false, yes/no, on/off, 1/0."""
+    lowered = value.strip().lower()
+    if lowered in ("true", "yes", "on", "1"):
+        return True
+    if lowered in ("false", "no", "off", "0"):
+        return False
+    raise typer.BadParameter(f"{value!r} is not true or false")

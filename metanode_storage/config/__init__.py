@@ -1,0 +1,1 @@
+"""Typed settings, node-home paths and secret sources."""

@@ -1,0 +1,53 @@
+"""Where a node keeps its state on local disk."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+HOME_ENV = "METANODE_HOME"
+
+
+def default_home() -> Path:
+    """The node home when neither ``--home`` nor ``METANODE_HOME`` is given (XDG data dir)."""
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "metanode-storage"
+
+
+def resolve_home(explicit: Path | str | None = None) -> Path:
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    env = os.environ.get(HOME_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    return default_home().resolve()
+
+
+@dataclass(frozen=True)
+class NodeLayout:
+    """The files of one node home. Nothing here holds a secret in clear."""
+
+    home: Path
+
+    @property
+    def config(self) -> Path:
+        return self.home / "config.toml"
+
+    @property
+    def keystore(self) -> Path:
+        return self.home / "keystore.mnk"
+
+    @property
+    def blockmap(self) -> Path:
+        return self.home / "blockmap.sqlite"
+
+    @property
+    def lock(self) -> Path:
+        return self.home / "qlock"
+
+    @property
+    def local_providers(self) -> Path:
+        """Parent of the embedded default's provider directories."""
+        return self.home / "providers"

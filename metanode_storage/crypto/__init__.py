@@ -1,0 +1,1 @@
+"""Keystore, passphrase KDF, AEAD sealing and Ed25519 signatures."""

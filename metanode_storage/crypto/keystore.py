@@ -1,0 +1,211 @@
+"""The keystore: every key of the node in one file, sealed under the passphrase.
+
+File layout (all integers big-endian)::
+
+    offset  size  field
+    0       4     magic  b"MNKS"
+    4       1     format version (1)
+    5       4     header length H
+    9       H     header, UTF-8 JSON: the Argon2id parameters and salt, and
+                  "check", an HMAC that tells a wrong passphrase from a damaged file
+    9+H     ...   AES-256-GCM(nonce || ciphertext || tag) of the key material
+                  (UTF-8 JSON); the associated data is bytes 0 .. 9+H
+
+The passphrase goes through Argon2id to 64 bytes: the first 32 seal the key
+material, the last 32 key the check value.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from hashlib import sha256
+from pathlib import Path
+
+from metanode_storage.config.secrets import Secret
+from metanode_storage.crypto import aead
+from metanode_storage.crypto.kdf import KdfParams, derive
+from metanode_storage.crypto.signing import NodeSigner
+from metanode_storage.errors import KeystoreDamaged, WrongPassphrase
+
+MAGIC = b"MNKS"
+FORMAT_VERSION = 1
+_PREFIX = 9  # magic, version, header length
+_CHECK_LABEL = b"metanode keystore passphrase check v1"
+
+
+@dataclass(frozen=True)
+class SigningKeyRecord:
+    seed: Secret
+    created_at: int
+    retired_at: int | None = None
+
+
+@dataclass(frozen=True)
+class DataKey:
+    """A key-encryption key: it wraps the per-chunk data keys."""
+
+    key_id: str
+    key: Secret
+    created_at: int
+
+
+@dataclass
+class KeyMaterial:
+    signing_keys: list[SigningKeyRecord]
+    data_keys: list[DataKey]
+    current_data_key: str
+    dedup_key: Secret  # keys chunk content addresses, so equal chunks dedup without exposing hashes
+    name_key: Secret  # keys blob names on providers
+    map_key: Secret  # seals the rows of the block map
+    _signer: NodeSigner | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def generate(cls) -> KeyMaterial:
+        now = int(time.time())
+        data_key = DataKey(os.urandom(8).hex(), Secret(aead.new_key()), now)
+        return cls(
+            signing_keys=[SigningKeyRecord(NodeSigner.generate().seed, now)],
+            data_keys=[data_key],
+            current_data_key=data_key.key_id,
+            dedup_key=Secret(aead.new_key()),
+            name_key=Secret(aead.new_key()),
+            map_key=Secret(aead.new_key()),
+        )
+
+    @property
+    def signer(self) -> NodeSigner:
+        """The current signing key: the newest one that is not retired."""
+        if self._signer is None:
+            active = [k for k in self.signing_keys if k.retired_at is None]
+            self._signer = NodeSigner(active[-1].seed)
+        return self._signer
+
+    def public_keys(self) -> dict[str, bytes]:
+        """Every signing key's public half, retired ones included, by key id."""
+        signers = (NodeSigner(k.seed) for k in self.signing_keys)
+        return {s.key_id: s.public_key for s in signers}
+
+    def data_key(self, key_id: str) -> bytes:
+        for key in self.data_keys:
+            if key.key_id == key_id:
+                return key.key.reveal()
+        raise KeystoreDamaged(
+            f"data key {key_id} is not in the keystore",
+            "the keystore is older than the data; restore the newest keystore",
+        )
+
+    def _to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "signing_keys": [
+                    {
+                        "seed": k.seed.reveal().hex(),
+                        "created_at": k.created_at,
+                        "retired_at": k.retired_at,
+                    }
+                    for k in self.signing_keys
+                ],
+                "data_keys": [
+                    {"key_id": k.key_id, "key": k.key.reveal().hex(), "created_at": k.created_at}
+                    for k in self.data_keys
+                ],
+                "current_data_key": self.current_data_key,
+                "dedup_key": self.dedup_key.reveal().hex(),
+                "name_key": self.name_key.reveal().hex(),
+                "map_key": self.map_key.reveal().hex(),
+            },
+            sort_keys=True,
+        ).encode()
+
+    @classmethod
+    def _from_json(cls, raw: bytes) -> KeyMaterial:
+        doc = json.loads(raw)
+        return cls(
+            signing_keys=[
+                SigningKeyRecord(Secret(bytes.fromhex(k["seed"])), k["created_at"], k["retired_at"])
+                for k in doc["signing_keys"]
+            ],
+            data_keys=[
+                DataKey(k["key_id"], Secret(bytes.fromhex(k["key"])), k["created_at"])
+                for k in doc["data_keys"]
+            ],
+            current_data_key=doc["current_data_key"],
+            dedup_key=Secret(bytes.fromhex(doc["dedup_key"])),
+            name_key=Secret(bytes.fromhex(doc["name_key"])),
+            map_key=Secret(bytes.fromhex(doc["map_key"])),
+        )
+
+
+def _check_value(check_key: bytes) -> str:
+    return hmac.new(check_key, _CHECK_LABEL, sha256).hexdigest()
+
+
+def seal_keystore(material: KeyMaterial, passphrase: Secret, params: KdfParams) -> bytes:
+    derived = derive(passphrase.reveal(), params)
+    header = dict(params.as_header(), check=_check_value(derived[32:]))
+    header_bytes = json.dumps(header, sort_keys=True).encode()
+    prefix = MAGIC + bytes([FORMAT_VERSION]) + len(header_bytes).to_bytes(4, "big") + header_bytes
+    return prefix + aead.seal(derived[:32], material._to_json(), prefix)
+
+
+def open_keystore_bytes(raw: bytes, passphrase: Secret, where: str = "keystore") -> KeyMaterial:
+    damaged = KeystoreDamaged(
+        f"{where} is damaged or not a keystore",
+        "restore the keystore file from a backup",
+    )
+    if len(raw) < _PREFIX or raw[:4] != MAGIC:
+        raise damaged
+    if raw[4] != FORMAT_VERSION:
+        raise KeystoreDamaged(
+            f"{where} has format version {raw[4]}, this tool reads {FORMAT_VERSION}",
+            "upgrade metanode-storage",
+        )
+    header_len = int.from_bytes(raw[5:9], "big")
+    end = _PREFIX + header_len
+    if len(raw) < end + aead.OVERHEAD:
+        raise damaged
+    try:
+        header = json.loads(raw[_PREFIX:end])
+        params = KdfParams.from_header(header)
+        check = str(header["check"])
+    except (ValueError, KeyError, TypeError):
+        raise damaged from None
+    derived = derive(passphrase.reveal(), params)
+    if not hmac.compare_digest(_check_value(derived[32:]), check):
+        raise WrongPassphrase(
+            "wrong passphrase for the keystore",
+            "check METANODE_PASSPHRASE; the passphrase cannot be recovered",
+        )
+    try:
+        return KeyMaterial._from_json(aead.open_sealed(derived[:32], raw[end:], raw[:end]))
+    except (aead.OpenFailed, ValueError, KeyError, TypeError):
+        raise damaged from None
+
+
+def write_keystore(
+    path: Path, material: KeyMaterial, passphrase: Secret, params: KdfParams
+) -> None:
+    """Write atomically with owner-only permissions."""
+    data = seal_keystore(material, passphrase, params)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_keystore(path: Path, passphrase: Secret) -> KeyMaterial:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise KeystoreDamaged(
+            f"the keystore {path} is missing",
+            "restore it from a backup; without it the data cannot be read",
+        ) from None
+    return open_keystore_bytes(raw, passphrase, where=f"keystore {path}")

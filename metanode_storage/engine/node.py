@@ -1,0 +1,478 @@
+"""A node: the use cases a CLI, a service or a script calls.
+
+``Node`` never prints. Long operations report progress through a callback
+that receives the number of bytes just processed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import os
+import random
+import tempfile
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from hashlib import sha256
+from pathlib import Path
+from typing import BinaryIO
+
+from metanode_storage.blockmap.records import BlockRecord, ChunkRecord
+from metanode_storage.blockmap.store import BlockMap
+from metanode_storage.config.paths import NodeLayout, resolve_home
+from metanode_storage.config.secrets import Secret
+from metanode_storage.config.settings import NodeSettings, load_settings
+from metanode_storage.crypto.aead import keyed_hash
+from metanode_storage.crypto.keystore import KeyMaterial, read_keystore
+from metanode_storage.crypto.signing import verify_signature
+from metanode_storage.engine.chunker import Chunker
+from metanode_storage.engine.model import ContainerBlock, StorageLocation
+from metanode_storage.engine.proof import (
+    CryptographicProof,
+    block_message,
+    make_proof,
+    manifest_hash,
+)
+from metanode_storage.engine.qlock import NodeLock
+from metanode_storage.engine.reader import GOOD, ChunkReader, ReplicaCheck
+from metanode_storage.engine.status import NodeStatus, measure_status
+from metanode_storage.engine.writer import ChunkWriter
+from metanode_storage.errors import InputError, IntegrityError, SignatureInvalid
+from metanode_storage.providers.base import BlobStore
+from metanode_storage.providers.catalogue import open_provider
+
+Progress = Callable[[int], None]
+_CHUNKS_IN_FLIGHT = 4  # bounds memory: at most this many chunks are being sealed or fetched
+_IO_THREADS = 16
+_rng = random.SystemRandom()
+
+
+def _no_progress(_: int) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class BlockVerification:
+    block_id: str
+    ok: bool  # every chunk has at least one good replica and the signatures hold
+    replicas_checked: int
+    faults: list[ReplicaCheck] = field(default_factory=list)  # missing or corrupt replicas
+    unreachable: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+class Node:
+    def __init__(
+        self, layout: NodeLayout, settings: NodeSettings, keys: KeyMaterial, blockmap: BlockMap
+    ) -> None:
+        self.layout = layout
+        self.settings = settings
+        self.keys = keys
+        self.blockmap = blockmap
+        self.providers: dict[str, BlobStore] = {
+            p.name: open_provider(p) for p in settings.providers
+        }
+        self._lock = NodeLock(layout.lock)
+        self._io = ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="metanode-io")
+        self._workers = ThreadPoolExecutor(_CHUNKS_IN_FLIGHT, thread_name_prefix="metanode-chunk")
+        data_keys = {k.key_id: k.key.reveal() for k in keys.data_keys}
+        self._reader = ChunkReader(self.providers, keys.dedup_key.reveal(), data_keys)
+        self._trusted_keys = keys.public_keys()
+
+    @classmethod
+    def open(cls, home: Path | str | None, passphrase: Secret) -> Node:
+        layout = NodeLayout(resolve_home(home))
+        settings = load_settings(layout.config)
+        keys = read_keystore(layout.keystore, passphrase)
+        return cls(layout, settings, keys, BlockMap(layout.blockmap, keys.map_key.reveal()))
+
+    def close(self) -> None:
+        self._workers.shutdown(wait=True)
+        self._io.shutdown(wait=True)
+        self.blockmap.close()
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- store -------------------------------------------------------------------
+
+    def store(
+        self, stream: BinaryIO, name: str = "", progress: Progress = _no_progress
+    ) -> ContainerBlock:
+        """Store everything ``stream`` yields as one block; return the block once it is durable.
+
+        The map row is committed only after every new chunk has all its
+        replicas written, so an interruption at any point leaves no partial
+        block visible (at worst orphan blobs, which `gc` removes).
+        """
+        with self._lock.shared("store"):
+            return self._store_locked(stream, name, progress)
+
+    def store_bytes(self, data: bytes, name: str = "") -> ContainerBlock:
+        return self.store(io.BytesIO(data), name)
+
+    def store_file(self, path: Path | str, progress: Progress = _no_progress) -> ContainerBlock:
+        try:
+            with open(path, "rb") as fh:
+                return self.store(fh, Path(path).name, progress)
+        except IsADirectoryError:
+            raise InputError(f"{path} is a directory", "store one file at a time") from None
+        except OSError as exc:
+            # Only open() gets here: reads inside store() raise InputError themselves.
+            raise InputError(
+                f"cannot read {path}: {exc.strerror}", "check the path and its permissions"
+            ) from None
+
+    def _store_locked(self, stream: BinaryIO, name: str, progress: Progress) -> ContainerBlock:
+        keys = self.keys
+        writer = ChunkWriter(
+            self.providers,
+            self._io,
+            replication_factor=self.settings.replication_factor,
+            allow_under_replication=self.settings.allow_under_replication,
+            data_key_id=keys.current_data_key,
+            data_key=keys.data_key(keys.current_data_key),
+            compress=self.settings.compression,
+            encrypt=self.settings.encryption,
+        )
+        names = list(self.providers)
+        candidates = _rng.sample(names, min(self.settings.max_cloud_providers, len(names)))
+        dedup_key = keys.dedup_key.reveal()
+        whole = sha256()
+        size = 0
+        chunk_ids: list[bytes] = []
+        pending: dict[bytes, Future[ChunkRecord]] = {}
+        in_flight: deque[Future[ChunkRecord]] = deque()
+        try:
+            for data in self._read_chunks(stream):
+                whole.update(data)
+                size += len(data)
+                chunk_id = keyed_hash(dedup_key, data)
+                chunk_ids.append(chunk_id)
+                if chunk_id not in pending and not self.blockmap.has_chunk(chunk_id):
+                    future = self._workers.submit(writer.write, chunk_id, data, candidates)
+                    pending[chunk_id] = future
+                    in_flight.append(future)
+                    while len(in_flight) >= _CHUNKS_IN_FLIGHT:
+                        in_flight.popleft().result()
+                progress(len(data))
+            new_chunks = [f.result() for f in pending.values()]
+        except BaseException:
+            for future in pending.values():
+                future.cancel()
+            for future in pending.values():
+                if not future.cancelled() and future.exception() is None:
+                    writer.discard(future.result().replicas)
+            raise
+        block = self._sign_block(str(uuid.uuid4()), whole.hexdigest(), size, chunk_ids, name)
+        try:
+            spare = self.blockmap.commit_block(block, new_chunks)
+        except BaseException:
+            for record in new_chunks:
+                writer.discard(record.replicas)
+            raise
+        for record in spare:
+            writer.discard(record.replicas)
+        return self._view(block)
+
+    @staticmethod
+    def _read_chunks_from(chunker: Chunker, stream: BinaryIO) -> Iterator[bytes]:
+        try:
+            yield from chunker.chunks(stream)
+        except OSError as exc:
+            raise InputError(f"cannot read the input: {exc.strerror or exc}") from None
+
+    def _read_chunks(self, stream: BinaryIO) -> Iterator[bytes]:
+        chunker = Chunker(self.keys.dedup_key.reveal())
+        return self._read_chunks_from(chunker, stream)
+
+    def _sign_block(
+        self, block_id: str, data_hash: str, size: int, chunk_ids: list[bytes], name: str
+    ) -> BlockRecord:
+        signer = self.keys.signer
+        created_at = int(time.time())
+        manifest = manifest_hash(chunk_ids)
+        proof = make_proof(signer, block_id, data_hash, size, created_at, manifest)
+        message = block_message(
+            block_id, data_hash, proof.proof_hash, size, created_at, manifest.hex()
+        )
+        return BlockRecord(
+            block_id=block_id,
+            data_hash=data_hash,
+            size=size,
+            created_at=created_at,
+            chunk_ids=tuple(chunk_ids),
+            proof=proof.to_dict(),
+            vm_signature=signer.sign(message).hex(),
+            name=name,
+            encrypted=self.settings.encryption,
+        )
+
+    # -- retrieve ----------------------------------------------------------------
+
+    def _check_block(self, block: BlockRecord) -> CryptographicProof:
+        """The block's proof and VM signature must hold under one of this node's keys."""
+        proof = CryptographicProof.from_dict(block.proof)
+        manifest = manifest_hash(block.chunk_ids).hex()
+        consistent = (
+            proof.block_id == block.block_id
+            and proof.data_hash == block.data_hash
+            and proof.size == block.size
+            and proof.manifest_hash == manifest
+        )
+        if not (consistent and proof.verify(self._trusted_keys)):
+            raise SignatureInvalid(
+                f"the proof of block {block.block_id} does not verify",
+                "the block map was altered; restore a map backup",
+            )
+        message = block_message(
+            block.block_id,
+            block.data_hash,
+            proof.proof_hash,
+            block.size,
+            block.created_at,
+            manifest,
+        )
+        public = self._trusted_keys[proof.key_id]
+        if not verify_signature(public, message, bytes.fromhex(block.vm_signature)):
+            raise SignatureInvalid(
+                f"the VM signature of block {block.block_id} does not verify",
+                "the block map was altered; restore a map backup",
+            )
+        return proof
+
+    def retrieve(
+        self, block_id: str, sink: BinaryIO, progress: Progress = _no_progress
+    ) -> ContainerBlock:
+        """Write the block's bytes to ``sink``.
+
+        Each chunk reaches ``sink`` only after its AEAD tag and keyed content
+        address check out against the signed manifest; the whole-object
+        SHA-256 is checked at the end. Corrupt or missing replicas met on the
+        way are recorded for status and repair; the read still succeeds while
+        one good copy of every chunk exists.
+        """
+        with self._lock.shared("retrieve"):
+            block = self.blockmap.get_block(block_id)
+            self._check_block(block)
+            whole = sha256()
+            for chunk_id, data, checks in self._fetch_in_order(block):
+                self._record_checks(chunk_id, checks)
+                whole.update(data)
+                try:
+                    sink.write(data)
+                except OSError as exc:
+                    raise InputError(f"cannot write the output: {exc.strerror or exc}") from None
+                progress(len(data))
+            if not hmac.compare_digest(whole.hexdigest(), block.data_hash):
+                raise IntegrityError(
+                    f"block {block_id}: the SHA-256 of the retrieved data does not match",
+                    "run `metanode storage verify` on it",
+                )
+            return self._view(block)
+
+    def retrieve_bytes(self, block_id: str) -> bytes:
+        buffer = io.BytesIO()
+        self.retrieve(block_id, buffer)
+        return buffer.getvalue()
+
+    def retrieve_to_path(
+        self, block_id: str, path: Path | str, progress: Progress = _no_progress
+    ) -> ContainerBlock:
+        """Retrieve into ``path`` through a temp file, so a failed read leaves no partial file."""
+        target = Path(path)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+        except OSError as exc:
+            raise InputError(f"cannot write to {target.parent}: {exc.strerror}") from None
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                view = self.retrieve(block_id, fh, progress)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise InputError(f"cannot write {target}: {exc.strerror}") from None
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return view
+
+    def _fetch_in_order(
+        self, block: BlockRecord
+    ) -> Iterator[tuple[bytes, bytes, list[ReplicaCheck]]]:
+        """(chunk id, plaintext, replica checks) in order, fetched a few chunks ahead."""
+        ahead: deque[tuple[bytes, Future[tuple[bytes, list[ReplicaCheck]]]]] = deque()
+        try:
+            for chunk_id in block.chunk_ids:
+                record = self.blockmap.get_chunk(chunk_id)
+                if record is None:
+                    raise IntegrityError(
+                        f"block {block.block_id} names chunk {chunk_id.hex()[:12]}, "
+                        "which the map does not hold",
+                        "restore a map backup",
+                    )
+                ahead.append((chunk_id, self._workers.submit(self._reader.read, record)))
+                if len(ahead) >= _CHUNKS_IN_FLIGHT:
+                    done_id, future = ahead.popleft()
+                    yield (done_id, *future.result())
+            while ahead:
+                done_id, future = ahead.popleft()
+                yield (done_id, *future.result())
+        finally:
+            for _, pending in ahead:
+                pending.cancel()
+
+    def _record_checks(self, chunk_id: bytes, checks: list[ReplicaCheck]) -> None:
+        for check in checks:
+            if check.is_fault:
+                self.blockmap.record_fault(chunk_id, check.provider, check.state)
+
+    # -- verify --------------------------------------------------------------------
+
+    def verify(self, block_id: str, progress: Progress = _no_progress) -> BlockVerification:
+        """Check every replica of every chunk of the block, not just one per chunk."""
+        with self._lock.shared("verify"):
+            return self._verify_locked(self.blockmap.get_block(block_id), progress)
+
+    def verify_all(self, progress: Progress = _no_progress) -> Iterator[BlockVerification]:
+        with self._lock.shared("verify"):
+            for block in self.blockmap.blocks():
+                yield self._verify_locked(block, progress)
+
+    def _verify_locked(self, block: BlockRecord, progress: Progress) -> BlockVerification:
+        try:
+            self._check_block(block)
+        except SignatureInvalid as exc:
+            return BlockVerification(block.block_id, False, 0, error=exc.message)
+        faults: list[ReplicaCheck] = []
+        unreachable: set[str] = set()
+        checked = 0
+        unreadable = 0
+        for chunk_id in block.chunk_ids:
+            record = self.blockmap.get_chunk(chunk_id)
+            if record is None:
+                return BlockVerification(
+                    block.block_id,
+                    False,
+                    checked,
+                    faults,
+                    sorted(unreachable),
+                    f"chunk {chunk_id.hex()[:12]} is not in the map",
+                )
+            futures = [
+                self._io.submit(self._reader.check_replica, record, replica)
+                for replica in record.replicas
+            ]
+            results = [f.result()[0] for f in futures]
+            checked += len(results)
+            for check in results:
+                if check.is_fault:
+                    faults.append(check)
+                    self.blockmap.record_fault(chunk_id, check.provider, check.state)
+                elif check.state == GOOD:
+                    self.blockmap.clear_fault(chunk_id, check.provider)
+                else:
+                    unreachable.add(check.provider)
+            if not any(c.state == GOOD for c in results):
+                unreadable += 1
+            progress(record.plain_size)
+        error = f"{unreadable} chunk(s) have no good replica" if unreadable else ""
+        return BlockVerification(
+            block.block_id, not unreadable, checked, faults, sorted(unreachable), error
+        )
+
+    # -- remove, list, status ---------------------------------------------------
+
+    def remove(self, block_id: str) -> int:
+        """Delete a block and every replica no other block needs; return blobs deleted."""
+        with self._lock.exclusive("remove a block"):
+            released = self.blockmap.delete_block(block_id)
+            deleted = 0
+            for record in released:
+                for replica in record.replicas:
+                    store = self.providers.get(replica.provider)
+                    if store is None:
+                        continue
+                    try:
+                        store.delete(replica.key)
+                        deleted += 1
+                    except Exception:
+                        pass  # the map no longer names it: an orphan for `gc`
+            return deleted
+
+    def collect_garbage(self, dry_run: bool = False) -> dict[str, int]:
+        """Delete blobs that no map row names (left by interrupted stores); count per provider.
+
+        Holds the lock exclusively, so no store is between writing its blobs
+        and committing its row while the providers are listed.
+        """
+        with self._lock.exclusive("collect garbage"):
+            wanted: dict[str, set[str]] = {name: set() for name in self.providers}
+            for record in self.blockmap.chunks():
+                for replica in record.replicas:
+                    wanted.setdefault(replica.provider, set()).add(replica.key)
+            removed: dict[str, int] = {}
+            for name, store in self.providers.items():
+                orphans = [key for key in store.list_keys() if key not in wanted[name]]
+                if not dry_run:
+                    for key in orphans:
+                        store.delete(key)
+                    store.remove_partial_writes()
+                removed[name] = len(orphans)
+            return removed
+
+    def blocks(self) -> Iterator[ContainerBlock]:
+        for block in self.blockmap.blocks():
+            yield self._view(block)
+
+    def describe(self, block_id: str) -> ContainerBlock:
+        return self._view(self.blockmap.get_block(block_id))
+
+    def status(self) -> NodeStatus:
+        return measure_status(self.settings, self.providers, self.blockmap.stats())
+
+    def _view(self, block: BlockRecord) -> ContainerBlock:
+        by_provider: dict[str, list[tuple[str, int]]] = {}
+        for chunk_id in dict.fromkeys(block.chunk_ids):
+            record = self.blockmap.get_chunk(chunk_id)
+            for replica in record.replicas if record else ():
+                by_provider.setdefault(replica.provider, []).append((replica.key, replica.size))
+        vendors = {p.name: p for p in self.settings.providers}
+        locations = []
+        for provider, replicas in sorted(by_provider.items()):
+            digest = sha256()
+            for key, size in sorted(replicas):
+                digest.update(f"{key}:{size}\n".encode())
+            settings = vendors.get(provider)
+            locations.append(
+                StorageLocation(
+                    location_id=sha256(f"{block.block_id}\0{provider}".encode()).hexdigest()[:16],
+                    cloud_provider=settings.vendor if settings else "unknown",
+                    provider=provider,
+                    region=settings.region if settings else "",
+                    chunk_replicas=len(replicas),
+                    stored_bytes=sum(size for _, size in replicas),
+                    verification_hash=digest.hexdigest(),
+                )
+            )
+        proof = CryptographicProof.from_dict(block.proof)
+        return ContainerBlock(
+            block_id=block.block_id,
+            data_hash=block.data_hash,
+            proof_hash=proof.proof_hash,
+            size_bytes=block.size,
+            created_at=block.created_at,
+            distribution_map=locations,
+            vm_signature=block.vm_signature,
+            proof=block.proof,
+            chunks=len(block.chunk_ids),
+            name=block.name,
+        )

@@ -1,0 +1,95 @@
+"""Creating a node home: keystore, block map, provider directories, config."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from metanode_storage.blockmap.store import BlockMap
+from metanode_storage.config.paths import NodeLayout
+from metanode_storage.config.secrets import Secret
+from metanode_storage.config.settings import (
+    LOCAL_VENDOR,
+    NodeSettings,
+    ProviderSettings,
+    save_settings,
+)
+from metanode_storage.crypto.kdf import KdfParams
+from metanode_storage.crypto.keystore import KeyMaterial, write_keystore
+from metanode_storage.errors import AlreadyInitialised, ConfigError, InvalidSetting
+
+DEFAULT_LOCAL_PROVIDERS = 3
+
+
+def default_local_providers(layout: NodeLayout, count: int) -> tuple[ProviderSettings, ...]:
+    """The embedded default: ``count`` local providers in separate directories."""
+    return tuple(
+        ProviderSettings(
+            name=f"local-{i}",
+            vendor=LOCAL_VENDOR,
+            path=str(layout.local_providers / f"local-{i}"),
+            region="local",
+        )
+        for i in range(1, count + 1)
+    )
+
+
+def init_node(
+    home: Path,
+    passphrase: Secret,
+    *,
+    providers: Sequence[ProviderSettings] = (),
+    replication_factor: int = 3,
+    max_cloud_providers: int = 5,
+    encryption: bool = True,
+    compression: bool = True,
+    backup_enabled: bool = True,
+    audit_enabled: bool = True,
+    kdf: KdfParams | None = None,
+) -> NodeSettings:
+    """Create a node. With no providers, sets up the embedded local default.
+
+    The config is written last: a node home counts as initialised only once
+    every other file is in place, so an interrupted init can simply be rerun.
+    """
+    layout = NodeLayout(home)
+    if layout.config.exists():
+        raise AlreadyInitialised(
+            f"a node already exists at {home}", "use it, or choose another --home"
+        )
+    chosen = tuple(providers) or default_local_providers(
+        layout, max(DEFAULT_LOCAL_PROVIDERS, replication_factor)
+    )
+    settings = NodeSettings(
+        node_id=str(uuid.uuid4()),
+        replication_factor=replication_factor,
+        max_cloud_providers=max_cloud_providers,
+        encryption=encryption,
+        compression=compression,
+        backup_enabled=backup_enabled,
+        audit_enabled=audit_enabled,
+        providers=chosen,
+    )
+    settings.validate()
+    if len(passphrase.reveal()) < 8:
+        raise InvalidSetting("the passphrase is shorter than 8 characters", "choose a longer one")
+    try:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for provider in chosen:
+            if provider.vendor == LOCAL_VENDOR:
+                Path(provider.path).mkdir(parents=True, exist_ok=True, mode=0o700)
+        material = KeyMaterial.generate()
+        write_keystore(layout.keystore, material, passphrase, kdf or KdfParams.fresh())
+        if layout.blockmap.exists():
+            layout.blockmap.unlink()  # left by an interrupted init; it cannot hold data
+        BlockMap(layout.blockmap, material.map_key.reveal()).close()
+        save_settings(layout.config, settings)
+        os.chmod(layout.config, 0o600)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the node at {home}: {exc.strerror}",
+            "check the path and its permissions",
+        ) from None
+    return settings

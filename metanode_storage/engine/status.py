@@ -1,0 +1,101 @@
+"""The node's status, measured now: provider reachability and latency, map totals."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from metanode_storage.blockmap.store import MapStats
+from metanode_storage.config.settings import NodeSettings
+from metanode_storage.errors import ProviderError
+from metanode_storage.providers.base import BlobStore
+
+ACTIVE = "Active"
+DEGRADED = "Degraded"
+OFFLINE = "Offline"
+
+
+@dataclass(frozen=True)
+class ProviderStatus:
+    name: str
+    vendor: str
+    region: str
+    state: str  # Active or Offline, from a reachability check made just now
+    latency_ms: float  # how long that check took
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    state: str  # Active: all providers answer; Degraded: some do not; Offline: none do
+    node_id: str
+    replication_factor: int
+    providers: list[ProviderStatus]
+    blocks: int
+    logical_bytes: int
+    stored_bytes: int
+    chunks: int
+    replicas: int
+    faulty_replicas: int
+
+    @property
+    def active_providers(self) -> int:
+        return sum(p.state == ACTIVE for p in self.providers)
+
+    @property
+    def healthy_replicas(self) -> int:
+        return self.replicas - self.faulty_replicas
+
+    @property
+    def data_integrity_percent(self) -> float | None:
+        """Share of replicas not known to be missing or corrupt; None with nothing stored."""
+        return 100.0 * self.healthy_replicas / self.replicas if self.replicas else None
+
+    @property
+    def average_latency_ms(self) -> float | None:
+        active = [p.latency_ms for p in self.providers if p.state == ACTIVE]
+        return sum(active) / len(active) if active else None
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc.update(
+            active_providers=self.active_providers,
+            healthy_replicas=self.healthy_replicas,
+            data_integrity_percent=self.data_integrity_percent,
+            average_latency_ms=self.average_latency_ms,
+        )
+        return doc
+
+
+def _probe(store: BlobStore) -> tuple[str, float, str]:
+    started = time.perf_counter()
+    try:
+        store.check_reachable()
+    except ProviderError as exc:
+        return OFFLINE, (time.perf_counter() - started) * 1000, exc.message
+    return ACTIVE, (time.perf_counter() - started) * 1000, ""
+
+
+def measure_status(
+    settings: NodeSettings, providers: Mapping[str, BlobStore], stats: MapStats
+) -> NodeStatus:
+    with ThreadPoolExecutor(max(1, len(providers))) as pool:
+        probes = dict(zip(providers, pool.map(_probe, providers.values()), strict=True))
+    rows = [ProviderStatus(p.name, p.vendor, p.region, *probes[p.name]) for p in settings.providers]
+    active = sum(r.state == ACTIVE for r in rows)
+    state = ACTIVE if active == len(rows) else (OFFLINE if active == 0 else DEGRADED)
+    return NodeStatus(
+        state=state,
+        node_id=settings.node_id,
+        replication_factor=settings.replication_factor,
+        providers=rows,
+        blocks=stats.blocks,
+        logical_bytes=stats.logical_bytes,
+        stored_bytes=stats.stored_bytes,
+        chunks=stats.chunks,
+        replicas=stats.replicas,
+        faulty_replicas=stats.faulty_replicas,
+    )

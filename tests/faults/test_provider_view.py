@@ -1,0 +1,46 @@
+"""What a provider can see: opaque names, sealed bodies, nothing that links or names."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from metanode_storage import Node
+from tests.conftest import provider_dirs
+
+MARKER = b"TOP-SECRET-QUARTERLY-NUMBERS "
+
+
+def test_providers_hold_only_opaque_sealed_blobs(node: Node, home: Path, tmp_path: Path) -> None:
+    source = tmp_path / "board-minutes-2026.txt"
+    source.write_bytes(MARKER * 200_000)  # compressible, several chunks after compression
+    block = node.store_file(source)
+    small = node.store_bytes(MARKER, name="note.txt")
+    seen_names: set[str] = set()
+    seen_bodies: set[bytes] = set()
+    identifiers = [
+        block.block_id,
+        small.block_id,
+        block.data_hash,
+        small.data_hash,
+        "board-minutes",
+        "note.txt",
+        node.settings.node_id,
+    ]
+    for provider in provider_dirs(home):
+        for path in provider.rglob("*"):
+            if path.is_dir():
+                assert re.fullmatch(r"[0-9a-f]{2}", path.name), path
+                continue
+            name = path.name
+            assert re.fullmatch(r"[0-9a-f]{32}", name), name
+            assert name[:2] == path.parent.name
+            body = path.read_bytes()
+            assert MARKER not in body and MARKER[:8] not in body
+            for identifier in identifiers:
+                assert identifier.encode() not in body and identifier not in name
+            assert name not in seen_names  # no name shared across providers
+            assert body[1:] not in seen_bodies  # replicas share no ciphertext
+            seen_names.add(name)
+            seen_bodies.add(body[1:])
+    assert len(seen_names) == 3 * (block.chunks + small.chunks)
