@@ -49,7 +49,7 @@ def main() -> None:
         blockmap = BlockMap(path, os.urandom(32))
         print("map size   commits/s  lookup+open us  file MiB")
         n = 0
-        while n < args.blocks:
+        while True:
             started = time.perf_counter()
             for _ in range(args.sample):
                 block, chunk = _records(n)
@@ -65,10 +65,11 @@ def main() -> None:
             print(f"{n:>9,}  {rate:>9,.0f}  {lookup_us:>14.1f}  {size:>8.1f}")
             # Fill the rest of the step quickly: only the timed sample above needs
             # durable commits, so the filler turns fsync off on the map's connection.
+            if n >= args.blocks:
+                break
             fill = min(args.step - args.sample, args.blocks - n)
-            if fill > 0:
-                _bulk_fill(blockmap, n, fill)
-                n += fill
+            _bulk_fill(blockmap, n, fill)
+            n += fill
         blockmap.close()
 
 

@@ -1,0 +1,70 @@
+"""A hypothesis state machine: the node behaves like a dict of block id -> bytes.
+
+Stores of repeated content, removals and reads interleave, which exercises
+dedup reference counting: removing one block must never take away a chunk
+another block still needs, and removing all must leave no blob behind.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
+
+from metanode_storage import Node, Secret, init_node
+from tests.conftest import PASSPHRASE, blob_files, cheap_kdf
+
+# A few fixed payloads of two or so chunks each: stores of the same payload with different
+# tails share their leading chunks, so dedup happens often.
+_PAYLOADS = [random.Random(i).randbytes(2560 * 1024) for i in range(3)]
+
+
+class NodeMachine(RuleBasedStateMachine):
+    blocks = Bundle("blocks")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = Path(tempfile.mkdtemp())
+        init_node(self.tmp / "node", Secret(PASSPHRASE.encode()), kdf=cheap_kdf())
+        self.node = Node.open(self.tmp / "node", Secret(PASSPHRASE.encode()))
+        self.model: dict[str, bytes] = {}
+
+    @rule(target=blocks, index=st.integers(0, len(_PAYLOADS) - 1), suffix=st.binary(max_size=64))
+    def store(self, index: int, suffix: bytes) -> str:
+        data = _PAYLOADS[index] + suffix
+        block_id = self.node.store_bytes(data).block_id
+        self.model[block_id] = data
+        return block_id
+
+    @rule(block_id=blocks)
+    def retrieve(self, block_id: str) -> None:
+        if block_id in self.model:
+            assert self.node.retrieve_bytes(block_id) == self.model[block_id]
+
+    @rule(block_id=blocks)
+    def remove(self, block_id: str) -> None:
+        if block_id in self.model:
+            self.node.remove(block_id)
+            del self.model[block_id]
+
+    @invariant()
+    def totals_match_the_model(self) -> None:
+        stats = self.node.status()
+        assert stats.blocks == len(self.model)
+        assert stats.logical_bytes == sum(len(v) for v in self.model.values())
+        assert len(blob_files(self.tmp / "node")) == stats.replicas
+        if not self.model:
+            assert stats.replicas == 0
+
+    def teardown(self) -> None:
+        self.node.close()
+        shutil.rmtree(self.tmp)
+
+
+NodeMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=15, deadline=None)
+test_node_behaves_like_a_dict = NodeMachine.TestCase
