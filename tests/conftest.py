@@ -12,7 +12,18 @@ import pytest
 
 from metanode_storage import Node, Secret, init_node
 from metanode_storage.cli.app import main
+from metanode_storage.config.settings import ProviderSettings
 from metanode_storage.crypto.kdf import KdfParams
+from tests.servers import (
+    AZURITE_ACCOUNT,
+    S3_ACCESS_KEY,
+    S3_SECRET_KEY,
+    ServerProcess,
+    azurite_connection_string,
+    azurite_server,
+    moto_server,
+)
+from tests.servers import gcs_server as gcs_server_process
 
 PASSPHRASE = "correct horse battery staple"
 
@@ -84,3 +95,64 @@ def run_cli(*args: str, stdin: bytes = b"") -> CliResult:
     finally:
         sys.stdin, sys.stdout, sys.stderr = saved
     return CliResult(code, captured, err.getvalue())
+
+
+# -- cloud protocol servers (session-wide; tests that kill one restart it) ----------
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    yield from _serve(moto_server(tmp_path_factory.mktemp("moto")))
+
+
+@pytest.fixture(scope="session")
+def azure_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    yield from _serve(azurite_server(tmp_path_factory.mktemp("azurite")))
+
+
+@pytest.fixture(scope="session")
+def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    yield from _serve(gcs_server_process(tmp_path_factory.mktemp("gcs")))
+
+
+def _serve(server: ServerProcess) -> Iterator[ServerProcess]:
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def cloud_provider(
+    family: str, endpoint: str, name: str, bucket: str
+) -> tuple[ProviderSettings, dict[str, Secret]]:
+    """Settings (and keystore credentials) for a provider on one of the test servers."""
+    if family == "s3":
+        return ProviderSettings(
+            name, "aws", bucket=bucket, endpoint=endpoint, credentials="keystore", timeout=3.0
+        ), {
+            "access_key_id": Secret(S3_ACCESS_KEY.encode()),
+            "secret_access_key": Secret(S3_SECRET_KEY.encode()),
+        }
+    if family == "azure":
+        return ProviderSettings(
+            name,
+            "azure",
+            bucket=bucket,
+            account=AZURITE_ACCOUNT,
+            credentials="keystore",
+            timeout=3.0,
+        ), {
+            "connection_string": Secret(azurite_connection_string(endpoint).encode()),
+        }
+    if family == "gcs":
+        return ProviderSettings(
+            name,
+            "gcp",
+            bucket=bucket,
+            endpoint=endpoint,
+            account="metanode-test",
+            credentials="anonymous",
+            timeout=3.0,
+        ), {}
+    raise ValueError(family)

@@ -30,11 +30,17 @@ class ChunkRecord:
     data_key_id: str  # which keystore key wraps ``wrapped_key``
     wrapped_key: bytes  # this chunk's own AES-256 key, sealed under that data key
     replicas: tuple[Replica, ...]
+    wanted: int = 0  # the replication factor it was written for; fewer replicas = short
+
+    @property
+    def is_short(self) -> bool:
+        return len(self.replicas) < self.wanted
 
     def to_bytes(self) -> bytes:
         return json.dumps(
             {
                 "v": RECORD_VERSION,
+                "wanted": self.wanted,
                 "chunk_id": self.chunk_id.hex(),
                 "plain_size": self.plain_size,
                 "data_key_id": self.data_key_id,
@@ -53,6 +59,7 @@ class ChunkRecord:
             data_key_id=doc["data_key_id"],
             wrapped_key=bytes.fromhex(doc["wrapped_key"]),
             replicas=tuple(Replica(p, k, s) for p, k, s in doc["replicas"]),
+            wanted=doc.get("wanted", 0),
         )
 
     @property

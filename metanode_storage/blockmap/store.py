@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE TABLE IF NOT EXISTS faults (fault_id BLOB PRIMARY KEY, sealed BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS totals (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
-_TOTALS = ("blocks", "logical_bytes", "chunks", "replicas", "stored_bytes")
+_TOTALS = ("blocks", "logical_bytes", "chunks", "replicas", "stored_bytes", "short_chunks")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class MapStats:
     chunks: int
     replicas: int
     stored_bytes: int
+    short_chunks: int  # chunks stored with fewer replicas than their replication factor
     faulty_replicas: int
 
 
@@ -206,7 +207,7 @@ class BlockMap:
         spare: list[ChunkRecord] = []
         try:
             with self._write() as db:
-                added_chunks = added_replicas = added_stored = 0
+                added_chunks = added_replicas = added_stored = added_short = 0
                 for chunk_id in dict.fromkeys(block.chunk_ids):
                     updated = db.execute(
                         "UPDATE chunks SET refcount = refcount + 1 WHERE chunk_id=?", (chunk_id,)
@@ -229,6 +230,7 @@ class BlockMap:
                     added_chunks += 1
                     added_replicas += len(record.replicas)
                     added_stored += record.stored_size
+                    added_short += record.is_short
                 spare.extend(offered.values())
                 db.execute(
                     "INSERT INTO blocks VALUES (?, ?)",
@@ -244,6 +246,7 @@ class BlockMap:
                     chunks=added_chunks,
                     replicas=added_replicas,
                     stored_bytes=added_stored,
+                    short_chunks=added_short,
                 )
         except sqlite3.DatabaseError as exc:
             raise self._damaged(exc) from exc
@@ -283,6 +286,7 @@ class BlockMap:
                     chunks=-len(released),
                     replicas=-sum(len(c.replicas) for c in released),
                     stored_bytes=-sum(c.stored_size for c in released),
+                    short_chunks=-sum(c.is_short for c in released),
                 )
         except sqlite3.DatabaseError as exc:
             raise self._damaged(exc) from exc

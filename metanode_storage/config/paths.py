@@ -44,6 +44,11 @@ class NodeLayout:
         return self.home / "blockmap.sqlite"
 
     @property
+    def health(self) -> Path:
+        """Provider health learned by earlier runs (not secret, safe to lose)."""
+        return self.home / "health.json"
+
+    @property
     def lock(self) -> Path:
         return self.home / "qlock"
 

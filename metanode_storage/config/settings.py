@@ -1,14 +1,15 @@
 """The node's settings, kept in ``config.toml``.
 
-The file holds no secret: keys live in the keystore and cloud credentials in
-each SDK's own sources. It is written with tomli-w and read with tomllib.
+The file holds no secret: keys live in the keystore, and cloud credentials in
+each SDK's own sources or, sealed, in the keystore. It is written with tomli-w
+and read with tomllib.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,8 @@ from metanode_storage.errors import ConfigDamaged, InvalidSetting, NotInitialise
 CONFIG_FORMAT_VERSION = 1
 MAX_REPLICATION_FACTOR = 5
 LOCAL_VENDOR = "local"
-# The catalogue of the seed. Only "local" is reachable until the cloud
-# adapters land; the names are fixed here so that configs stay stable.
+CREDENTIAL_SOURCES = ("sdk", "keystore", "anonymous")
+# The catalogue of the seed; providers/catalogue.py says how each is reached.
 VENDORS = (
     "aws",
     "gcp",
@@ -43,6 +44,20 @@ class ProviderSettings:
     vendor: str
     path: str = ""  # local providers: the directory that holds the blobs
     region: str = ""
+    bucket: str = ""  # bucket (S3, GCS) or container (Azure)
+    prefix: str = ""  # key prefix inside the bucket, so one bucket can serve several nodes
+    endpoint: str = ""  # overrides the vendor's endpoint (tests, MinIO, Ceph, private S3)
+    account: str = ""  # Cloudflare account id, Azure storage account name, GCP project
+    # Where credentials come from: "sdk" (the SDK's own chain: environment, profiles,
+    # GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_CONNECTION_STRING), "keystore"
+    # (sealed in the keystore by `providers configure --store-credentials`), or "anonymous".
+    credentials: str = "sdk"
+    profile: str = ""  # AWS-style named profile, with credentials = "sdk"
+    timeout: float = 5.0  # seconds for one small operation; transfers get 1 s more per MB
+
+    @property
+    def is_local(self) -> bool:
+        return self.vendor == LOCAL_VENDOR
 
     def validate(self) -> None:
         if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
@@ -57,6 +72,22 @@ class ProviderSettings:
             )
         if self.vendor == LOCAL_VENDOR and not self.path:
             raise InvalidSetting(f"local provider '{self.name}' has no path")
+        if self.vendor != LOCAL_VENDOR and not self.bucket:
+            raise InvalidSetting(f"provider '{self.name}' has no bucket", "pass --bucket")
+        if self.credentials not in CREDENTIAL_SOURCES:
+            raise InvalidSetting(
+                f"provider '{self.name}' has unknown credential source {self.credentials!r}",
+                f"choose one of: {', '.join(CREDENTIAL_SOURCES)}",
+            )
+        if self.endpoint and not self.endpoint.startswith(("http://", "https://")):
+            raise InvalidSetting(f"provider '{self.name}': endpoint must be an http(s) URL")
+        if "@" in self.endpoint:
+            raise InvalidSetting(
+                f"provider '{self.name}': credentials do not belong in the endpoint URL",
+                "use --credentials keystore or the SDK's environment variables",
+            )
+        if not 0.1 <= self.timeout <= 600:
+            raise InvalidSetting(f"provider '{self.name}': timeout must be 0.1 to 600 s")
 
 
 @dataclass(frozen=True)
@@ -102,10 +133,13 @@ def save_settings(path: Path, settings: NodeSettings) -> None:
     """Write the config atomically, so a crash never leaves half a file."""
     body = asdict(settings)
     providers = body.pop("providers")
+    defaults = {f.name: f.default for f in fields(ProviderSettings)}  # omitted when unchanged
     document: dict[str, Any] = {
         "format_version": CONFIG_FORMAT_VERSION,
         "node": body,
-        "providers": [{k: v for k, v in p.items() if v != ""} for p in providers],
+        "providers": [
+            {k: v for k, v in p.items() if v != defaults.get(k, MISSING)} for p in providers
+        ],
     }
     tmp = path.with_suffix(".toml.tmp")
     with open(tmp, "wb") as fh:

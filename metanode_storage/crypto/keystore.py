@@ -61,6 +61,9 @@ class KeyMaterial:
     dedup_key: Secret  # keys chunk content addresses, so equal chunks dedup without exposing hashes
     name_key: Secret  # keys blob names on providers
     map_key: Secret  # seals the rows of the block map
+    # Cloud credentials the operator chose to keep here rather than in the SDK's sources,
+    # by provider name, then by field (access_key_id, connection_string, ...).
+    provider_credentials: dict[str, dict[str, Secret]] = field(default_factory=dict)
     _signer: NodeSigner | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -117,6 +120,10 @@ class KeyMaterial:
                 "dedup_key": self.dedup_key.reveal().hex(),
                 "name_key": self.name_key.reveal().hex(),
                 "map_key": self.map_key.reveal().hex(),
+                "provider_credentials": {
+                    name: {k: v.reveal().hex() for k, v in fields.items()}
+                    for name, fields in self.provider_credentials.items()
+                },
             },
             sort_keys=True,
         ).encode()
@@ -137,6 +144,10 @@ class KeyMaterial:
             dedup_key=Secret(bytes.fromhex(doc["dedup_key"])),
             name_key=Secret(bytes.fromhex(doc["name_key"])),
             map_key=Secret(bytes.fromhex(doc["map_key"])),
+            provider_credentials={
+                name: {k: Secret(bytes.fromhex(v)) for k, v in fields.items()}
+                for name, fields in doc.get("provider_credentials", {}).items()
+            },
         )
 
 

@@ -44,6 +44,7 @@ from metanode_storage.engine.writer import ChunkWriter
 from metanode_storage.errors import InputError, IntegrityError, SignatureInvalid
 from metanode_storage.providers.base import BlobStore
 from metanode_storage.providers.catalogue import open_provider
+from metanode_storage.providers.health import HealthBoard, MonitoredBlobStore
 
 Progress = Callable[[int], None]
 _CHUNKS_IN_FLIGHT = 4  # bounds memory: at most this many chunks are being sealed or fetched
@@ -73,14 +74,20 @@ class Node:
         self.settings = settings
         self.keys = keys
         self.blockmap = blockmap
+        self.health = HealthBoard(layout.health)
         self.providers: dict[str, BlobStore] = {
-            p.name: open_provider(p) for p in settings.providers
+            p.name: MonitoredBlobStore(
+                open_provider(p, keys.provider_credentials.get(p.name)), self.health
+            )
+            for p in settings.providers
         }
         self._lock = NodeLock(layout.lock)
         self._io = ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="metanode-io")
         self._workers = ThreadPoolExecutor(_CHUNKS_IN_FLIGHT, thread_name_prefix="metanode-chunk")
         data_keys = {k.key_id: k.key.reveal() for k in keys.data_keys}
-        self._reader = ChunkReader(self.providers, keys.dedup_key.reveal(), data_keys)
+        self._reader = ChunkReader(
+            self.providers, keys.dedup_key.reveal(), data_keys, self.health.is_offline
+        )
         self._trusted_keys = keys.public_keys()
 
     @classmethod
@@ -91,6 +98,7 @@ class Node:
         return cls(layout, settings, keys, BlockMap(layout.blockmap, keys.map_key.reveal()))
 
     def close(self) -> None:
+        self.health.save()
         self._workers.shutdown(wait=True)
         self._io.shutdown(wait=True)
         self.blockmap.close()
@@ -142,8 +150,14 @@ class Node:
             compress=self.settings.compression,
             encrypt=self.settings.encryption,
         )
-        names = list(self.providers)
-        candidates = _rng.sample(names, min(self.settings.max_cloud_providers, len(names)))
+        # At most max_cloud_providers per block, drawn at random, those known Offline
+        # held back as a last resort.
+        names = _rng.sample(list(self.providers), len(self.providers))
+        chosen = [n for n in names if not self.health.is_offline(n)]
+        chosen += [n for n in names if self.health.is_offline(n)]
+        chosen = chosen[: self.settings.max_cloud_providers]
+        candidates = [n for n in chosen if not self.health.is_offline(n)]
+        last_resort = [n for n in chosen if n not in candidates]
         dedup_key = keys.dedup_key.reveal()
         whole = sha256()
         size = 0
@@ -157,7 +171,9 @@ class Node:
                 chunk_id = keyed_hash(dedup_key, data)
                 chunk_ids.append(chunk_id)
                 if chunk_id not in pending and not self.blockmap.has_chunk(chunk_id):
-                    future = self._workers.submit(writer.write, chunk_id, data, candidates)
+                    future = self._workers.submit(
+                        writer.write, chunk_id, data, candidates, last_resort
+                    )
                     pending[chunk_id] = future
                     in_flight.append(future)
                     while len(in_flight) >= _CHUNKS_IN_FLIGHT:
@@ -437,7 +453,9 @@ class Node:
         return self._view(self.blockmap.get_block(block_id))
 
     def status(self) -> NodeStatus:
-        return measure_status(self.settings, self.providers, self.blockmap.stats())
+        report = measure_status(self.settings, self.providers, self.health, self.blockmap.stats())
+        self.health.save()
+        return report
 
     def _view(self, block: BlockRecord) -> ContainerBlock:
         by_provider: dict[str, list[tuple[str, int]]] = {}

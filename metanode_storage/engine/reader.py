@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import hmac
 import random
-import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from metanode_storage.blockmap.records import ChunkRecord, Replica
@@ -53,12 +52,12 @@ class ChunkReader:
         providers: Mapping[str, BlobStore],
         dedup_key: bytes,
         data_keys: Mapping[str, bytes],
+        is_offline: Callable[[str], bool],
     ) -> None:
         self._providers = providers
         self._dedup_key = dedup_key
         self._data_keys = data_keys
-        self._unreachable: set[str] = set()
-        self._lock = threading.Lock()
+        self._is_offline = is_offline
 
     def _chunk_key(self, record: ChunkRecord) -> bytes:
         data_key = self._data_keys.get(record.data_key_id)
@@ -92,8 +91,6 @@ class ChunkReader:
         except ObjectNotFound:
             return ReplicaCheck(replica.provider, MISSING, "blob not found"), None
         except ProviderError as exc:
-            with self._lock:
-                self._unreachable.add(replica.provider)
             return ReplicaCheck(replica.provider, UNREACHABLE, exc.message), None
         try:
             frame = blobformat.open_replica(blob, key, record.chunk_id)
@@ -110,13 +107,13 @@ class ChunkReader:
         """The chunk's plaintext from the first good replica, and what was wrong with others.
 
         Replicas are tried in random order (spreading load), with providers
-        already found unreachable in this run moved to the end.
+        known to be Offline moved to the end: they cost nothing unless every
+        other copy fails.
         """
         chunk_key = self._chunk_key(record)
         replicas = list(record.replicas)
         _rng.shuffle(replicas)
-        with self._lock:
-            replicas.sort(key=lambda r: r.provider in self._unreachable)
+        replicas.sort(key=lambda r: self._is_offline(r.provider))
         checks: list[ReplicaCheck] = []
         for replica in replicas:
             check, data = self.check_replica(record, replica, chunk_key)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from metanode_storage.blockmap.store import BlockMap
@@ -48,8 +48,12 @@ def init_node(
     backup_enabled: bool = True,
     audit_enabled: bool = True,
     kdf: KdfParams | None = None,
+    credentials: Mapping[str, Mapping[str, Secret]] | None = None,
 ) -> NodeSettings:
     """Create a node. With no providers, sets up the embedded local default.
+
+    ``credentials`` are sealed into the keystore, by provider name, for
+    providers whose ``credentials`` source is "keystore".
 
     The config is written last: a node home counts as initialised only once
     every other file is in place, so an interrupted init can simply be rerun.
@@ -81,6 +85,7 @@ def init_node(
             if provider.vendor == LOCAL_VENDOR:
                 Path(provider.path).mkdir(parents=True, exist_ok=True, mode=0o700)
         material = KeyMaterial.generate()
+        material.provider_credentials = {n: dict(c) for n, c in (credentials or {}).items()}
         write_keystore(layout.keystore, material, passphrase, kdf or KdfParams.fresh())
         if layout.blockmap.exists():
             layout.blockmap.unlink()  # left by an interrupted init; it cannot hold data

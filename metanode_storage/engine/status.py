@@ -12,10 +12,7 @@ from metanode_storage.blockmap.store import MapStats
 from metanode_storage.config.settings import NodeSettings
 from metanode_storage.errors import ProviderError
 from metanode_storage.providers.base import BlobStore
-
-ACTIVE = "Active"
-DEGRADED = "Degraded"
-OFFLINE = "Offline"
+from metanode_storage.providers.health import ACTIVE, DEGRADED, OFFLINE, HealthBoard
 
 
 @dataclass(frozen=True)
@@ -23,8 +20,9 @@ class ProviderStatus:
     name: str
     vendor: str
     region: str
-    state: str  # Active or Offline, from a reachability check made just now
+    state: str  # Active, Degraded or Offline, after a reachability check made just now
     latency_ms: float  # how long that check took
+    average_latency_ms: float | None  # moving average over this node's recent operations
     error: str = ""
 
 
@@ -39,11 +37,13 @@ class NodeStatus:
     stored_bytes: int
     chunks: int
     replicas: int
+    short_chunks: int
     faulty_replicas: int
 
     @property
     def active_providers(self) -> int:
-        return sum(p.state == ACTIVE for p in self.providers)
+        """Providers that answered the probe (Active or Degraded)."""
+        return sum(p.state != OFFLINE for p in self.providers)
 
     @property
     def healthy_replicas(self) -> int:
@@ -70,23 +70,43 @@ class NodeStatus:
         return doc
 
 
-def _probe(store: BlobStore) -> tuple[str, float, str]:
+def _probe(store: BlobStore) -> tuple[float, str]:
     started = time.perf_counter()
     try:
         store.check_reachable()
     except ProviderError as exc:
-        return OFFLINE, (time.perf_counter() - started) * 1000, exc.message
-    return ACTIVE, (time.perf_counter() - started) * 1000, ""
+        return (time.perf_counter() - started) * 1000, exc.message
+    return (time.perf_counter() - started) * 1000, ""
 
 
 def measure_status(
-    settings: NodeSettings, providers: Mapping[str, BlobStore], stats: MapStats
+    settings: NodeSettings,
+    providers: Mapping[str, BlobStore],
+    health: HealthBoard,
+    stats: MapStats,
 ) -> NodeStatus:
+    """Probe every provider now (in parallel); the probes also update the health board."""
     with ThreadPoolExecutor(max(1, len(providers))) as pool:
         probes = dict(zip(providers, pool.map(_probe, providers.values()), strict=True))
-    rows = [ProviderStatus(p.name, p.vendor, p.region, *probes[p.name]) for p in settings.providers]
+    rows = []
+    for p in settings.providers:
+        latency, error = probes[p.name]
+        board = health.get(p.name)
+        state = OFFLINE if error and board.state == OFFLINE else board.state
+        rows.append(
+            ProviderStatus(
+                p.name,
+                p.vendor,
+                p.region,
+                state,
+                latency,
+                board.latency_ms,
+                error or (board.last_error if state == DEGRADED else ""),
+            )
+        )
     active = sum(r.state == ACTIVE for r in rows)
-    state = ACTIVE if active == len(rows) else (OFFLINE if active == 0 else DEGRADED)
+    reachable = sum(r.state != OFFLINE for r in rows)
+    state = ACTIVE if active == len(rows) else (OFFLINE if reachable == 0 else DEGRADED)
     return NodeStatus(
         state=state,
         node_id=settings.node_id,
@@ -97,5 +117,6 @@ def measure_status(
         stored_bytes=stats.stored_bytes,
         chunks=stats.chunks,
         replicas=stats.replicas,
+        short_chunks=stats.short_chunks,
         faulty_replicas=stats.faulty_replicas,
     )

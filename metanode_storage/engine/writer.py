@@ -55,11 +55,23 @@ class ChunkWriter:
         with self._failed_lock:
             return dict(self._failed)
 
-    def write(self, chunk_id: bytes, plaintext: bytes, candidates: Sequence[str]) -> ChunkRecord:
+    def write(
+        self,
+        chunk_id: bytes,
+        plaintext: bytes,
+        candidates: Sequence[str],
+        last_resort: Sequence[str] = (),
+    ) -> ChunkRecord:
+        """Seal and upload one chunk to ``replication_factor`` distinct providers.
+
+        ``candidates`` are tried in random order; ``last_resort`` (providers
+        known to be Offline) only when the candidates run out.
+        """
         frame = blobformat.make_frame(plaintext, self._compress)
         chunk_key = aead.new_key()
         order = list(candidates)
         _rng.shuffle(order)
+        order += last_resort
         written: list[Replica] = []
         errors: list[ProviderError] = []
         while len(written) < self._rf:
@@ -87,7 +99,9 @@ class ChunkWriter:
                 "fix or add providers, or set allow_under_replication in config.toml",
             )
         wrapped = aead.seal(self._data_key, chunk_key, chunk_key_aad(chunk_id, self._data_key_id))
-        return ChunkRecord(chunk_id, len(plaintext), self._data_key_id, wrapped, tuple(written))
+        return ChunkRecord(
+            chunk_id, len(plaintext), self._data_key_id, wrapped, tuple(written), self._rf
+        )
 
     def _put(self, provider: str, frame: bytes, chunk_key: bytes, chunk_id: bytes) -> Replica:
         blob = blobformat.seal_replica(frame, chunk_key, chunk_id, self._encrypt)

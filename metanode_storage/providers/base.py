@@ -53,6 +53,10 @@ class BlobStore(ABC):
     def check_reachable(self) -> None:
         """Raise ``ProviderUnavailable`` unless the provider answers now."""
 
+    @abstractmethod
+    def create_bucket(self) -> None:
+        """Create the bucket, container or directory if it does not exist yet."""
+
     def remove_partial_writes(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Clear leftovers of writes that were interrupted (object stores have none)."""
 

@@ -6,88 +6,117 @@ import contextlib
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
-from metanode_storage.errors import ObjectNotFound, ProviderUnavailable
+from metanode_storage.errors import ObjectNotFound, ProviderError, ProviderUnavailable
 from metanode_storage.providers.base import BlobStore, check_key
-from metanode_storage.providers.errors import translate
+from metanode_storage.providers.errors import Translator, translate
+
+# A transfer gets the provider's timeout plus one second per this many bytes,
+# so a dead provider fails fast and a big chunk on a slow link still completes.
+_BYTES_PER_EXTRA_SECOND = 1_000_000
+_LARGEST_BLOB = 5 * 1024 * 1024
 
 
 class FsspecBlobStore(BlobStore):
     """Blobs at ``root/<first two hex digits>/<key>`` on an fsspec filesystem.
 
     The two-digit fan-out keeps any one directory or listing page small.
+    Every call on an async filesystem (s3fs, gcsfs, adlfs) runs under a
+    deadline, enforced by fsspec's ``sync`` with ``asyncio.wait_for``, so no
+    SDK retry policy can stall a read for minutes.
     """
 
-    def __init__(self, name: str, fs: AbstractFileSystem, root: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        fs: AbstractFileSystem,
+        root: str,
+        *,
+        timeout: float = 10.0,
+        translator: Translator | None = None,
+    ) -> None:
         super().__init__(name)
         self.fs = fs
         self.root = root.rstrip("/")
+        self.timeout = timeout
+        self._translator = translator
 
     def _path(self, key: str) -> str:
         check_key(key)
         return f"{self.root}/{key[:2]}/{key}"
 
-    def put(self, key: str, data: bytes) -> None:
-        path = self._path(key)
+    def _call(self, what: str, method: str, *args: Any, nbytes: int = 0) -> Any:
+        kwargs: dict[str, Any] = {}
+        if getattr(self.fs, "async_impl", False):
+            kwargs["timeout"] = self.timeout + nbytes / _BYTES_PER_EXTRA_SECOND
         try:
-            self.fs.pipe_file(path, data)
+            return getattr(self.fs, method)(*args, **kwargs)
+        except ProviderError:
+            raise
         except Exception as exc:
-            raise translate(self.name, exc, "write") from exc
+            raise self._translate(exc, what) from exc
+
+    def _translate(self, exc: Exception, what: str) -> Exception:
+        """The provider error for ``exc``, or ``exc`` itself when it is not a storage failure."""
+        return translate(self.name, exc, what, self._translator) or exc
+
+    def put(self, key: str, data: bytes) -> None:
+        self._call("write", "pipe_file", self._path(key), data, nbytes=len(data))
 
     def get(self, key: str) -> bytes:
         path = self._path(key)
         try:
-            data = self.fs.cat_file(path)
-        except Exception as exc:
-            raise self._missing_or(exc, "read") from exc
+            data = self._call("read", "cat_file", path, nbytes=_LARGEST_BLOB)
+        except ObjectNotFound:
+            self.check_reachable()  # a missing bucket is an outage, not a missing blob
+            raise
         return bytes(data)
 
     def size(self, key: str) -> int:
         path = self._path(key)
         try:
-            return int(self.fs.info(path)["size"])
-        except Exception as exc:
-            raise self._missing_or(exc, "stat") from exc
+            return int(self._call("stat", "info", path)["size"])
+        except ObjectNotFound:
+            self.check_reachable()
+            raise
 
     def delete(self, key: str) -> None:
-        path = self._path(key)
-        try:
-            self.fs.rm_file(path)
-        except FileNotFoundError:
-            return
-        except Exception as exc:
-            raise translate(self.name, exc, "delete") from exc
+        with contextlib.suppress(ObjectNotFound):
+            self._call("delete", "rm_file", self._path(key))
 
     def list_keys(self) -> Iterator[str]:
         try:
-            listing = self.fs.find(self.root)
-        except Exception as exc:
-            raise translate(self.name, exc, "list") from exc
+            listing = self._call("list", "find", self.root)
+        except ObjectNotFound:
+            return
         for path in listing:
-            leaf = path.rsplit("/", 1)[-1]
+            leaf = str(path).rsplit("/", 1)[-1]
             try:
                 yield check_key(leaf)
             except Exception:
                 continue  # not ours (a temp file, a stray upload): never report it as a blob
 
     def check_reachable(self) -> None:
+        bucket = self.root.split("/", 1)[0]
         try:
-            self.fs.ls(self.root, detail=False)
-        except Exception as exc:
-            raise ProviderUnavailable(self.name, f"not reachable: {type(exc).__name__}") from exc
+            exists = self._call("reach", "exists", bucket)
+        except ProviderError as exc:
+            raise ProviderUnavailable(self.name, f"not reachable: {exc.message}") from exc
+        if not exists:
+            raise ProviderUnavailable(
+                self.name,
+                f"bucket {bucket!r} does not exist",
+                "create it, or run `metanode storage providers configure ... --create-bucket`",
+            )
 
-    def _missing_or(self, exc: Exception, what: str) -> Exception:
-        """A missing object is ``ObjectNotFound`` only while the provider itself is there."""
-        error = translate(self.name, exc, what)
-        if isinstance(error, ObjectNotFound):
-            try:
-                self.check_reachable()
-            except ProviderUnavailable as unavailable:
-                return unavailable
-        return error
+    def create_bucket(self) -> None:
+        bucket = self.root.split("/", 1)[0]
+        if not self._call("reach", "exists", bucket):
+            self._call("create bucket", "mkdir", bucket)
 
 
 class LocalBlobStore(FsspecBlobStore):
@@ -120,7 +149,7 @@ class LocalBlobStore(FsspecBlobStore):
         except Exception as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            raise translate(self.name, exc, "write") from exc
+            raise self._translate(exc, "write") from exc
 
     def remove_partial_writes(self) -> None:
         """Temp files of puts killed before their rename."""
@@ -140,3 +169,6 @@ class LocalBlobStore(FsspecBlobStore):
             )
         if not os.access(self.root, os.R_OK | os.W_OK | os.X_OK):
             raise ProviderUnavailable(self.name, f"directory {self.root} is not accessible")
+
+    def create_bucket(self) -> None:
+        os.makedirs(self.root, mode=0o700, exist_ok=True)

@@ -1,0 +1,170 @@
+"""One conformance suite for every provider family: local disk, S3 (moto server),
+Azure Blob (Azurite) and GCS (fake-gcs-server), all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from metanode_storage.errors import ObjectNotFound, ProviderUnavailable
+from metanode_storage.providers.base import BlobStore
+from metanode_storage.providers.catalogue import open_provider
+from metanode_storage.providers.fsspec_store import LocalBlobStore
+from tests.conftest import cloud_provider
+from tests.servers import free_port
+
+FAMILIES = ["local", "s3", "azure", "gcs"]
+
+
+def _key() -> str:
+    return os.urandom(16).hex()
+
+
+@pytest.fixture(params=FAMILIES)
+def family(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _open(family: str, request: pytest.FixtureRequest, tmp_path: Path, bucket: str) -> BlobStore:
+    if family == "local":
+        root = tmp_path / bucket
+        root.mkdir()
+        return LocalBlobStore("local-test", str(root))
+    server = request.getfixturevalue(f"{family}_server")
+    settings, credentials = cloud_provider(family, server.endpoint, f"{family}-test", bucket)
+    return open_provider(settings, credentials)
+
+
+@pytest.fixture
+def store(family: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
+    blob_store = _open(family, request, tmp_path, f"mn-{uuid.uuid4().hex[:12]}")
+    blob_store.create_bucket()
+    yield blob_store
+
+
+def test_put_get_size_round_trip(store: BlobStore) -> None:
+    key, data = _key(), os.urandom(70_000)
+    store.put(key, data)
+    assert store.get(key) == data
+    assert store.size(key) == len(data)
+
+
+def test_empty_blob(store: BlobStore) -> None:
+    key = _key()
+    store.put(key, b"")
+    assert store.get(key) == b""
+
+
+def test_overwrite_replaces(store: BlobStore) -> None:
+    key = _key()
+    store.put(key, b"one")
+    store.put(key, b"two")
+    assert store.get(key) == b"two"
+
+
+def test_missing_object(store: BlobStore) -> None:
+    with pytest.raises(ObjectNotFound):
+        store.get(_key())
+    with pytest.raises(ObjectNotFound):
+        store.size(_key())
+
+
+def test_delete_is_idempotent(store: BlobStore) -> None:
+    key = _key()
+    store.put(key, b"x")
+    store.delete(key)
+    store.delete(key)
+    with pytest.raises(ObjectNotFound):
+        store.get(key)
+
+
+def test_list_shows_exactly_the_blobs(store: BlobStore) -> None:
+    keys = {_key() for _ in range(5)}
+    for key in keys:
+        store.put(key, key.encode())
+    assert set(store.list_keys()) == keys
+    store.delete(next(iter(keys)))
+    assert len(set(store.list_keys())) == 4
+
+
+def test_list_of_an_empty_store(store: BlobStore) -> None:
+    assert list(store.list_keys()) == []
+
+
+def test_reachable_probe(store: BlobStore) -> None:
+    store.check_reachable()
+
+
+def test_a_missing_bucket_is_unavailable_not_missing_objects(
+    family: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    if family == "local":
+        absent: BlobStore = LocalBlobStore("local-test", str(tmp_path / "never-created"))
+    else:
+        absent = _open(family, request, tmp_path, f"mn-absent-{uuid.uuid4().hex[:8]}")
+    with pytest.raises(ProviderUnavailable):
+        absent.check_reachable()
+    with pytest.raises(ProviderUnavailable):
+        absent.get(_key())
+
+
+def test_large_object(store: BlobStore) -> None:
+    # Larger than any blob the engine writes (4 MiB chunk + frame + padding).
+    key, data = _key(), os.urandom(12 * 1024 * 1024)
+    store.put(key, data)
+    assert store.get(key) == data
+
+
+def test_concurrent_puts(store: BlobStore) -> None:
+    blobs = {_key(): os.urandom(20_000) for _ in range(24)}
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda item: store.put(*item), blobs.items()))
+    with ThreadPoolExecutor(8) as pool:
+        fetched = dict(zip(blobs, pool.map(store.get, blobs), strict=True))
+    assert fetched == blobs
+
+
+def test_keys_are_validated(store: BlobStore) -> None:
+    with pytest.raises(Exception, match="hex"):
+        store.put("../../etc/passwd", b"x")
+
+
+class _FrozenServer:
+    """A TCP listener that accepts connections and never answers (a hung server)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.endpoint = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize("cloud", ["s3", "azure", "gcs"])
+@pytest.mark.parametrize("condition", ["dead", "frozen"])
+def test_an_unresponsive_endpoint_fails_within_the_deadline(cloud: str, condition: str) -> None:
+    frozen = _FrozenServer() if condition == "frozen" else None
+    endpoint = frozen.endpoint if frozen else f"http://127.0.0.1:{free_port()}"  # nothing there
+    settings, credentials = cloud_provider(cloud, endpoint, "unresponsive", "mn-bucket")
+    store = open_provider(replace(settings, timeout=1.0), credentials)
+    started = time.monotonic()
+    try:
+        with pytest.raises(ProviderUnavailable):
+            store.get(_key())
+    finally:
+        if frozen:
+            frozen.close()
+    elapsed = time.monotonic() - started
+    # Refused connections: the timeout (1 s) plus at most one quick retry. A hung server:
+    # the deadline, the timeout plus one second per MB of the largest blob (5 MiB).
+    assert elapsed < (1.0 + 3.0 if condition == "dead" else 1.0 + 5.3 + 0.5), elapsed

@@ -1,0 +1,155 @@
+"""A node on three provider families at once, against real protocol servers on 127.0.0.1:
+store and retrieve, kill a server mid-run, keep reading, see it Offline, bring it back."""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from metanode_storage import Node, Secret, init_node
+from metanode_storage.config.settings import ProviderSettings
+from metanode_storage.errors import NotEnoughProviders
+from tests.cloud_clients import list_objects
+from tests.conftest import PASSPHRASE, cheap_kdf, cloud_provider
+from tests.servers import ServerProcess
+
+FAMILIES = ("s3", "azure", "gcs")
+
+
+@pytest.fixture
+def servers(
+    s3_server: ServerProcess, azure_server: ServerProcess, gcs_server: ServerProcess
+) -> Iterator[dict[str, ServerProcess]]:
+    running = {"s3": s3_server, "azure": azure_server, "gcs": gcs_server}
+    yield running
+    for server in running.values():  # a test that killed one leaves it running again
+        if server.process is None:
+            server.start()
+
+
+def _cloud_node(
+    tmp_path: Path, servers: dict[str, ServerProcess], *, with_local: bool
+) -> tuple[Path, dict[str, str]]:
+    providers: list[ProviderSettings] = []
+    credentials: dict[str, dict[str, Secret]] = {}
+    buckets: dict[str, str] = {}
+    for family in FAMILIES:
+        bucket = f"mn-{uuid.uuid4().hex[:12]}"
+        settings, secrets = cloud_provider(family, servers[family].endpoint, family, bucket)
+        providers.append(settings)
+        credentials[family] = secrets
+        buckets[family] = bucket
+    if with_local:
+        providers.append(ProviderSettings("local", "local", path=str(tmp_path / "local")))
+        (tmp_path / "local").mkdir()
+    home = tmp_path / "node"
+    init_node(
+        home,
+        Secret(PASSPHRASE.encode()),
+        providers=providers,
+        credentials=credentials,
+        max_cloud_providers=len(providers),
+        kdf=cheap_kdf(),
+    )
+    with Node.open(home, Secret(PASSPHRASE.encode())) as node:
+        for family in FAMILIES:
+            node.providers[family].create_bucket()
+    return home, buckets
+
+
+def _open(home: Path) -> Node:
+    return Node.open(home, Secret(PASSPHRASE.encode()))
+
+
+def test_three_families_store_and_providers_see_only_opaque_blobs(
+    tmp_path: Path, servers: dict[str, ServerProcess]
+) -> None:
+    home, buckets = _cloud_node(tmp_path, servers, with_local=False)
+    marker = b"QUARTERLY-RESULTS-DRAFT "
+    with _open(home) as node:
+        big = node.store_bytes(marker * 300_000, name="results.xlsx")
+        small = node.store_bytes(os.urandom(3000), name="key-notes.txt")
+        assert node.retrieve_bytes(big.block_id) == marker * 300_000
+        assert node.verify(small.block_id).ok
+        expected = 3 * (big.chunks + small.chunks)
+    names: set[str] = set()
+    for family in FAMILIES:
+        held = list_objects(family, servers[family], buckets[family])
+        for name, body in held.items():
+            assert re.fullmatch(r"[0-9a-f]{2}/[0-9a-f]{32}", name), name
+            assert name.split("/")[1] not in names  # no name shared across providers
+            names.add(name.split("/")[1])
+            assert marker[:10] not in body
+            for identifier in (big.block_id, small.block_id, big.data_hash, "results", "key-notes"):
+                assert identifier.encode() not in body and identifier not in name
+    assert len(names) == expected
+
+
+def test_a_killed_server_is_survived_and_reported(
+    tmp_path: Path, servers: dict[str, ServerProcess]
+) -> None:
+    home, _ = _cloud_node(tmp_path, servers, with_local=True)
+    payloads = {}
+    with _open(home) as node:
+        for _ in range(6):
+            data = os.urandom(50_000)
+            payloads[node.store_bytes(data).block_id] = data
+        baseline = [_timed_read(node, block_id) for block_id in payloads]
+
+    servers["gcs"].kill()
+
+    with _open(home) as node:  # a fresh run: it does not yet know gcs is gone
+        started = time.monotonic()
+        for block_id, data in payloads.items():
+            assert node.retrieve_bytes(block_id) == data
+        first_pass = time.monotonic() - started
+        # discovering the dead provider costs at most one bounded timeout (3 s here)
+        assert first_pass < 3.0 + 2.0
+        report = node.status()
+        rows = {p.name: p for p in report.providers}
+        assert rows["gcs"].state == "Offline" and rows["gcs"].error
+        assert rows["s3"].state == rows["azure"].state == rows["local"].state == "Active"
+        assert report.state == "Degraded" and report.active_providers == 3
+
+    with _open(home) as node:  # the next run knows gcs is Offline and skips it
+        known_offline = [_timed_read(node, block_id) for block_id in payloads]
+        extra = statistics.median(known_offline) - statistics.median(baseline)
+        assert extra < 0.100, f"a read costs {extra * 1000:.0f} ms more with gcs Offline"
+        written = node.store_bytes(b"written during the outage")  # goes to the other three
+        assert {loc.provider for loc in written.distribution_map} == {"s3", "azure", "local"}
+
+    servers["gcs"].start()
+    with _open(home) as node:
+        rows = {p.name: p for p in node.status().providers}
+        assert rows["gcs"].state == "Active"
+        for block_id, data in payloads.items():
+            assert node.retrieve_bytes(block_id) == data
+            assert node.verify(block_id).ok
+
+
+def test_too_few_live_providers_fails_clearly(
+    tmp_path: Path, servers: dict[str, ServerProcess]
+) -> None:
+    home, _ = _cloud_node(tmp_path, servers, with_local=False)
+    with _open(home) as node:
+        kept = node.store_bytes(b"stored before the outage")
+    servers["azure"].kill()
+    with _open(home) as node:
+        before = node.status().blocks
+        with pytest.raises(NotEnoughProviders, match="2 of 3 replicas"):
+            node.store_bytes(os.urandom(10_000))
+        assert node.status().blocks == before
+        assert node.retrieve_bytes(kept.block_id) == b"stored before the outage"
+
+
+def _timed_read(node: Node, block_id: str) -> float:
+    started = time.perf_counter()
+    node.retrieve_bytes(block_id)
+    return time.perf_counter() - started
