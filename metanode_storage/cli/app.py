@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from metanode_storage import __version__
-from metanode_storage.cli import blocks_cmd, console, distributed_cmd
+from metanode_storage.cli import blocks_cmd, console, distributed_cmd, providers_cmd
 from metanode_storage.errors import ExitCode, MetanodeError
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app = typer.Typer(
 storage_app = typer.Typer(help="Store, retrieve and verify data.", no_args_is_help=True)
 app.add_typer(storage_app, name="storage")
 storage_app.add_typer(distributed_cmd.app, name="distributed")
+storage_app.add_typer(providers_cmd.app, name="providers")
 blocks_cmd.register(storage_app)
 
 

@@ -15,9 +15,12 @@ from metanode_storage.cli.options import (
     read_passphrase,
 )
 from metanode_storage.config.paths import NodeLayout, resolve_home
-from metanode_storage.config.settings import LOCAL_VENDOR, VENDORS
-from metanode_storage.engine.setup import default_local_providers, init_node
-from metanode_storage.errors import InvalidSetting
+from metanode_storage.config.settings import LOCAL_VENDOR
+from metanode_storage.engine.setup import (
+    cloud_provider_defaults,
+    default_local_providers,
+    init_node,
+)
 
 app = typer.Typer(help="Set up the node and watch it.", no_args_is_help=True)
 
@@ -29,7 +32,8 @@ def init(
         str,
         typer.Option(
             "--providers",
-            help="Comma-separated vendors. Default: three local providers (no cloud account).",
+            help="Comma-separated vendors (aws,gcp,azure,digitalocean,linode,vultr,hetzner,"
+            "ovh,cloudflare,local). Default: three local providers, no cloud account.",
         ),
     ] = "",
     replication_factor: Annotated[int, typer.Option(min=1, max=5)] = 3,
@@ -38,22 +42,22 @@ def init(
     compression: Annotated[str, typer.Option(metavar="true|false")] = "true",
     backup_enabled: Annotated[str, typer.Option(metavar="true|false")] = "true",
     audit_enabled: Annotated[str, typer.Option(metavar="true|false")] = "true",
+    allow_under_replication: Annotated[
+        bool,
+        typer.Option(
+            "--allow-under-replication",
+            help="Store with fewer replicas when too few providers answer (default: fail).",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Create a node: keystore, encrypted block map and providers."""
     vendors = [v.strip().lower() for v in providers.split(",") if v.strip()]
-    for vendor in vendors:
-        if vendor not in VENDORS:
-            raise InvalidSetting(
-                f"unknown provider {vendor!r}", f"choose from {', '.join(VENDORS)}"
-            )
-        if vendor != LOCAL_VENDOR:
-            raise InvalidSetting(
-                f"provider {vendor!r} cannot be set up by this version yet",
-                "use local providers (the default)",
-            )
     layout = NodeLayout(resolve_home(home))
-    chosen = default_local_providers(layout, len(vendors)) if vendors else ()
+    chosen = (
+        *default_local_providers(layout, vendors.count(LOCAL_VENDOR)),
+        *cloud_provider_defaults([v for v in vendors if v != LOCAL_VENDOR]),
+    )
     encrypt = parse_bool(encryption)
     settings = init_node(
         layout.home,
@@ -65,6 +69,7 @@ def init(
         compression=parse_bool(compression),
         backup_enabled=parse_bool(backup_enabled),
         audit_enabled=parse_bool(audit_enabled),
+        allow_under_replication=allow_under_replication,
     )
     if json_output:
         console.emit_json(
@@ -106,6 +111,7 @@ def status(home: HomeOption = None, json_output: JsonOption = False) -> None:
             ("Data Integrity", formatting.percent(report.data_integrity_percent)),
             ("Average Latency", formatting.millis(report.average_latency_ms)),
             ("Replicas Healthy", f"{report.healthy_replicas:,}/{report.replicas:,}"),
+            ("Under-replicated Chunks", f"{report.short_chunks:,}"),
             (
                 "Stored Data",
                 f"{formatting.size(report.logical_bytes)} "

@@ -21,6 +21,7 @@ import hmac
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
@@ -209,6 +210,20 @@ def write_keystore(
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def update_keystore(
+    path: Path, passphrase: Secret, change: Callable[[KeyMaterial], None]
+) -> KeyMaterial:
+    """Open, change and rewrite the keystore, keeping its KDF cost (with a fresh salt)."""
+    material = read_keystore(path, passphrase)
+    header_len = int.from_bytes(path.read_bytes()[5:9], "big")
+    params = KdfParams.from_header(json.loads(path.read_bytes()[_PREFIX : _PREFIX + header_len]))
+    change(material)
+    material._signer = None  # the signing keys may have changed
+    fresh = KdfParams.fresh(params.iterations, params.memory_kib, params.lanes)
+    write_keystore(path, material, passphrase, fresh)
+    return material
 
 
 def read_keystore(path: Path, passphrase: Secret) -> KeyMaterial:

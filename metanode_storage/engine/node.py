@@ -43,7 +43,7 @@ from metanode_storage.engine.status import NodeStatus, measure_status
 from metanode_storage.engine.writer import ChunkWriter
 from metanode_storage.errors import InputError, IntegrityError, SignatureInvalid
 from metanode_storage.providers.base import BlobStore
-from metanode_storage.providers.catalogue import open_provider
+from metanode_storage.providers.catalogue import open_provider_or_stand_in
 from metanode_storage.providers.health import HealthBoard, MonitoredBlobStore
 
 Progress = Callable[[int], None]
@@ -77,7 +77,7 @@ class Node:
         self.health = HealthBoard(layout.health)
         self.providers: dict[str, BlobStore] = {
             p.name: MonitoredBlobStore(
-                open_provider(p, keys.provider_credentials.get(p.name)), self.health
+                open_provider_or_stand_in(p, keys.provider_credentials.get(p.name)), self.health
             )
             for p in settings.providers
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from metanode_storage.blockmap.store import BlockMap
@@ -19,6 +20,7 @@ from metanode_storage.config.settings import (
 from metanode_storage.crypto.kdf import KdfParams
 from metanode_storage.crypto.keystore import KeyMaterial, write_keystore
 from metanode_storage.errors import AlreadyInitialised, ConfigError, InvalidSetting
+from metanode_storage.providers.catalogue import vendor_named
 
 DEFAULT_LOCAL_PROVIDERS = 3
 
@@ -36,6 +38,22 @@ def default_local_providers(layout: NodeLayout, count: int) -> tuple[ProviderSet
     )
 
 
+def node_bucket_name(node_id: str) -> str:
+    """The default bucket of a node's cloud providers: unique, and saying nothing of its data."""
+    return f"metanode-{node_id.replace('-', '')[:16]}"
+
+
+def cloud_provider_defaults(vendors: Sequence[str]) -> tuple[ProviderSettings, ...]:
+    """Providers for the seed's `init --providers aws,gcp,...`: each vendor's default region,
+    named after the vendor (with -2, -3 for repeats), bucket chosen at init."""
+    chosen: list[ProviderSettings] = []
+    for vendor in vendors:
+        count = sum(p.vendor == vendor for p in chosen)
+        name = vendor if count == 0 else f"{vendor}-{count + 1}"
+        chosen.append(ProviderSettings(name, vendor, region=vendor_named(vendor).default_region))
+    return tuple(chosen)
+
+
 def init_node(
     home: Path,
     passphrase: Secret,
@@ -47,6 +65,7 @@ def init_node(
     compression: bool = True,
     backup_enabled: bool = True,
     audit_enabled: bool = True,
+    allow_under_replication: bool = False,
     kdf: KdfParams | None = None,
     credentials: Mapping[str, Mapping[str, Secret]] | None = None,
 ) -> NodeSettings:
@@ -63,17 +82,20 @@ def init_node(
         raise AlreadyInitialised(
             f"a node already exists at {home}", "use it, or choose another --home"
         )
-    chosen = tuple(providers) or default_local_providers(
-        layout, max(DEFAULT_LOCAL_PROVIDERS, replication_factor)
-    )
+    node_id = str(uuid.uuid4())
+    chosen = tuple(
+        p if p.is_local or p.bucket else replace(p, bucket=node_bucket_name(node_id))
+        for p in providers
+    ) or default_local_providers(layout, max(DEFAULT_LOCAL_PROVIDERS, replication_factor))
     settings = NodeSettings(
-        node_id=str(uuid.uuid4()),
+        node_id=node_id,
         replication_factor=replication_factor,
         max_cloud_providers=max_cloud_providers,
         encryption=encryption,
         compression=compression,
         backup_enabled=backup_enabled,
         audit_enabled=audit_enabled,
+        allow_under_replication=allow_under_replication,
         providers=chosen,
     )
     settings.validate()

@@ -9,12 +9,12 @@ family is opened.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from metanode_storage.config.secrets import Secret
 from metanode_storage.config.settings import ProviderSettings
-from metanode_storage.errors import InvalidSetting
+from metanode_storage.errors import InvalidSetting, MetanodeError, ProviderUnavailable
 from metanode_storage.providers.base import BlobStore
 from metanode_storage.providers.fsspec_store import LocalBlobStore
 
@@ -135,19 +135,68 @@ CATALOGUE: dict[str, Vendor] = {
 }
 
 
-def vendor_of(settings: ProviderSettings) -> Vendor:
+def vendor_named(vendor: str) -> Vendor:
     try:
-        return CATALOGUE[settings.vendor]
+        return CATALOGUE[vendor]
     except KeyError:
         raise InvalidSetting(
-            f"provider '{settings.name}' has unknown vendor {settings.vendor!r}",
-            f"choose one of: {', '.join(CATALOGUE)}",
+            f"unknown provider vendor {vendor!r}", f"choose one of: {', '.join(CATALOGUE)}"
         ) from None
+
+
+def vendor_of(settings: ProviderSettings) -> Vendor:
+    return vendor_named(settings.vendor)
 
 
 def endpoint_of(settings: ProviderSettings) -> str | None:
     """The URL the provider is reached at: the override, else the vendor's formula."""
     return settings.endpoint or vendor_of(settings).endpoint(settings)
+
+
+class UnopenedProvider(BlobStore):
+    """Stands in for a provider whose configuration could not be turned into a client.
+
+    One misconfigured provider must not make the whole node unusable: every
+    call on it fails as an outage, so reads and writes fail over to the others
+    and `status` names the problem.
+    """
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(name)
+        self.problem = problem
+
+    def _fail(self) -> ProviderUnavailable:
+        return ProviderUnavailable(self.name, f"cannot be opened: {self.problem}")
+
+    def put(self, key: str, data: bytes) -> None:
+        raise self._fail()
+
+    def get(self, key: str) -> bytes:
+        raise self._fail()
+
+    def size(self, key: str) -> int:
+        raise self._fail()
+
+    def delete(self, key: str) -> None:
+        raise self._fail()
+
+    def list_keys(self) -> Iterator[str]:
+        raise self._fail()
+
+    def check_reachable(self) -> None:
+        raise self._fail()
+
+    def create_bucket(self) -> None:
+        raise self._fail()
+
+
+def open_provider_or_stand_in(
+    settings: ProviderSettings, credentials: Mapping[str, Secret] | None = None
+) -> BlobStore:
+    try:
+        return open_provider(settings, credentials)
+    except MetanodeError as exc:
+        return UnopenedProvider(settings.name, str(exc))
 
 
 def open_provider(

@@ -73,3 +73,17 @@ def test_rich_and_typer_stay_in_the_cli() -> None:
             assert path.name == "console.py", path
         if uses_typer:
             assert path.parent.name == "cli", path
+
+
+@pytest.mark.parametrize("example", sorted((ROOT / "examples" / "providers").glob("*.toml")))
+def test_provider_examples_are_valid_configuration(example: Path) -> None:
+    import tomllib
+
+    from metanode_storage.config.settings import ProviderSettings
+    from metanode_storage.providers.catalogue import endpoint_of
+
+    for table in tomllib.loads(example.read_text())["providers"]:
+        settings = ProviderSettings(**table)
+        settings.validate()
+        endpoint = endpoint_of(settings)
+        assert endpoint is None or endpoint.startswith("https://")

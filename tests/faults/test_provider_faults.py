@@ -91,3 +91,16 @@ def test_full_provider_is_replaced_by_a_spare(tmp_path: Path, small_disk: Path) 
             assert sum(loc.chunk_replicas for loc in block.distribution_map) == 3 * block.chunks
             assert node.retrieve_bytes(block.block_id) == data
         assert node.verify(block.block_id).ok
+
+
+def test_under_replication_when_allowed_is_visible(tmp_path: Path) -> None:
+    home = tmp_path / "node"
+    init_node(home, Secret(PASSPHRASE.encode()), allow_under_replication=True, kdf=cheap_kdf())
+    gone = provider_dirs(home)[2]
+    shutil.move(gone, gone.with_name("away"))
+    with Node.open(home, Secret(PASSPHRASE.encode())) as node:
+        block = node.store_bytes(os.urandom(20_000))
+        assert {loc.provider for loc in block.distribution_map} == {"local-1", "local-2"}
+        report = node.status()
+        assert report.short_chunks == 1 and report.replicas == 2
+        assert node.retrieve_bytes(block.block_id)

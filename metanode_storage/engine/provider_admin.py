@@ -1,0 +1,156 @@
+"""Adding and changing providers, keeping their credentials, and probing them."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from metanode_storage.config.paths import NodeLayout
+from metanode_storage.config.secrets import Secret
+from metanode_storage.config.settings import (
+    NodeSettings,
+    ProviderSettings,
+    load_settings,
+    save_settings,
+)
+from metanode_storage.crypto.keystore import KeyMaterial, read_keystore, update_keystore
+from metanode_storage.engine.qlock import NodeLock
+from metanode_storage.engine.setup import node_bucket_name
+from metanode_storage.errors import InvalidSetting, MetanodeError, ProviderError
+from metanode_storage.providers.base import BlobStore
+from metanode_storage.providers.catalogue import open_provider, vendor_named, vendor_of
+
+GCP_CREDENTIALS_FILE = "GOOGLE_APPLICATION_CREDENTIALS"
+
+
+def provider_for_region(settings: NodeSettings, vendor: str, region: str) -> ProviderSettings:
+    """The seed's `--aws-region us-east-1` style: update the provider named after the
+    vendor, or add one with this node's default bucket."""
+    vendor_named(vendor)  # validates the name
+    for existing in settings.providers:
+        if existing.name == vendor:
+            return replace(existing, region=region)
+    bucket = node_bucket_name(settings.node_id)
+    return ProviderSettings(vendor, vendor, region=region, bucket=bucket)
+
+
+def credentials_from_environment(provider: ProviderSettings) -> dict[str, Secret]:
+    """Read the vendor's credential variables now, to seal them in the keystore.
+
+    Values come from the environment, never from the command line, where
+    they would end up in shell history and process listings.
+    """
+    found: dict[str, Secret] = {}
+    for field_name, variable in vendor_of(provider).credential_env:
+        value = os.environ.get(variable)
+        if not value:
+            continue
+        if variable == GCP_CREDENTIALS_FILE:
+            try:
+                found[field_name] = Secret(Path(value).read_bytes())
+            except OSError as exc:
+                raise InvalidSetting(
+                    f"cannot read {variable} file: {exc.strerror}", "check the path"
+                ) from None
+        else:
+            found[field_name] = Secret(value.encode())
+    required = {f for f, _ in vendor_of(provider).credential_env} - {"session_token"}
+    if provider.vendor == "azure" and "connection_string" not in found:
+        if os.environ.get("AZURE_STORAGE_KEY"):
+            found["account_key"] = Secret(os.environ["AZURE_STORAGE_KEY"].encode())
+        required = {"account_key"} if "account_key" in found else required
+    missing = required - set(found)
+    if missing:
+        names = ", ".join(v for f, v in vendor_of(provider).credential_env if f in missing)
+        raise InvalidSetting(
+            f"no credentials for provider '{provider.name}' in the environment",
+            f"set {names} (or AZURE_STORAGE_KEY for Azure) and run again",
+        )
+    return found
+
+
+def configure_provider(
+    home: Path,
+    provider: ProviderSettings,
+    *,
+    passphrase: Callable[[], Secret] | None = None,
+    store_credentials: bool = False,
+    create_bucket: bool = False,
+) -> NodeSettings:
+    """Add or replace the provider of that name, and save the config.
+
+    ``passphrase`` is asked for only when the keystore must be opened: to
+    seal credentials, or to create a bucket with keystore credentials.
+    """
+    layout = NodeLayout(home)
+    with NodeLock(layout.lock).exclusive("change the providers"):
+        settings = load_settings(layout.config)
+        if store_credentials:
+            provider = replace(provider, credentials="keystore")
+        others = tuple(p for p in settings.providers if p.name != provider.name)
+        updated = replace(settings, providers=(*others, provider))
+        updated.validate()
+        secrets: Mapping[str, Secret] = {}
+        if store_credentials or (create_bucket and provider.credentials == "keystore"):
+            if passphrase is None:
+                raise InvalidSetting("the keystore must be opened for this change")
+            secrets = _keystore_credentials(layout, passphrase(), provider, store_credentials)
+        if create_bucket:
+            open_provider(provider, secrets).create_bucket()
+        save_settings(layout.config, updated)
+        return updated
+
+
+def _keystore_credentials(
+    layout: NodeLayout, passphrase: Secret, provider: ProviderSettings, store: bool
+) -> Mapping[str, Secret]:
+    if not store:
+        return read_keystore(layout.keystore, passphrase).provider_credentials.get(
+            provider.name, {}
+        )
+    found = credentials_from_environment(provider)
+
+    def seal(material: KeyMaterial) -> None:
+        material.provider_credentials[provider.name] = found
+
+    update_keystore(layout.keystore, passphrase, seal)
+    return found
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    provider: str
+    ok: bool
+    write_ms: float | None = None
+    read_ms: float | None = None
+    delete_ms: float | None = None
+    error: str = ""
+
+
+def probe_provider(store: BlobStore) -> ProbeResult:
+    """Write, read back and delete a random probe blob, timing each step."""
+    key, body = os.urandom(16).hex(), os.urandom(1024)
+    timings: list[float | None] = []
+
+    def timed(step: Callable[[], object]) -> object:
+        started = time.perf_counter()
+        result = step()
+        timings.append((time.perf_counter() - started) * 1000)
+        return result
+
+    try:
+        timed(lambda: store.put(key, body))
+        read_back = timed(lambda: store.get(key))
+        timed(lambda: store.delete(key))
+    except MetanodeError as exc:
+        problem = exc.message if isinstance(exc, ProviderError) else str(exc)
+        return _probe_result(store.name, timings, problem)
+    return _probe_result(store.name, timings, "" if read_back == body else "read back other bytes")
+
+
+def _probe_result(name: str, timings: list[float | None], problem: str) -> ProbeResult:
+    write, read, delete = [*timings, None, None, None][:3]
+    return ProbeResult(name, not problem, write, read, delete, problem)

@@ -1,0 +1,196 @@
+"""`providers configure | list | test`, and `init --providers`, through the real entry point.
+
+Only loopback servers are ever contacted: the seed-style providers below point at the
+real clouds' endpoints, so those tests only write and read configuration."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+import uuid
+from pathlib import Path
+
+import pytest
+
+from metanode_storage.config.secrets import Secret
+from metanode_storage.crypto.keystore import read_keystore
+from tests.conftest import PASSPHRASE, CliRunnerFn
+from tests.servers import S3_ACCESS_KEY, S3_SECRET_KEY, ServerProcess
+
+
+def _config(home: Path) -> dict[str, dict[str, object]]:
+    document = tomllib.loads((home / "config.toml").read_text())
+    return {p["name"]: p for p in document["providers"]}
+
+
+def test_seed_style_region_flags_add_providers(cli: CliRunnerFn, home: Path) -> None:
+    result = cli(
+        "storage",
+        "providers",
+        "configure",
+        "--aws-region",
+        "us-east-1",
+        "--gcp-region",
+        "us-central1",
+        "--azure-region",
+        "eastus",
+        "--digitalocean-region",
+        "fra1",
+        "--cloudflare-account",
+        "0123abcd",
+    )
+    assert result.exit_code == 0, result.stderr
+    providers = _config(home)
+    assert providers["aws"]["region"] == "us-east-1"
+    assert providers["gcp"]["region"] == "us-central1"
+    assert providers["azure"]["region"] == "eastus"
+    assert str(providers["aws"]["bucket"]).startswith("metanode-")
+    assert "fra1.digitaloceanspaces.com" in result.stdout
+    assert "https://0123abcd.r2.cloudflarestorage.com" in result.stdout
+    again = cli("storage", "providers", "configure", "--aws-region", "eu-west-1")
+    assert again.exit_code == 0
+    assert _config(home)["aws"]["region"] == "eu-west-1"
+    listing = json.loads(cli("storage", "providers", "list", "--json").stdout)
+    assert {p["name"] for p in listing} >= {"aws", "gcp", "azure", "digitalocean", "cloudflare"}
+
+
+def test_configure_store_credentials_create_bucket_and_test(
+    cli: CliRunnerFn, home: Path, s3_server: ServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
+    bucket = f"mn-{uuid.uuid4().hex[:12]}"
+    result = cli(
+        "storage",
+        "providers",
+        "configure",
+        "--name",
+        "minio-like",
+        "--vendor",
+        "aws",
+        "--bucket",
+        bucket,
+        "--endpoint",
+        s3_server.endpoint,
+        "--store-credentials",
+        "--create-bucket",
+    )
+    assert result.exit_code == 0, result.stderr
+    config_text = (home / "config.toml").read_text()
+    assert S3_SECRET_KEY not in config_text and S3_ACCESS_KEY not in config_text
+    assert _config(home)["minio-like"]["credentials"] == "keystore"
+    keys = read_keystore(home / "keystore.mnk", Secret(PASSPHRASE.encode()))
+    assert keys.provider_credentials["minio-like"]["secret_access_key"].reveal() == (
+        S3_SECRET_KEY.encode()
+    )
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")  # from now on only the keystore has them
+    probe = cli("storage", "providers", "test", "minio-like", "--json")
+    assert probe.exit_code == 0, probe.stderr
+    report = json.loads(probe.stdout)
+    assert report["ok"] and report["write_ms"] > 0 and report["read_ms"] > 0
+    listing = {
+        p["name"]: p for p in json.loads(cli("storage", "providers", "list", "--json").stdout)
+    }
+    assert listing["minio-like"]["state"] == "Active"
+    assert S3_SECRET_KEY not in probe.stdout + probe.stderr
+
+
+def test_test_reports_a_dead_provider(cli: CliRunnerFn, home: Path) -> None:
+    result = cli(
+        "storage",
+        "providers",
+        "configure",
+        "--name",
+        "gone",
+        "--vendor",
+        "aws",
+        "--bucket",
+        "b",
+        "--endpoint",
+        "http://127.0.0.1:9",
+        "--credentials",
+        "anonymous",
+        "--timeout",
+        "1",
+    )
+    assert result.exit_code == 0, result.stderr
+    probe = cli("storage", "providers", "test", "gone")
+    assert probe.exit_code == 6
+    assert "FAILED" in probe.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--name", "x"), "no provider named"),
+        (("--name", "x", "--vendor", "nosuch", "--bucket", "b"), "unknown"),
+        (("--name", "x", "--vendor", "aws"), "no bucket"),
+        (("--bucket", "b"), "need --name"),
+        (
+            (
+                "--name",
+                "x",
+                "--vendor",
+                "aws",
+                "--bucket",
+                "b",
+                "--endpoint",
+                "https://key:secret@host",
+            ),
+            "credentials do not belong",
+        ),
+        ((), "nothing to configure"),
+    ],
+)
+def test_bad_configuration_is_refused(
+    cli: CliRunnerFn, home: Path, args: tuple[str, ...], message: str
+) -> None:
+    before = (home / "config.toml").read_text()
+    result = cli("storage", "providers", "configure", *args)
+    assert result.exit_code == 2, result.stderr
+    assert message in result.stderr
+    assert (home / "config.toml").read_text() == before
+
+
+def test_store_credentials_needs_them_in_the_environment(
+    cli: CliRunnerFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(variable, raising=False)
+    result = cli(
+        "storage",
+        "providers",
+        "configure",
+        "--name",
+        "x",
+        "--vendor",
+        "aws",
+        "--bucket",
+        "b",
+        "--store-credentials",
+    )
+    assert result.exit_code == 2
+    assert "AWS_ACCESS_KEY_ID" in result.stderr
+
+
+def test_init_with_cloud_vendors_writes_their_providers(
+    cli: CliRunnerFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("METANODE_HOME", str(tmp_path / "cloud-node"))
+    result = cli(
+        "storage",
+        "distributed",
+        "init",
+        "--providers",
+        "aws,gcp,azure,digitalocean",
+        "--replication-factor",
+        "3",
+        "--json",
+    )
+    assert result.exit_code == 0, result.stderr
+    providers = _config(tmp_path / "cloud-node")
+    assert set(providers) == {"aws", "gcp", "azure", "digitalocean"}
+    assert providers["digitalocean"]["region"] == "nyc3"
+    buckets = {p["bucket"] for p in providers.values()}
+    assert len(buckets) == 1 and str(next(iter(buckets))).startswith("metanode-")
