@@ -63,6 +63,7 @@ class ServerProcess:
     workdir: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    environment: dict[str, str] = field(default_factory=dict)
 
     @property
     def endpoint(self) -> str:
@@ -78,6 +79,7 @@ class ServerProcess:
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
                 start_new_session=True,
+                env={**os.environ, **self.environment},
             )
         _wait_for_port(self.port, self.process, log, timeout=30)
 

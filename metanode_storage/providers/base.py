@@ -38,6 +38,11 @@ class BlobStore(ABC):
         """The whole blob; ``ObjectNotFound`` if absent."""
 
     @abstractmethod
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive) of the blob, absolute offsets only
+        (suffix ranges are wrong on several servers); ``ObjectNotFound`` if absent."""
+
+    @abstractmethod
     def size(self, key: str) -> int:
         """The blob's size in bytes; ``ObjectNotFound`` if absent."""
 

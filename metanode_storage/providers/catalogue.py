@@ -174,6 +174,9 @@ class UnopenedProvider(BlobStore):
     def get(self, key: str) -> bytes:
         raise self._fail()
 
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        raise self._fail()
+
     def size(self, key: str) -> int:
         raise self._fail()
 

@@ -138,6 +138,10 @@ class MonitoredBlobStore(BlobStore):
         with self._measured():
             return self.inner.get(key)
 
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        with self._measured():
+            return self.inner.get_range(key, start, end)
+
     def size(self, key: str) -> int:
         with self._measured():
             return self.inner.size(key)

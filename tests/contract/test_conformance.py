@@ -3,6 +3,7 @@ Azure Blob (Azurite) and GCS (fake-gcs-server), all on 127.0.0.1."""
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import time
@@ -14,12 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from metanode_storage.errors import ObjectNotFound, ProviderUnavailable
+from metanode_storage.config.secrets import Secret
+from metanode_storage.errors import ObjectNotFound, PermissionDenied, ProviderUnavailable
 from metanode_storage.providers.base import BlobStore
 from metanode_storage.providers.catalogue import open_provider
 from metanode_storage.providers.fsspec_store import LocalBlobStore
 from tests.conftest import cloud_provider
-from tests.servers import free_port
+from tests.servers import AZURITE_KEY, azurite_connection_string, free_port, moto_server
 
 FAMILIES = ["local", "s3", "azure", "gcs"]
 
@@ -168,3 +170,39 @@ def test_an_unresponsive_endpoint_fails_within_the_deadline(cloud: str, conditio
     # Refused connections: the timeout (1 s) plus at most one quick retry. A hung server:
     # the deadline, the timeout plus one second per MB of the largest blob (5 MiB).
     assert elapsed < (1.0 + 3.0 if condition == "dead" else 1.0 + 5.3 + 0.5), elapsed
+
+
+def test_range_read(store: BlobStore) -> None:
+    key, data = _key(), os.urandom(100_000)
+    store.put(key, data)
+    assert store.get_range(key, 0, 10) == data[:10]
+    assert store.get_range(key, 4096, 8192) == data[4096:8192]
+    assert store.get_range(key, 99_990, 100_000) == data[-10:]
+    with pytest.raises(ObjectNotFound):
+        store.get_range(_key(), 0, 10)
+
+
+@pytest.mark.parametrize("cloud", ["s3", "azure"])
+def test_rejected_credentials_are_a_permission_error(
+    cloud: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """gcs: fake-gcs-server has no authentication, so this case cannot be shown there."""
+    if cloud == "s3":
+        # A second moto server that enforces IAM: unknown access keys are refused with 403.
+        server = moto_server(tmp_path)
+        server.environment = {"INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+        server.start()
+        request.addfinalizer(server.kill)
+        settings, credentials = cloud_provider("s3", server.endpoint, "s3-denied", "mn-denied")
+    else:
+        server = request.getfixturevalue("azure_server")
+        settings, _ = cloud_provider("azure", server.endpoint, "azure-denied", "mn-denied")
+        wrong = azurite_connection_string(server.endpoint).replace(
+            AZURITE_KEY, base64.b64encode(b"x" * 64).decode()
+        )
+        credentials = {"connection_string": Secret(wrong.encode())}
+    store = open_provider(settings, credentials)
+    with pytest.raises(PermissionDenied):
+        store.put(_key(), b"x")
+    with pytest.raises(PermissionDenied):
+        store.get(_key())
