@@ -11,8 +11,9 @@ Scripts use the engine directly::
 
 from metanode_storage.config.secrets import Secret
 from metanode_storage.engine.model import ContainerBlock, StorageLocation
-from metanode_storage.engine.node import BlockVerification, Node
+from metanode_storage.engine.node import Node
 from metanode_storage.engine.setup import init_node
+from metanode_storage.engine.verification import BlockVerification
 from metanode_storage.errors import MetanodeError
 
 __version__ = "0.1.0"

@@ -14,6 +14,8 @@ from metanode_storage import Node, Secret, init_node
 from metanode_storage.cli.app import main
 from metanode_storage.config.settings import ProviderSettings
 from metanode_storage.crypto.kdf import KdfParams
+from metanode_storage.crypto.keystore import read_keystore
+from metanode_storage.engine.auditing import checkpoint_blob_key
 from tests.servers import (
     AZURITE_ACCOUNT,
     S3_ACCESS_KEY,
@@ -50,8 +52,16 @@ def provider_dirs(home: Path) -> list[Path]:
     return sorted((home / "providers").iterdir())
 
 
-def blob_files(home: Path) -> list[Path]:
-    return sorted(p for d in provider_dirs(home) for p in d.rglob("*") if p.is_file())
+def blob_files(home: Path, passphrase: str = PASSPHRASE) -> list[Path]:
+    """Every data blob on the local providers (the sealed audit checkpoints left out)."""
+    return [p for d in provider_dirs(home) for p in data_blobs(home, d, passphrase)]
+
+
+def data_blobs(home: Path, provider: Path, passphrase: str = PASSPHRASE) -> list[Path]:
+    """The data blobs of one local provider directory, without its audit checkpoint."""
+    keys = read_keystore(home / "keystore.mnk", Secret(passphrase.encode()))
+    reserved = checkpoint_blob_key(keys, provider.name)
+    return sorted(p for p in provider.rglob("*") if p.is_file() and p.name != reserved)
 
 
 @dataclass

@@ -31,6 +31,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS blocks (block_id TEXT PRIMARY KEY, sealed BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS chunks (
     chunk_id BLOB PRIMARY KEY, refcount INTEGER NOT NULL, sealed BLOB NOT NULL);
+-- When each block was last checked by an integrity audit (least recent first).
+CREATE TABLE IF NOT EXISTS audited (block_id TEXT PRIMARY KEY, at INTEGER NOT NULL);
 -- Replicas found missing or corrupt; the row id is a keyed hash of (chunk, provider).
 CREATE TABLE IF NOT EXISTS faults (fault_id BLOB PRIMARY KEY, sealed BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS totals (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -260,6 +262,7 @@ class BlockMap:
             with self._write() as db:
                 if not db.execute("DELETE FROM blocks WHERE block_id=?", (block_id,)).rowcount:
                     raise BlockNotFound(f"no block {block_id!r} on this node")
+                db.execute("DELETE FROM audited WHERE block_id=?", (block_id,))
                 for chunk_id in dict.fromkeys(block.chunk_ids):
                     db.execute(
                         "UPDATE chunks SET refcount = refcount - 1 WHERE chunk_id=?", (chunk_id,)
@@ -318,3 +321,33 @@ class BlockMap:
     def clear_fault(self, chunk_id: bytes, provider: str) -> None:
         with self._write() as db:
             db.execute("DELETE FROM faults WHERE fault_id=?", (self._fault_id(chunk_id, provider),))
+
+    # -- chunk keys and integrity audits ----------------------------------------------------
+
+    def replace_chunks(self, records: list[ChunkRecord]) -> None:
+        """Rewrite chunk rows in place (same chunks, new wrapped keys); counts do not change."""
+        with self._write() as db:
+            for record in records:
+                updated = db.execute(
+                    "UPDATE chunks SET sealed=? WHERE chunk_id=?",
+                    (self._seal("chunks", record.chunk_id, record.to_bytes()), record.chunk_id),
+                ).rowcount
+                if not updated:
+                    raise BlockMapDamaged(f"chunk {record.chunk_id.hex()[:12]} vanished")
+
+    def least_recently_audited(self, count: int) -> list[str]:
+        """Block ids never audited first, then the longest ago; ties in random order.
+        Daily samples of N therefore cover every block within blocks/N days."""
+        rows = self._db.execute(
+            "SELECT b.block_id FROM blocks b LEFT JOIN audited a ON a.block_id = b.block_id "
+            "ORDER BY COALESCE(a.at, 0), random() LIMIT ?",
+            (count,),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def mark_audited(self, block_ids: list[str]) -> None:
+        now = int(time.time())
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO audited VALUES (?, ?)", [(b, now) for b in block_ids]
+            )

@@ -10,7 +10,15 @@ from typing import Annotated
 import typer
 
 from metanode_storage import __version__
-from metanode_storage.cli import blocks_cmd, console, distributed_cmd, providers_cmd
+from metanode_storage.cli import (
+    audit_cmd,
+    blocks_cmd,
+    console,
+    distributed_cmd,
+    keys_cmd,
+    proof_cmd,
+    providers_cmd,
+)
 from metanode_storage.errors import ExitCode, MetanodeError
 
 app = typer.Typer(
@@ -25,6 +33,9 @@ storage_app = typer.Typer(help="Store, retrieve and verify data.", no_args_is_he
 app.add_typer(storage_app, name="storage")
 storage_app.add_typer(distributed_cmd.app, name="distributed")
 storage_app.add_typer(providers_cmd.app, name="providers")
+storage_app.add_typer(audit_cmd.app, name="audit")
+storage_app.add_typer(proof_cmd.app, name="proof")
+storage_app.add_typer(keys_cmd.app, name="keys")
 blocks_cmd.register(storage_app)
 
 

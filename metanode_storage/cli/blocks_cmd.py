@@ -12,7 +12,7 @@ import typer
 from metanode_storage.cli import console, formatting
 from metanode_storage.cli.options import HomeOption, JsonOption, open_node
 from metanode_storage.engine.model import ContainerBlock
-from metanode_storage.engine.node import BlockVerification
+from metanode_storage.engine.verification import BlockVerification
 from metanode_storage.errors import ExitCode, InputError, InvalidSetting
 
 

@@ -17,7 +17,9 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
@@ -93,14 +95,30 @@ class ByteProgress:
 
 @contextmanager
 def byte_progress(description: str, total: int | None) -> Iterator[ByteProgress]:
+    """Bytes done, with transfer speed."""
+    columns = (DownloadColumn(), TransferSpeedColumn())
+    with _progress(description, total, columns) as bar:
+        yield bar
+
+
+@contextmanager
+def count_progress(description: str, total: int | None) -> Iterator[ByteProgress]:
+    """Items done (blocks, chunks)."""
+    with _progress(description, total, (MofNCompleteColumn(),)) as bar:
+        yield bar
+
+
+@contextmanager
+def _progress(
+    description: str, total: int | None, columns: tuple[ProgressColumn, ...]
+) -> Iterator[ByteProgress]:
     if not sys.stderr.isatty():
         yield ByteProgress(None, None)
         return
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
+        *columns,
         TimeRemainingColumn(),
         console=_err(),
         transient=True,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from metanode_storage.cli import console, formatting
+from metanode_storage.cli import audit_cmd, console, formatting
 from metanode_storage.cli.options import (
     HomeOption,
     JsonOption,
@@ -21,6 +21,7 @@ from metanode_storage.engine.setup import (
     default_local_providers,
     init_node,
 )
+from metanode_storage.errors import InvalidSetting
 
 app = typer.Typer(help="Set up the node and watch it.", no_args_is_help=True)
 
@@ -127,3 +128,35 @@ def status(home: HomeOption = None, json_output: JsonOption = False) -> None:
             for p in report.providers
         ],
     )
+
+
+@app.command()
+def audit(
+    home: HomeOption = None,
+    integrity: Annotated[
+        bool, typer.Option("--integrity", help="Check replicas on every provider (for cron).")
+    ] = False,
+    sample: Annotated[
+        int | None,
+        typer.Option(min=1, help="With --integrity: N blocks, least recently audited first."),
+    ] = None,
+    all_blocks: Annotated[
+        bool, typer.Option("--all", help="With --integrity: every block (the default).")
+    ] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="With --integrity: sizes only, no download.")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """The audit summary from the trail; with --integrity, an integrity audit.
+
+    Integrity exit codes: 0 clean, 10 integrity violations, 6 unreachable providers.
+    """
+    if not integrity:
+        if sample is not None or all_blocks or quick:
+            raise InvalidSetting("--sample, --all and --quick go with --integrity")
+        audit_cmd.summary(home, json_output)
+        return
+    if sample is not None and all_blocks:
+        raise InvalidSetting("give --sample N or --all, not both")
+    audit_cmd.integrity(home, sample, quick, json_output)

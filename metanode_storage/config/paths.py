@@ -49,6 +49,11 @@ class NodeLayout:
         return self.home / "health.json"
 
     @property
+    def audit(self) -> Path:
+        """The audit trail: signed events and checkpoints (no secrets, no file names)."""
+        return self.home / "audit.sqlite"
+
+    @property
     def lock(self) -> Path:
         return self.home / "qlock"
 

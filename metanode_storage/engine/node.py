@@ -16,11 +16,20 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
 from typing import BinaryIO
 
+from metanode_storage.audit.trail import (
+    DELETE,
+    FAILED,
+    OK,
+    RETRIEVE,
+    STORE,
+    VERIFY,
+    VIOLATION,
+    AuditTrail,
+)
 from metanode_storage.blockmap.records import BlockRecord, ChunkRecord
 from metanode_storage.blockmap.store import BlockMap
 from metanode_storage.config.paths import NodeLayout, resolve_home
@@ -28,20 +37,21 @@ from metanode_storage.config.secrets import Secret
 from metanode_storage.config.settings import NodeSettings, load_settings
 from metanode_storage.crypto.aead import keyed_hash
 from metanode_storage.crypto.keystore import KeyMaterial, read_keystore
-from metanode_storage.crypto.signing import verify_signature
+from metanode_storage.engine.auditing import NodeAudit
 from metanode_storage.engine.chunker import Chunker
-from metanode_storage.engine.model import ContainerBlock, StorageLocation
-from metanode_storage.engine.proof import (
-    CryptographicProof,
-    block_message,
-    make_proof,
-    manifest_hash,
-)
+from metanode_storage.engine.model import ContainerBlock
+from metanode_storage.engine.proof import block_message, make_proof, manifest_hash
 from metanode_storage.engine.qlock import NodeLock
-from metanode_storage.engine.reader import GOOD, ChunkReader, ReplicaCheck
+from metanode_storage.engine.reader import ChunkReader, ReplicaCheck
 from metanode_storage.engine.status import NodeStatus, measure_status
+from metanode_storage.engine.verification import (
+    BlockVerification,
+    check_block_signatures,
+    verify_block,
+)
+from metanode_storage.engine.views import container_view
 from metanode_storage.engine.writer import ChunkWriter
-from metanode_storage.errors import InputError, IntegrityError, SignatureInvalid
+from metanode_storage.errors import InputError, IntegrityError, MetanodeError, ProviderError
 from metanode_storage.providers.base import BlobStore
 from metanode_storage.providers.catalogue import open_provider_or_stand_in
 from metanode_storage.providers.health import HealthBoard, MonitoredBlobStore
@@ -54,16 +64,6 @@ _rng = random.SystemRandom()
 
 def _no_progress(_: int) -> None:
     return None
-
-
-@dataclass(frozen=True)
-class BlockVerification:
-    block_id: str
-    ok: bool  # every chunk has at least one good replica and the signatures hold
-    replicas_checked: int
-    faults: list[ReplicaCheck] = field(default_factory=list)  # missing or corrupt replicas
-    unreachable: list[str] = field(default_factory=list)
-    error: str = ""
 
 
 class Node:
@@ -81,26 +81,39 @@ class Node:
             )
             for p in settings.providers
         }
-        self._lock = NodeLock(layout.lock)
-        self._io = ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="metanode-io")
+        self.lock = NodeLock(layout.lock)
+        self.io_pool = ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="metanode-io")
         self._workers = ThreadPoolExecutor(_CHUNKS_IN_FLIGHT, thread_name_prefix="metanode-chunk")
         data_keys = {k.key_id: k.key.reveal() for k in keys.data_keys}
         self._reader = ChunkReader(
             self.providers, keys.dedup_key.reveal(), data_keys, self.health.is_offline
         )
         self._trusted_keys = keys.public_keys()
+        self.passphrase: Secret | None = None
+        trail = AuditTrail(layout.audit, f"metanode/{settings.node_id}", keys.signer)
+        self.audit = NodeAudit(trail, self.providers, keys, settings.audit_enabled)
 
     @classmethod
     def open(cls, home: Path | str | None, passphrase: Secret) -> Node:
         layout = NodeLayout(resolve_home(home))
         settings = load_settings(layout.config)
         keys = read_keystore(layout.keystore, passphrase)
-        return cls(layout, settings, keys, BlockMap(layout.blockmap, keys.map_key.reveal()))
+        node = cls(layout, settings, keys, BlockMap(layout.blockmap, keys.map_key.reveal()))
+        node.passphrase = passphrase  # kept to rewrite the keystore on key rotation
+        return node
+
+    def reload_keys(self, keys: KeyMaterial) -> None:
+        """Use a rewritten keystore's keys from now on (after a rotation)."""
+        self.keys = keys
+        self._trusted_keys = keys.public_keys()
+        self._reader.use_data_keys({k.key_id: k.key.reveal() for k in keys.data_keys})
+        self.audit.trail.use_signer(keys.signer)
 
     def close(self) -> None:
-        self.health.save()
         self._workers.shutdown(wait=True)
-        self._io.shutdown(wait=True)
+        self.audit.close()  # publishes a checkpoint through the I/O pool's providers
+        self.io_pool.shutdown(wait=True)
+        self.health.save()
         self.blockmap.close()
 
     def __enter__(self) -> Node:
@@ -120,7 +133,7 @@ class Node:
         replicas written, so an interruption at any point leaves no partial
         block visible (at worst orphan blobs, which `gc` removes).
         """
-        with self._lock.shared("store"):
+        with self.lock.shared("store"):
             return self._store_locked(stream, name, progress)
 
     def store_bytes(self, data: bytes, name: str = "") -> ContainerBlock:
@@ -142,7 +155,7 @@ class Node:
         keys = self.keys
         writer = ChunkWriter(
             self.providers,
-            self._io,
+            self.io_pool,
             replication_factor=self.settings.replication_factor,
             allow_under_replication=self.settings.allow_under_replication,
             data_key_id=keys.current_data_key,
@@ -196,7 +209,18 @@ class Node:
             raise
         for record in spare:
             writer.discard(record.replicas)
-        return self._view(block)
+        view = self._view(block)
+        self.audit.record(
+            STORE,
+            block.block_id,
+            detail={
+                "size": size,
+                "chunks": len(chunk_ids),
+                "new_chunks": len(new_chunks),
+                "providers": [loc.provider for loc in view.distribution_map],
+            },
+        )
+        return view
 
     @staticmethod
     def _read_chunks_from(chunker: Chunker, stream: BinaryIO) -> Iterator[bytes]:
@@ -233,37 +257,6 @@ class Node:
 
     # -- retrieve ----------------------------------------------------------------
 
-    def _check_block(self, block: BlockRecord) -> CryptographicProof:
-        """The block's proof and VM signature must hold under one of this node's keys."""
-        proof = CryptographicProof.from_dict(block.proof)
-        manifest = manifest_hash(block.chunk_ids).hex()
-        consistent = (
-            proof.block_id == block.block_id
-            and proof.data_hash == block.data_hash
-            and proof.size == block.size
-            and proof.manifest_hash == manifest
-        )
-        if not (consistent and proof.verify(self._trusted_keys)):
-            raise SignatureInvalid(
-                f"the proof of block {block.block_id} does not verify",
-                "the block map was altered; restore a map backup",
-            )
-        message = block_message(
-            block.block_id,
-            block.data_hash,
-            proof.proof_hash,
-            block.size,
-            block.created_at,
-            manifest,
-        )
-        public = self._trusted_keys[proof.key_id]
-        if not verify_signature(public, message, bytes.fromhex(block.vm_signature)):
-            raise SignatureInvalid(
-                f"the VM signature of block {block.block_id} does not verify",
-                "the block map was altered; restore a map backup",
-            )
-        return proof
-
     def retrieve(
         self, block_id: str, sink: BinaryIO, progress: Progress = _no_progress
     ) -> ContainerBlock:
@@ -275,24 +268,41 @@ class Node:
         way are recorded for status and repair; the read still succeeds while
         one good copy of every chunk exists.
         """
-        with self._lock.shared("retrieve"):
+        with self.lock.shared("retrieve"):
             block = self.blockmap.get_block(block_id)
-            self._check_block(block)
-            whole = sha256()
-            for chunk_id, data, checks in self._fetch_in_order(block):
-                self._record_checks(chunk_id, checks)
-                whole.update(data)
-                try:
-                    sink.write(data)
-                except OSError as exc:
-                    raise InputError(f"cannot write the output: {exc.strerror or exc}") from None
-                progress(len(data))
-            if not hmac.compare_digest(whole.hexdigest(), block.data_hash):
-                raise IntegrityError(
-                    f"block {block_id}: the SHA-256 of the retrieved data does not match",
-                    "run `metanode storage verify` on it",
-                )
+            faults: list[list[str]] = []
+            try:
+                self._retrieve_locked(block, sink, progress, faults)
+            except IntegrityError as exc:
+                detail = {"faults": faults, "error": exc.message}
+                self.audit.record(RETRIEVE, block_id, VIOLATION, detail)
+                raise
+            except MetanodeError as exc:
+                self.audit.record(RETRIEVE, block_id, FAILED, {"faults": faults, "error": str(exc)})
+                raise
+            status = VIOLATION if faults else OK
+            self.audit.record(RETRIEVE, block_id, status, {"faults": faults})
             return self._view(block)
+
+    def _retrieve_locked(
+        self, block: BlockRecord, sink: BinaryIO, progress: Progress, faults: list[list[str]]
+    ) -> None:
+        check_block_signatures(block, self._trusted_keys)
+        whole = sha256()
+        for chunk_id, data, checks in self._fetch_in_order(block):
+            self._record_checks(chunk_id, checks)
+            faults.extend([c.provider, c.state] for c in checks if c.is_fault)
+            whole.update(data)
+            try:
+                sink.write(data)
+            except OSError as exc:
+                raise InputError(f"cannot write the output: {exc.strerror or exc}") from None
+            progress(len(data))
+        if not hmac.compare_digest(whole.hexdigest(), block.data_hash):
+            raise IntegrityError(
+                f"block {block.block_id}: the SHA-256 of the retrieved data does not match",
+                "run `metanode storage verify` on it",
+            )
 
     def retrieve_bytes(self, block_id: str) -> bytes:
         buffer = io.BytesIO()
@@ -355,61 +365,27 @@ class Node:
 
     def verify(self, block_id: str, progress: Progress = _no_progress) -> BlockVerification:
         """Check every replica of every chunk of the block, not just one per chunk."""
-        with self._lock.shared("verify"):
-            return self._verify_locked(self.blockmap.get_block(block_id), progress)
+        with self.lock.shared("verify"):
+            return self.verify_record(self.blockmap.get_block(block_id), progress)
 
     def verify_all(self, progress: Progress = _no_progress) -> Iterator[BlockVerification]:
-        with self._lock.shared("verify"):
+        with self.lock.shared("verify"):
             for block in self.blockmap.blocks():
-                yield self._verify_locked(block, progress)
+                yield self.verify_record(block, progress)
 
-    def _verify_locked(self, block: BlockRecord, progress: Progress) -> BlockVerification:
-        try:
-            self._check_block(block)
-        except SignatureInvalid as exc:
-            return BlockVerification(block.block_id, False, 0, error=exc.message)
-        faults: list[ReplicaCheck] = []
-        unreachable: set[str] = set()
-        checked = 0
-        unreadable = 0
-        for chunk_id in block.chunk_ids:
-            record = self.blockmap.get_chunk(chunk_id)
-            if record is None:
-                return BlockVerification(
-                    block.block_id,
-                    False,
-                    checked,
-                    faults,
-                    sorted(unreachable),
-                    f"chunk {chunk_id.hex()[:12]} is not in the map",
-                )
-            futures = [
-                self._io.submit(self._reader.check_replica, record, replica)
-                for replica in record.replicas
-            ]
-            results = [f.result()[0] for f in futures]
-            checked += len(results)
-            for check in results:
-                if check.is_fault:
-                    faults.append(check)
-                    self.blockmap.record_fault(chunk_id, check.provider, check.state)
-                elif check.state == GOOD:
-                    self.blockmap.clear_fault(chunk_id, check.provider)
-                else:
-                    unreachable.add(check.provider)
-            if not any(c.state == GOOD for c in results):
-                unreadable += 1
-            progress(record.plain_size)
-        error = f"{unreadable} chunk(s) have no good replica" if unreadable else ""
-        return BlockVerification(
-            block.block_id, not unreadable, checked, faults, sorted(unreachable), error
+    def verify_record(self, block: BlockRecord, progress: Progress) -> BlockVerification:
+        """Verify one block (the caller holds the lock) and audit the outcome."""
+        result = verify_block(
+            block, self.blockmap, self._reader, self.io_pool, self._trusted_keys, progress
         )
+        self.audit.record(VERIFY, block.block_id, result.audit_status, result.audit_detail())
+        return result
 
     # -- remove, list, status ---------------------------------------------------
 
     def remove(self, block_id: str) -> int:
         """Delete a block and every replica no other block needs; return blobs deleted."""
-        with self._lock.exclusive("remove a block"):
+        with self.lock.exclusive("remove a block"):
             released = self.blockmap.delete_block(block_id)
             deleted = 0
             for record in released:
@@ -420,8 +396,9 @@ class Node:
                     try:
                         store.delete(replica.key)
                         deleted += 1
-                    except Exception:
+                    except ProviderError:
                         pass  # the map no longer names it: an orphan for `gc`
+            self.audit.record(DELETE, block_id, detail={"blobs_deleted": deleted})
             return deleted
 
     def collect_garbage(self, dry_run: bool = False) -> dict[str, int]:
@@ -430,19 +407,22 @@ class Node:
         Holds the lock exclusively, so no store is between writing its blobs
         and committing its row while the providers are listed.
         """
-        with self._lock.exclusive("collect garbage"):
+        with self.lock.exclusive("collect garbage"):
             wanted: dict[str, set[str]] = {name: set() for name in self.providers}
             for record in self.blockmap.chunks():
                 for replica in record.replicas:
                     wanted.setdefault(replica.provider, set()).add(replica.key)
             removed: dict[str, int] = {}
             for name, store in self.providers.items():
-                orphans = [key for key in store.list_keys() if key not in wanted[name]]
+                keep = wanted[name] | {self.audit.checkpoint_keys[name]}
+                orphans = [key for key in store.list_keys() if key not in keep]
                 if not dry_run:
                     for key in orphans:
                         store.delete(key)
                     store.remove_partial_writes()
                 removed[name] = len(orphans)
+            if not dry_run:
+                self.audit.record("gc", detail={"orphans_deleted": removed})
             return removed
 
     def blocks(self) -> Iterator[ContainerBlock]:
@@ -458,39 +438,4 @@ class Node:
         return report
 
     def _view(self, block: BlockRecord) -> ContainerBlock:
-        by_provider: dict[str, list[tuple[str, int]]] = {}
-        for chunk_id in dict.fromkeys(block.chunk_ids):
-            record = self.blockmap.get_chunk(chunk_id)
-            for replica in record.replicas if record else ():
-                by_provider.setdefault(replica.provider, []).append((replica.key, replica.size))
-        vendors = {p.name: p for p in self.settings.providers}
-        locations = []
-        for provider, replicas in sorted(by_provider.items()):
-            digest = sha256()
-            for key, size in sorted(replicas):
-                digest.update(f"{key}:{size}\n".encode())
-            settings = vendors.get(provider)
-            locations.append(
-                StorageLocation(
-                    location_id=sha256(f"{block.block_id}\0{provider}".encode()).hexdigest()[:16],
-                    cloud_provider=settings.vendor if settings else "unknown",
-                    provider=provider,
-                    region=settings.region if settings else "",
-                    chunk_replicas=len(replicas),
-                    stored_bytes=sum(size for _, size in replicas),
-                    verification_hash=digest.hexdigest(),
-                )
-            )
-        proof = CryptographicProof.from_dict(block.proof)
-        return ContainerBlock(
-            block_id=block.block_id,
-            data_hash=block.data_hash,
-            proof_hash=proof.proof_hash,
-            size_bytes=block.size,
-            created_at=block.created_at,
-            distribution_map=locations,
-            vm_signature=block.vm_signature,
-            proof=block.proof,
-            chunks=len(block.chunk_ids),
-            name=block.name,
-        )
+        return container_view(block, self.blockmap.get_chunk, self.settings.providers)

@@ -28,9 +28,9 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from hashlib import sha256
-from typing import Any
+from typing import Any, BinaryIO
 
-from metanode_storage.crypto.signing import NodeSigner, verify_signature
+from metanode_storage.crypto.signing import NodeSigner, key_id_of, verify_signature
 
 PROOF_TYPE = "integrity_authenticity"
 _PROOF_DOMAIN = b"metanode/proof/v1\n"
@@ -133,3 +133,56 @@ def block_message(
         + _U64.pack(created_at)
         + bytes.fromhex(manifest)
     )
+
+
+PROOF_FILE_FORMAT = "metanode-proof"
+PROOF_FILE_VERSION = 1
+
+
+def proof_document(proof: CryptographicProof, origin: str) -> dict[str, Any]:
+    """The exported proof file: self-describing JSON around the signed proof."""
+    return {
+        "format": PROOF_FILE_FORMAT,
+        "version": PROOF_FILE_VERSION,
+        "origin": origin,
+        "canonical_encoding": "metanode/proof/v1 (docs/PROOFS.md)",
+        "proof": proof.to_dict(),
+    }
+
+
+def check_proof_document(
+    document: Mapping[str, Any],
+    public_key: bytes | None,
+    data: BinaryIO | None = None,
+) -> list[str]:
+    """Everything wrong with a proof file, checked offline with nothing but the public key
+    (and the data, if given). An empty list means the proof holds."""
+    if document.get("format") != PROOF_FILE_FORMAT:
+        return ["not a metanode proof file (format field)"]
+    if document.get("version") != PROOF_FILE_VERSION:
+        return [f"proof file version {document.get('version')!r} is not supported"]
+    try:
+        proof = CryptographicProof.from_dict(document["proof"])
+        embedded = bytes.fromhex(proof.verification_key)
+        bytes.fromhex(proof.data_hash + proof.manifest_hash + proof.signature)
+    except (KeyError, TypeError, ValueError):
+        return ["the proof is incomplete or has fields of the wrong type"]
+    problems = []
+    if public_key is not None and embedded != public_key:
+        problems.append("the proof names a different verification key than the one given")
+    if key_id_of(embedded) != proof.key_id:
+        problems.append("the key id does not belong to the verification key")
+    if not proof.verify():
+        problems.append(
+            "the signature does not verify: a field of the proof was altered after signing"
+        )
+    if data is not None:
+        digest, size = sha256(), 0
+        while chunk := data.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+        if size != proof.size:
+            problems.append(f"the data is {size} bytes, the proof says {proof.size}")
+        if digest.hexdigest() != proof.data_hash:
+            problems.append("the data's SHA-256 differs from the proof's data_hash")
+    return problems

@@ -59,6 +59,9 @@ class ChunkReader:
         self._data_keys = data_keys
         self._is_offline = is_offline
 
+    def use_data_keys(self, data_keys: Mapping[str, bytes]) -> None:
+        self._data_keys = data_keys
+
     def _chunk_key(self, record: ChunkRecord) -> bytes:
         data_key = self._data_keys.get(record.data_key_id)
         if data_key is None:

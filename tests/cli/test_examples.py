@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import blob_files
+
 ROOT = Path(__file__).resolve().parents[2]
 METANODE = shutil.which("metanode") or str(Path(sys.executable).parent / "metanode")
 
@@ -45,7 +47,7 @@ def test_ci_and_cron_examples(tmp_path: Path) -> None:
     cron = _run(["bash", "examples/cron-verify.sh"], env)
     assert cron.returncode == 0, cron.stderr
     assert "1 blocks checked, 0 with problems" in cron.stdout
-    blobs = [p for p in (tmp_path / "node" / "providers").rglob("*") if p.is_file()]
+    blobs = blob_files(tmp_path / "node", "an example passphrase")
     blobs[0].write_bytes(b"\x00" * 10)
     assert _run(["bash", "examples/cron-verify.sh"], env).returncode == 10
 
@@ -87,3 +89,29 @@ def test_provider_examples_are_valid_configuration(example: Path) -> None:
         settings.validate()
         endpoint = endpoint_of(settings)
         assert endpoint is None or endpoint.startswith("https://")
+
+
+def test_cron_and_systemd_examples_name_real_commands() -> None:
+    """The scheduled commands in the examples parse as real CLI invocations."""
+    import shlex
+
+    from metanode_storage.cli.app import main
+
+    crontab = (ROOT / "examples" / "crontab").read_text()
+    unit = (ROOT / "examples" / "systemd" / "metanode-integrity.service").read_text()
+    commands = [
+        line.split("metanode", 1)[1].split(">")[0].split("||")[0]
+        for line in crontab.splitlines()
+        if line[:1].isdigit()
+    ]
+    commands.append(
+        next(line for line in unit.splitlines() if line.startswith("ExecStart=")).split(
+            "metanode", 1
+        )[1]
+    )
+    assert len(commands) == 3
+    for command in commands:
+        assert main([*shlex.split(command), "--help"]) == 0
+    timer = (ROOT / "examples" / "systemd" / "metanode-integrity.timer").read_text()
+    assert "OnCalendar=" in timer and "Persistent=true" in timer
+    assert "Type=oneshot" in unit and "PASSPHRASE=" not in unit  # only a passphrase file

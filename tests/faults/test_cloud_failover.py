@@ -15,6 +15,8 @@ import pytest
 
 from metanode_storage import Node, Secret, init_node
 from metanode_storage.config.settings import ProviderSettings
+from metanode_storage.crypto.keystore import read_keystore
+from metanode_storage.engine.auditing import checkpoint_blob_key
 from metanode_storage.errors import NotEnoughProviders
 from tests.cloud_clients import list_objects
 from tests.conftest import PASSPHRASE, cheap_kdf, cloud_provider
@@ -79,9 +81,12 @@ def test_three_families_store_and_providers_see_only_opaque_blobs(
         assert node.retrieve_bytes(big.block_id) == marker * 300_000
         assert node.verify(small.block_id).ok
         expected = 3 * (big.chunks + small.chunks)
+    keys = read_keystore(home / "keystore.mnk", Secret(PASSPHRASE.encode()))
     names: set[str] = set()
     for family in FAMILIES:
         held = list_objects(family, servers[family], buckets[family])
+        checkpoint = checkpoint_blob_key(keys, family)
+        assert any(name.endswith(checkpoint) for name in held)  # the sealed audit checkpoint
         for name, body in held.items():
             assert re.fullmatch(r"[0-9a-f]{2}/[0-9a-f]{32}", name), name
             assert name.split("/")[1] not in names  # no name shared across providers
@@ -89,7 +94,7 @@ def test_three_families_store_and_providers_see_only_opaque_blobs(
             assert marker[:10] not in body
             for identifier in (big.block_id, small.block_id, big.data_hash, "results", "key-notes"):
                 assert identifier.encode() not in body and identifier not in name
-    assert len(names) == expected
+    assert len(names) == expected + len(FAMILIES)
 
 
 def test_a_killed_server_is_survived_and_reported(

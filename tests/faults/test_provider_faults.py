@@ -14,7 +14,7 @@ import pytest
 from metanode_storage import Node, Secret, init_node
 from metanode_storage.config.settings import ProviderSettings
 from metanode_storage.errors import NotEnoughProviders
-from tests.conftest import PASSPHRASE, CliRunnerFn, cheap_kdf, provider_dirs
+from tests.conftest import PASSPHRASE, CliRunnerFn, cheap_kdf, data_blobs, provider_dirs
 
 
 def test_vanished_provider_directory(cli: CliRunnerFn, home: Path) -> None:
@@ -36,7 +36,8 @@ def test_vanished_provider_directory(cli: CliRunnerFn, home: Path) -> None:
 
     shutil.move(gone.with_name("unmounted"), gone)
     assert cli("storage", "verify", block_id).exit_code == 0
-    assert len(list(Path(gone).rglob("*"))) == 2  # one shard dir, one blob: nothing half-stored
+    assert len(data_blobs(home, gone)) == 1  # one chunk, one replica here: nothing half-stored
+    assert not [p for p in gone.rglob(".tmp-*")]
 
 
 @pytest.fixture

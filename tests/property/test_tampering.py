@@ -20,7 +20,7 @@ from metanode_storage.crypto.keystore import (
 )
 from metanode_storage.crypto.signing import NodeSigner
 from metanode_storage.errors import IntegrityError, SignatureInvalid
-from tests.conftest import PASSPHRASE, blob_files, cheap_kdf, provider_dirs
+from tests.conftest import PASSPHRASE, blob_files, cheap_kdf, data_blobs, provider_dirs
 
 
 def _flip(path: Path) -> None:
@@ -50,7 +50,7 @@ TAMPERINGS: dict[str, Callable[[Path], None]] = {
 
 
 def _blobs_of(provider: Path) -> list[Path]:
-    return sorted(p for p in provider.rglob("*") if p.is_file())
+    return data_blobs(provider.parent.parent, provider)
 
 
 @pytest.mark.parametrize("kind", sorted(TAMPERINGS))

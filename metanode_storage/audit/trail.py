@@ -1,0 +1,347 @@
+"""The audit trail on local disk: signed, hash-linked events in a Merkle tree, with
+signed checkpoints.
+
+Each event is canonical JSON signed by the node key and carrying the leaf
+hash of the event before it, so an edited, inserted, removed or reordered
+event breaks a signature or a link at that exact place. A trail cut back at
+its end breaks nothing locally, which is why checkpoints (tree size and
+root, signed, C2SP format) are also kept on the providers: one that is
+larger than the local trail, or whose root the local trail does not
+reproduce, gives the rollback away.
+
+Stored in ``audit.sqlite`` (WAL, synchronous=FULL)::
+
+    events(seq, time, type, block_id, status, body, leaf)  -- body: the signed JSON;
+        leaf: SHA-256(0x00 || body); time/type/block_id/status: copies, for queries
+    checkpoints(size, note)                                 -- signed notes
+    meta(key, value)                                        -- the Merkle frontier
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from metanode_storage.audit.merkle import Frontier, leaf_hash
+from metanode_storage.audit.note import Checkpoint, NoteInvalid, open_note
+from metanode_storage.crypto.signing import NodeSigner, verify_signature
+from metanode_storage.errors import LocalStateError
+
+EVENT_VERSION = 1
+OK, VIOLATION, FAILED, DENIED = "ok", "violation", "failed", "denied"
+STORE, RETRIEVE, VERIFY, REPAIR, DELETE = "store", "retrieve", "verify", "repair", "delete"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY, time INTEGER NOT NULL, type TEXT NOT NULL,
+    block_id TEXT NOT NULL, status TEXT NOT NULL, body BLOB NOT NULL, leaf BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS events_block ON events (block_id);
+CREATE INDEX IF NOT EXISTS events_type ON events (type, time);
+CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, note TEXT NOT NULL);
+"""
+
+
+def canonical(document: Mapping[str, Any]) -> bytes:
+    """The one byte form that is signed: sorted keys, no spaces, UTF-8."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    seq: int
+    time: int
+    type: str
+    block_id: str
+    status: str
+    detail: dict[str, Any]
+    key_id: str
+
+
+@dataclass(frozen=True)
+class AuditSummary:
+    total_events: int
+    storage_operations: int
+    retrieval_operations: int
+    integrity_violations: int
+    by_type: dict[str, int]
+    checkpoint_size: int
+
+
+@dataclass
+class TrailVerification:
+    events: int = 0
+    checkpoints: int = 0
+    covered: int = 0  # events covered by the newest valid checkpoint
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class AuditTrail:
+    def __init__(self, path: Path, origin: str, signer: NodeSigner | None = None) -> None:
+        self.path = path
+        self.origin = origin
+        self._signer = signer
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise LocalStateError(
+                f"audit trail {path} cannot be opened: {exc}", "restore it from a backup"
+            ) from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def use_signer(self, signer: NodeSigner) -> None:
+        """Sign further events and checkpoints with this key (after a key rotation)."""
+        self._signer = signer
+
+    # -- writing ---------------------------------------------------------------------
+
+    def _frontier(self) -> tuple[Frontier, str]:
+        row = self._db.execute("SELECT value FROM meta WHERE key='frontier'").fetchone()
+        if row is None:
+            return Frontier(), ""
+        doc = json.loads(row[0])
+        return Frontier(doc["size"], [bytes.fromhex(h) for h in doc["hashes"]]), doc["last"]
+
+    def append(
+        self,
+        event_type: str,
+        block_id: str = "",
+        status: str = OK,
+        detail: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Sign and append one event; return its sequence number."""
+        if self._signer is None:
+            raise LocalStateError("this audit trail was opened read-only")
+        now = int(time.time())
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            frontier, last = self._frontier()
+            signed = {
+                "v": EVENT_VERSION,
+                "seq": frontier.size,
+                "time": now,
+                "type": event_type,
+                "block_id": block_id,
+                "status": status,
+                "detail": dict(detail or {}),
+                "prev": last,
+                "key_id": self._signer.key_id,
+            }
+            body = canonical({**signed, "sig": self._signer.sign(canonical(signed)).hex()})
+            leaf = leaf_hash(body)
+            self._db.execute(
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (frontier.size, now, event_type, block_id, status, body, leaf),
+            )
+            frontier.append(leaf)
+            state = {
+                "size": frontier.size,
+                "hashes": [h.hex() for h in frontier.hashes],
+                "last": leaf.hex(),
+            }
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('frontier', ?)", (json.dumps(state),)
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return frontier.size - 1
+
+    def checkpoint(self) -> str:
+        """Sign (or reuse) the checkpoint of the trail as it is now; return the note."""
+        if self._signer is None:
+            raise LocalStateError("this audit trail was opened read-only")
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            frontier, _ = self._frontier()
+            row = self._db.execute(
+                "SELECT note FROM checkpoints WHERE size=?", (frontier.size,)
+            ).fetchone()
+            if row is not None:
+                note = str(row[0])
+            else:
+                note = Checkpoint(self.origin, frontier.size, frontier.root()).sign(self._signer)
+                self._db.execute("INSERT INTO checkpoints VALUES (?, ?)", (frontier.size, note))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return note
+
+    # -- reading ---------------------------------------------------------------------
+
+    def size(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def summary(self) -> AuditSummary:
+        by_type = dict(self._db.execute("SELECT type, COUNT(*) FROM events GROUP BY type"))
+        violations = self._db.execute(
+            "SELECT COUNT(*) FROM events WHERE status=?", (VIOLATION,)
+        ).fetchone()[0]
+        latest = self._db.execute("SELECT MAX(size) FROM checkpoints").fetchone()[0]
+        return AuditSummary(
+            total_events=sum(by_type.values()),
+            storage_operations=by_type.get(STORE, 0),
+            retrieval_operations=by_type.get(RETRIEVE, 0),
+            integrity_violations=int(violations),
+            by_type=by_type,
+            checkpoint_size=int(latest or 0),
+        )
+
+    def events(
+        self,
+        *,
+        block_id: str | None = None,
+        event_type: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        limit: int | None = None,
+    ) -> Iterator[AuditEvent]:
+        clauses: list[str] = []
+        args: list[str | int] = []
+        for column, value in (("block_id", block_id), ("type", event_type)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if since is not None:
+            clauses.append("time >= ?")
+            args.append(since)
+        if until is not None:
+            clauses.append("time <= ?")
+            args.append(until)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        tail = f"LIMIT {int(limit)}" if limit else ""
+        for (body,) in self._db.execute(
+            f"SELECT body FROM events {where} ORDER BY seq {tail}", args
+        ):
+            doc = json.loads(body)
+            yield AuditEvent(
+                doc["seq"],
+                doc["time"],
+                doc["type"],
+                doc["block_id"],
+                doc["status"],
+                doc["detail"],
+                doc["key_id"],
+            )
+
+    def latest_note(self) -> str | None:
+        row = self._db.execute("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+        return None if row is None else str(row[0])
+
+    # -- verification --------------------------------------------------------------------
+
+    def verify(
+        self, public_keys: Mapping[str, bytes], remote_notes: Sequence[tuple[str, str]] = ()
+    ) -> TrailVerification:
+        """Check every event, every link, every checkpoint; ``remote_notes`` are
+        (where, note) pairs fetched from providers. Stops at the first bad event."""
+        report = TrailVerification()
+        keys = list(public_keys.values())
+        checkpoints: dict[int, Checkpoint] = {}
+        for size, note in self._db.execute("SELECT size, note FROM checkpoints ORDER BY size"):
+            try:
+                checkpoint = open_note(note, keys)
+            except NoteInvalid as exc:
+                report.problems.append(f"local checkpoint at size {size}: {exc}")
+                return report
+            if checkpoint.size != size or checkpoint.origin != self.origin:
+                report.problems.append(f"local checkpoint at size {size} was moved or altered")
+                return report
+            checkpoints[size] = checkpoint
+        remote: list[tuple[str, Checkpoint]] = []
+        for where, note in remote_notes:
+            try:
+                remote.append((where, open_note(note, keys)))
+            except NoteInvalid as exc:
+                report.problems.append(f"checkpoint on {where}: {exc}")
+                return report
+        for where, checkpoint in remote:
+            checkpoints.setdefault(checkpoint.size, checkpoint)
+            if checkpoints[checkpoint.size].root != checkpoint.root:
+                report.problems.append(
+                    f"checkpoint on {where} at size {checkpoint.size} disagrees with the local one"
+                )
+                return report
+        frontier, last = Frontier(), ""
+        for row in self._db.execute(
+            "SELECT seq, time, type, block_id, status, body, leaf FROM events ORDER BY seq"
+        ):
+            problem = self._check_event(row, frontier.size, last, public_keys)
+            if problem:
+                report.problems.append(f"event #{frontier.size}: {problem}")
+                return report
+            last = row[6].hex()
+            frontier.append(row[6])
+            report.events = frontier.size
+            expected = checkpoints.get(frontier.size)
+            if expected is not None:
+                if expected.root != frontier.root():
+                    report.problems.append(
+                        f"checkpoint at size {frontier.size} does not match the trail: an event "
+                        f"before #{frontier.size} was altered, removed, inserted or reordered"
+                    )
+                    return report
+                report.checkpoints += 1
+                report.covered = frontier.size
+        beyond = [c for c in checkpoints.values() if c.size > frontier.size]
+        if beyond:
+            largest = max(beyond, key=lambda c: c.size)
+            where = next((w for w, c in remote if c.size == largest.size), "local disk")
+            report.problems.append(
+                f"the trail was cut back: it has {frontier.size} events, but the checkpoint on "
+                f"{where} covers {largest.size}"
+            )
+        return report
+
+    @staticmethod
+    def _check_event(
+        row: tuple[Any, ...], seq: int, last: str, public_keys: Mapping[str, bytes]
+    ) -> str:
+        stored_seq, stored_time, stored_type, stored_block, stored_status, body, leaf = row
+        if stored_seq != seq:
+            return f"sequence number {stored_seq} where {seq} was expected (removed or reordered)"
+        if leaf_hash(body) != leaf:
+            return "its body does not match its leaf hash (edited)"
+        try:
+            doc = json.loads(body)
+            signature = bytes.fromhex(doc.pop("sig"))
+        except (ValueError, KeyError):
+            return "its body is not a signed event (edited)"
+        claimed = doc.get("seq")
+        if not isinstance(claimed, int):
+            return "its body has no sequence number (edited)"
+        if claimed > seq:
+            return f"it says it is #{claimed}: an event before it was removed, or events reordered"
+        if claimed < seq:
+            return f"it says it is #{claimed}: an event was inserted, or events reordered"
+        if doc.get("prev") != last:
+            return "its link to the previous event is broken (an event was removed or inserted)"
+        public = public_keys.get(str(doc.get("key_id")))
+        if public is None:
+            return f"signed by unknown key {doc.get('key_id')}"
+        if not verify_signature(public, canonical(doc), signature):
+            return "its signature does not verify (edited)"
+        if (doc["time"], doc["type"], doc["block_id"], doc["status"]) != (
+            stored_time,
+            stored_type,
+            stored_block,
+            stored_status,
+        ):
+            return "its indexed columns differ from its signed body (edited)"
+        return ""

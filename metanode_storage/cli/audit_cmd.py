@@ -1,0 +1,171 @@
+"""`metanode storage audit verify | list`, and the summary and integrity audit behind
+`metanode storage distributed audit`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from metanode_storage.audit.trail import AuditTrail, TrailVerification
+from metanode_storage.cli import console, formatting
+from metanode_storage.cli.options import HomeOption, JsonOption, open_node
+from metanode_storage.cli.public_keys import PublicKeyOption, parse_public_keys
+from metanode_storage.engine.integrity import run_integrity_audit
+from metanode_storage.errors import ExitCode, InvalidSetting
+
+app = typer.Typer(help="Check and read the tamper-evident audit trail.", no_args_is_help=True)
+
+
+def summary(home: Path | None, json_output: bool) -> None:
+    """The seed's audit summary, computed from the trail."""
+    with open_node(home) as node:
+        result = node.audit.trail.summary()
+    if json_output:
+        console.emit_json(asdict(result))
+        return
+    console.key_values(
+        [
+            ("Total Audit Events", f"{result.total_events:,}"),
+            ("Storage Operations", f"{result.storage_operations:,}"),
+            ("Retrieval Operations", f"{result.retrieval_operations:,}"),
+            ("Integrity Violations", f"{result.integrity_violations:,}"),
+            ("Covered by Signed Checkpoint", f"{result.checkpoint_size:,} events"),
+        ]
+    )
+
+
+def integrity(home: Path | None, sample: int | None, quick: bool, json_output: bool) -> None:
+    """Check replicas on every provider; exit 0 clean, 10 violations, 6 unreachable."""
+    with open_node(home) as node:
+        total = node.blockmap.stats().blocks if sample is None else sample
+        with console.count_progress("auditing blocks", total) as bar:
+            report = run_integrity_audit(node, sample, quick, bar.advance)
+    if json_output:
+        console.emit_json(
+            {**asdict(report), "data_integrity_percent": report.data_integrity_percent}
+        )
+    else:
+        for violation in report.violations:
+            where = f" on {violation['provider']}" if violation["provider"] else ""
+            console.line(
+                f"VIOLATION {violation['block_id']}{where}: {violation['state']} "
+                f"({violation['detail']})"
+            )
+        for provider in report.unreachable:
+            console.line(f"UNREACHABLE provider {provider}")
+        console.key_values(
+            [
+                (
+                    "Integrity Audit",
+                    f"{report.mode}, {report.blocks_checked:,} of {report.blocks_total:,} blocks",
+                ),
+                ("Replicas Checked", f"{report.replicas_checked:,}"),
+                ("Integrity Violations", f"{len(report.violations):,}"),
+                ("Data Integrity", formatting.percent(report.data_integrity_percent)),
+            ]
+        )
+    if report.violations:
+        raise typer.Exit(int(ExitCode.INTEGRITY))
+    if report.unreachable:
+        raise typer.Exit(int(ExitCode.PROVIDER))
+
+
+def _report(result: TrailVerification, json_output: bool) -> None:
+    if json_output:
+        console.emit_json({**asdict(result), "ok": result.ok})
+    elif result.ok:
+        console.line(
+            f"audit trail intact: {result.events:,} events, {result.checkpoints:,} checkpoints "
+            f"verified, {result.covered:,} events covered by the newest signed checkpoint"
+        )
+    else:
+        console.line(f"audit trail TAMPERED: {result.problems[0]}")
+    if not result.ok:
+        raise typer.Exit(int(ExitCode.INTEGRITY))
+
+
+@app.command()
+def verify(
+    home: HomeOption = None,
+    trail: Annotated[
+        Path | None,
+        typer.Option(help="Check this audit.sqlite offline (needs --public-key, no keystore)."),
+    ] = None,
+    public_key: PublicKeyOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Check every event, link and checkpoint, and the checkpoints kept on the providers.
+
+    Exit 0 when intact, 10 at the first tampered event (named in the output).
+    """
+    if trail is not None:
+        keys = parse_public_keys(public_key)
+        if not keys:
+            raise InvalidSetting("--trail needs --public-key (every key that signed it)")
+        if not trail.is_file():
+            raise InvalidSetting(f"no audit trail at {trail}")
+        offline = AuditTrail(trail, origin=_origin_of(trail))
+        try:
+            _report(offline.verify(keys), json_output)
+        finally:
+            offline.close()
+        return
+    with open_node(home) as node:
+        result = node.audit.verify()
+    _report(result, json_output)
+
+
+def _origin_of(trail: Path) -> str:
+    """The origin line of the trail's own checkpoints (checked against the signatures)."""
+    probe = AuditTrail(trail, origin="")
+    try:
+        note = probe.latest_note()
+    finally:
+        probe.close()
+    return note.split("\n", 1)[0] if note else ""
+
+
+def _timestamp(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(datetime.fromisoformat(text).timestamp())
+    except ValueError:
+        raise InvalidSetting(f"{text!r} is not a date", "use ISO 8601: 2026-11-24T10:00") from None
+
+
+@app.command("list")
+def list_events(
+    home: HomeOption = None,
+    block: Annotated[str | None, typer.Option(help="Only events of this block.")] = None,
+    event_type: Annotated[
+        str | None, typer.Option("--type", help="store, retrieve, verify, delete, ...")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="ISO 8601 date or time.")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO 8601 date or time.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1)] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Events of the trail, oldest first, filtered."""
+    with open_node(home) as node:
+        events = list(
+            node.audit.trail.events(
+                block_id=block,
+                event_type=event_type,
+                since=_timestamp(since),
+                until=_timestamp(until),
+                limit=limit,
+            )
+        )
+    if json_output:
+        console.emit_json([asdict(e) for e in events])
+        return
+    console.table(
+        f"{len(events)} event(s)",
+        ["#", "time", "type", "block", "status"],
+        [[str(e.seq), formatting.timestamp(e.time), e.type, e.block_id, e.status] for e in events],
+    )

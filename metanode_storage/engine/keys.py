@@ -1,0 +1,140 @@
+"""Key rotation: the node's signing key, and the data keys that wrap chunk keys.
+
+Signing key: the old key signs the hand-over (an audit event naming the new
+public key), the keystore then retires it and adds the new one, and the new
+key signs its acceptance. Retired keys stay in the keystore as public
+halves to check, so proofs and events made under them still verify.
+
+Data key: a new key becomes current and every chunk's own key is re-wrapped
+under it, in the map only. Nothing is re-uploaded: blobs are sealed under
+per-chunk keys, which do not change. (If a chunk key itself were exposed,
+only re-sealing the blobs would help; that is not what this does.) A run cut
+short leaves some chunks under the old key, which stays in the keystore
+until a later run finishes the job.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from metanode_storage.blockmap.records import ChunkRecord
+from metanode_storage.config.secrets import Secret
+from metanode_storage.crypto import aead
+from metanode_storage.crypto.keystore import DataKey, KeyMaterial, SigningKeyRecord, update_keystore
+from metanode_storage.crypto.signing import NodeSigner
+from metanode_storage.engine.node import Node
+from metanode_storage.engine.writer import chunk_key_aad
+from metanode_storage.errors import IntegrityError, KeystoreError
+
+_BATCH = 500
+
+
+@dataclass(frozen=True)
+class SigningRotation:
+    old_key_id: str
+    new_key_id: str
+    new_public_key: str
+
+
+@dataclass(frozen=True)
+class DataKeyRotation:
+    new_key_id: str
+    rewrapped: int
+    reuploaded: int  # always 0: see the module's note
+    retired_key_ids: list[str]
+
+
+def _passphrase(node: Node) -> Secret:
+    if node.passphrase is None:
+        raise KeystoreError("the keystore cannot be rewritten: open the node with its passphrase")
+    return node.passphrase
+
+
+def rotate_signing_key(node: Node) -> SigningRotation:
+    with node.lock.exclusive("rotate the signing key"):
+        old = node.keys.signer
+        new = NodeSigner.generate()
+        node.audit.trail.append(
+            "key_rotation",
+            detail={
+                "old_key_id": old.key_id,
+                "new_key_id": new.key_id,
+                "new_public_key": new.public_key.hex(),
+                "signed_by": "old",
+            },
+        )
+
+        def hand_over(material: KeyMaterial) -> None:
+            now = int(time.time())
+            material.signing_keys[:] = [
+                k if k.retired_at is not None else replace(k, retired_at=now)
+                for k in material.signing_keys
+            ] + [SigningKeyRecord(new.seed, now)]
+
+        node.reload_keys(update_keystore(node.layout.keystore, _passphrase(node), hand_over))
+        node.audit.record(
+            "key_rotation_accepted", detail={"key_id": new.key_id, "previous_key_id": old.key_id}
+        )
+        return SigningRotation(old.key_id, new.key_id, new.public_key.hex())
+
+
+def rotate_data_key(
+    node: Node, progress: Callable[[int], None] = lambda _: None
+) -> DataKeyRotation:
+    with node.lock.exclusive("rotate the data key"):
+        new = DataKey(os.urandom(8).hex(), Secret(aead.new_key()), int(time.time()))
+
+        def add_key(material: KeyMaterial) -> None:
+            material.data_keys.append(new)
+            material.current_data_key = new.key_id
+
+        keys = update_keystore(node.layout.keystore, _passphrase(node), add_key)
+        node.reload_keys(keys)
+        by_id = {k.key_id: k.key.reveal() for k in keys.data_keys}
+        batch: list[ChunkRecord] = []
+        rewrapped = 0
+        for record in node.blockmap.chunks():
+            if record.data_key_id == new.key_id:
+                continue
+            batch.append(_rewrap(record, by_id, new))
+            if len(batch) >= _BATCH:
+                node.blockmap.replace_chunks(batch)
+                rewrapped += len(batch)
+                progress(len(batch))
+                batch = []
+        node.blockmap.replace_chunks(batch)
+        rewrapped += len(batch)
+        progress(len(batch))
+        retired = [k.key_id for k in keys.data_keys if k.key_id != new.key_id]
+
+        def drop_old(material: KeyMaterial) -> None:
+            material.data_keys[:] = [k for k in material.data_keys if k.key_id == new.key_id]
+
+        node.reload_keys(update_keystore(node.layout.keystore, _passphrase(node), drop_old))
+        node.audit.record(
+            "data_key_rotation",
+            detail={
+                "new_key_id": new.key_id,
+                "rewrapped": rewrapped,
+                "reuploaded": 0,
+                "retired": retired,
+            },
+        )
+        return DataKeyRotation(new.key_id, rewrapped, 0, retired)
+
+
+def _rewrap(record: ChunkRecord, keys: dict[str, bytes], new: DataKey) -> ChunkRecord:
+    old_key = keys.get(record.data_key_id)
+    if old_key is None:
+        raise KeystoreError(f"data key {record.data_key_id} is missing from the keystore")
+    try:
+        chunk_key = aead.open_sealed(
+            old_key, record.wrapped_key, chunk_key_aad(record.chunk_id, record.data_key_id)
+        )
+    except aead.OpenFailed:
+        raise IntegrityError(f"chunk {record.chunk_id.hex()[:12]}'s key does not open") from None
+    wrapped = aead.seal(new.key.reveal(), chunk_key, chunk_key_aad(record.chunk_id, new.key_id))
+    return replace(record, data_key_id=new.key_id, wrapped_key=wrapped)

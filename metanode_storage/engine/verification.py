@@ -1,0 +1,117 @@
+"""Verifying blocks: their signatures, and every replica of every chunk."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+from metanode_storage.audit.trail import FAILED, OK, VIOLATION
+from metanode_storage.blockmap.records import BlockRecord
+from metanode_storage.blockmap.store import BlockMap
+from metanode_storage.crypto.signing import verify_signature
+from metanode_storage.engine.proof import CryptographicProof, block_message, manifest_hash
+from metanode_storage.engine.reader import GOOD, ChunkReader, ReplicaCheck
+from metanode_storage.errors import SignatureInvalid
+
+
+@dataclass(frozen=True)
+class BlockVerification:
+    block_id: str
+    ok: bool  # every chunk has at least one good replica and the signatures hold
+    replicas_checked: int
+    faults: list[ReplicaCheck] = field(default_factory=list)  # missing or corrupt replicas
+    unreachable: list[str] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def audit_status(self) -> str:
+        if not self.ok or self.faults:
+            return VIOLATION
+        return FAILED if self.unreachable else OK
+
+    def audit_detail(self) -> dict[str, Any]:
+        return {
+            "replicas_checked": self.replicas_checked,
+            "faults": [[f.provider, f.state] for f in self.faults],
+            "unreachable": self.unreachable,
+            "error": self.error,
+        }
+
+
+def check_block_signatures(
+    block: BlockRecord, trusted_keys: Mapping[str, bytes]
+) -> CryptographicProof:
+    """The block's proof and VM signature must hold under one of the node's keys
+    (retired ones included) and agree with the block's chunk list."""
+    proof = CryptographicProof.from_dict(block.proof)
+    manifest = manifest_hash(block.chunk_ids).hex()
+    consistent = (
+        proof.block_id == block.block_id
+        and proof.data_hash == block.data_hash
+        and proof.size == block.size
+        and proof.manifest_hash == manifest
+    )
+    if not (consistent and proof.verify(trusted_keys)):
+        raise SignatureInvalid(
+            f"the proof of block {block.block_id} does not verify",
+            "the block map was altered; restore a map backup",
+        )
+    message = block_message(
+        block.block_id, block.data_hash, proof.proof_hash, block.size, block.created_at, manifest
+    )
+    public = trusted_keys[proof.key_id]
+    if not verify_signature(public, message, bytes.fromhex(block.vm_signature)):
+        raise SignatureInvalid(
+            f"the VM signature of block {block.block_id} does not verify",
+            "the block map was altered; restore a map backup",
+        )
+    return proof
+
+
+def verify_block(
+    block: BlockRecord,
+    blockmap: BlockMap,
+    reader: ChunkReader,
+    io_pool: Executor,
+    trusted_keys: Mapping[str, bytes],
+    progress: Callable[[int], None],
+) -> BlockVerification:
+    """Fetch and check every replica; record faults (and clear healed ones) in the map."""
+    try:
+        check_block_signatures(block, trusted_keys)
+    except SignatureInvalid as exc:
+        return BlockVerification(block.block_id, False, 0, error=exc.message)
+    faults: list[ReplicaCheck] = []
+    unreachable: set[str] = set()
+    checked = unreadable = 0
+    for chunk_id in block.chunk_ids:
+        record = blockmap.get_chunk(chunk_id)
+        if record is None:
+            return BlockVerification(
+                block.block_id,
+                False,
+                checked,
+                faults,
+                sorted(unreachable),
+                f"chunk {chunk_id.hex()[:12]} is not in the map",
+            )
+        futures = [io_pool.submit(reader.check_replica, record, r) for r in record.replicas]
+        results = [f.result()[0] for f in futures]
+        checked += len(results)
+        for check in results:
+            if check.is_fault:
+                faults.append(check)
+                blockmap.record_fault(chunk_id, check.provider, check.state)
+            elif check.state == GOOD:
+                blockmap.clear_fault(chunk_id, check.provider)
+            else:
+                unreachable.add(check.provider)
+        if not any(c.state == GOOD for c in results):
+            unreadable += 1
+        progress(record.plain_size)
+    error = f"{unreadable} chunk(s) have no good replica" if unreadable else ""
+    return BlockVerification(
+        block.block_id, not unreadable, checked, faults, sorted(unreachable), error
+    )

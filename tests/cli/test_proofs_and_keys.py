@@ -1,0 +1,190 @@
+"""Proof receipts checked by a third party, key rotation, and integrity audits for cron."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CliRunnerFn, blob_files, provider_dirs
+
+
+def _public_key(cli: CliRunnerFn, index: int = -1) -> str:
+    keys = json.loads(cli("storage", "keys", "show", "--json").stdout)["signing_keys"]
+    return str(keys[index]["public_key"])
+
+
+def _third_party(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """A separate process with no node home, no keystore and no passphrase."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METANODE_")}
+    env["HOME"] = str(cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "metanode_storage", "storage", "proof", "verify", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        check=False,
+    )
+
+
+@pytest.fixture
+def exported(cli: CliRunnerFn, tmp_path: Path) -> tuple[Path, Path, str]:
+    data = tmp_path / "contract.pdf"
+    data.write_bytes(os.urandom(40_000))
+    block_id = cli("storage", "put", str(data)).stdout.strip()
+    proof = tmp_path / "contract.proof.json"
+    assert cli("storage", "proof", "export", block_id, "-o", str(proof)).exit_code == 0
+    return proof, data, _public_key(cli)
+
+
+def test_a_third_party_verifies_with_only_the_public_key(
+    exported: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    proof, data, public_key = exported
+    done = _third_party(str(proof), "--data", str(data), "--public-key", public_key, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "proof valid; the data matches" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("data_hash", "00" * 32, "signature does not verify"),
+        ("size", 1, "signature does not verify"),
+        ("timestamp", 1, "signature does not verify"),
+        ("block_id", "another-block", "signature does not verify"),
+        ("manifest_hash", "11" * 32, "signature does not verify"),
+        ("proof_type", "other", "signature does not verify"),
+        ("signature", "22" * 64, "signature does not verify"),
+        ("verification_key", "33" * 32, "different verification key"),
+        ("key_id", "0000000000000000", "key id does not belong"),
+        ("version", 2, "signature does not verify"),
+    ],
+)
+def test_every_field_of_a_proof_is_protected(
+    exported: tuple[Path, Path, str], tmp_path: Path, field: str, value: object, message: str
+) -> None:
+    proof, _, public_key = exported
+    document = json.loads(proof.read_text())
+    document["proof"][field] = value
+    proof.write_text(json.dumps(document))
+    done = _third_party(str(proof), "--public-key", public_key, cwd=tmp_path)
+    assert done.returncode == 10
+    assert message in done.stdout
+
+
+def test_other_data_or_another_key_is_refused(
+    exported: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    proof, data, public_key = exported
+    other = tmp_path / "other.pdf"
+    other.write_bytes(data.read_bytes()[:-1] + b"!")
+    done = _third_party(str(proof), "--data", str(other), "--public-key", public_key, cwd=tmp_path)
+    assert done.returncode == 10 and "SHA-256 differs" in done.stdout
+    stranger = "44" * 32
+    done = _third_party(str(proof), "--public-key", stranger, cwd=tmp_path)
+    assert done.returncode == 10 and "different verification key" in done.stdout
+
+
+def test_signing_key_rotation_keeps_old_proofs_and_trail_valid(
+    cli: CliRunnerFn, exported: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    proof, data, old_key = exported
+    rotated = json.loads(cli("storage", "keys", "rotate", "--json").stdout)
+    new_key = _public_key(cli)
+    assert rotated["new_public_key"] == new_key != old_key
+    keys = json.loads(cli("storage", "keys", "show", "--json").stdout)["signing_keys"]
+    assert keys[0]["retired_at"] and keys[1]["retired_at"] is None
+    # proofs made before the rotation still verify under the retired key
+    done = _third_party(str(proof), "--data", str(data), "--public-key", old_key, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout
+    # new blocks are signed by the new key, and old blocks still retrieve and verify
+    later = cli("storage", "put", "-", "--json", stdin=b"after rotation")
+    assert json.loads(later.stdout)["proof"]["verification_key"] == new_key
+    assert cli("storage", "verify", "--all").exit_code == 0
+    trail = cli("storage", "audit", "verify")
+    assert trail.exit_code == 0, trail.stdout
+    hand_over = json.loads(
+        cli("storage", "audit", "list", "--type", "key_rotation", "--json").stdout
+    )
+    assert hand_over[0]["detail"]["new_public_key"] == new_key
+    assert hand_over[0]["key_id"] == rotated["old_key_id"]  # the old key signed the hand-over
+    # an auditor with both public keys can check the whole trail offline
+    offline = cli(
+        "storage",
+        "audit",
+        "verify",
+        "--trail",
+        str(tmp_path / "node" / "audit.sqlite"),
+        "--public-key",
+        old_key,
+        "--public-key",
+        new_key,
+    )
+    assert offline.exit_code == 0, offline.stdout
+
+
+def test_data_key_rotation_rewraps_without_reuploading(cli: CliRunnerFn, home: Path) -> None:
+    payloads = {
+        cli("storage", "put", "-", stdin=d).stdout.strip(): d
+        for d in (os.urandom(3000), os.urandom(300_000))
+    }
+    before = {p: p.read_bytes() for p in blob_files(home)}
+    result = json.loads(cli("storage", "keys", "rotate", "--data", "--json").stdout)
+    assert result["reuploaded"] == 0 and result["rewrapped"] >= 2
+    assert {p: p.read_bytes() for p in blob_files(home)} == before  # no blob touched
+    keys = json.loads(cli("storage", "keys", "show", "--json").stdout)["data_keys"]
+    assert [k["key_id"] for k in keys] == [result["new_key_id"]]
+    for block_id, data in payloads.items():
+        assert cli("storage", "get", block_id).stdout_bytes == data
+
+
+def test_integrity_audit_exit_codes_and_report(cli: CliRunnerFn, home: Path) -> None:
+    ids = [cli("storage", "put", "-", stdin=os.urandom(2000)).stdout.strip() for _ in range(4)]
+    clean = cli("storage", "distributed", "audit", "--integrity", "--all", "--json")
+    assert clean.exit_code == 0, clean.stdout
+    report = json.loads(clean.stdout)
+    assert report["blocks_checked"] == 4 and report["replicas_checked"] == 12
+    assert report["data_integrity_percent"] == 100.0
+
+    blob_files(home)[0].write_bytes(b"\x00" * 50)  # same name, wrong bytes
+    bad = cli("storage", "distributed", "audit", "--integrity", "--json")
+    assert bad.exit_code == 10
+    assert json.loads(bad.stdout)["violations"][0]["state"] == "corrupt"
+    status = json.loads(cli("storage", "distributed", "status", "--json").stdout)
+    assert status["faulty_replicas"] == 1  # findings feed status (and repair)
+    summary = cli("storage", "distributed", "audit")
+    assert "Integrity Violations: 1" in summary.stdout
+    assert "Storage Operations: 4" in summary.stdout
+
+    blob_files(home)[1].unlink()  # missing: caught without downloading anything
+    quick = cli("storage", "distributed", "audit", "--integrity", "--quick", "--json")
+    assert quick.exit_code == 10
+    assert "missing" in {v["state"] for v in json.loads(quick.stdout)["violations"]}
+    assert len(ids) == 4
+
+
+def test_integrity_audit_samples_least_recently_audited_first(cli: CliRunnerFn) -> None:
+    ids = {cli("storage", "put", "-", stdin=os.urandom(1000)).stdout.strip() for _ in range(6)}
+    seen: set[str] = set()
+    for _ in range(3):
+        result = cli("storage", "distributed", "audit", "--integrity", "--sample", "2", "--json")
+        assert result.exit_code == 0
+        assert json.loads(result.stdout)["blocks_checked"] == 2
+        listed = json.loads(cli("storage", "audit", "list", "--type", "verify", "--json").stdout)
+        seen = {e["block_id"] for e in listed}
+    assert seen == ids  # three daily samples of two covered all six blocks
+
+
+def test_integrity_audit_reports_an_unreachable_provider(cli: CliRunnerFn, home: Path) -> None:
+    cli("storage", "put", "-", stdin=os.urandom(1000))
+    gone = provider_dirs(home)[0]
+    gone.rename(gone.with_name("away"))
+    result = cli("storage", "distributed", "audit", "--integrity", "--json")
+    assert result.exit_code == 6
+    assert json.loads(result.stdout)["unreachable"] == ["local-1"]

@@ -1,0 +1,141 @@
+"""Tamper with the audit trail in every way that matters; each is caught and named."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from metanode_storage import Node, Secret
+from metanode_storage.audit.merkle import leaf_hash
+from tests.conftest import PASSPHRASE
+
+Tamper = Callable[[sqlite3.Connection], None]
+
+
+def _trail_with_events(home: Path, count: int = 6) -> list[str]:
+    with Node.open(home, Secret(PASSPHRASE.encode())) as node:
+        ids = [node.store_bytes(os.urandom(1000)).block_id for _ in range(count)]
+        node.retrieve_bytes(ids[0])
+    return ids
+
+
+def _verify(home: Path) -> list[str]:
+    with Node.open(home, Secret(PASSPHRASE.encode())) as node:
+        return node.audit.verify().problems
+
+
+def _edit_body_keep_leaf(db: sqlite3.Connection) -> None:
+    body = db.execute("SELECT body FROM events WHERE seq=2").fetchone()[0]
+    db.execute("UPDATE events SET body=? WHERE seq=2", (body.replace(b'"ok"', b'"OK"'),))
+
+
+def _edit_body_and_leaf(db: sqlite3.Connection) -> None:
+    body = db.execute("SELECT body FROM events WHERE seq=2").fetchone()[0]
+    doc = json.loads(body)
+    doc["detail"]["size"] = 1
+    new = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    db.execute("UPDATE events SET body=?, leaf=? WHERE seq=2", (new, leaf_hash(new)))
+
+
+def _delete_middle(db: sqlite3.Connection) -> None:
+    db.execute("DELETE FROM events WHERE seq=3")
+    db.execute("UPDATE events SET seq=seq-1 WHERE seq>3")
+
+
+def _swap_two(db: sqlite3.Connection) -> None:
+    rows = db.execute("SELECT seq, body, leaf FROM events WHERE seq IN (1, 2)").fetchall()
+    for (seq, _, _), (_, body, leaf) in zip(rows, reversed(rows), strict=True):
+        db.execute("UPDATE events SET body=?, leaf=? WHERE seq=?", (body, leaf, seq))
+
+
+def _insert_copy(db: sqlite3.Connection) -> None:
+    db.execute("UPDATE events SET seq=seq+1000 WHERE seq>=2")
+    db.execute("UPDATE events SET seq=seq-999 WHERE seq>=1000")
+    body, leaf = db.execute("SELECT body, leaf FROM events WHERE seq=1").fetchone()
+    db.execute("INSERT INTO events VALUES (2, 0, 'store', '', 'ok', ?, ?)", (body, leaf))
+
+
+def _edit_indexed_column(db: sqlite3.Connection) -> None:
+    db.execute("UPDATE events SET status='violation' WHERE seq=1")
+
+
+def _alter_checkpoint(db: sqlite3.Connection) -> None:
+    size, note = db.execute("SELECT size, note FROM checkpoints ORDER BY size LIMIT 1").fetchone()
+    lines = note.split("\n")
+    lines[2] = ("B" if lines[2][0] == "A" else "A") + lines[2][1:]  # the root hash
+    db.execute("UPDATE checkpoints SET note=? WHERE size=?", ("\n".join(lines), size))
+
+
+TAMPERINGS: dict[str, tuple[Tamper, str]] = {
+    "edited body": (_edit_body_keep_leaf, "event #2: its body does not match its leaf hash"),
+    "edited body and leaf": (_edit_body_and_leaf, "event #2: its signature does not verify"),
+    "deleted event": (_delete_middle, "event #3: it says it is #4: an event before it was removed"),
+    "reordered events": (_swap_two, "event #1: it says it is #2"),
+    "inserted event": (_insert_copy, "event #2: it says it is #1: an event was inserted"),
+    "edited query column": (_edit_indexed_column, "event #1: its indexed columns differ"),
+    "altered checkpoint": (_alter_checkpoint, "local checkpoint at size"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(TAMPERINGS))
+def test_tampering_is_caught_and_named(home: Path, kind: str) -> None:
+    _trail_with_events(home)
+    assert _verify(home) == []
+    tamper, expected = TAMPERINGS[kind]
+    db = sqlite3.connect(home / "audit.sqlite")
+    with db:
+        tamper(db)
+    db.close()
+    problems = _verify(home)
+    assert problems, kind
+    assert expected in problems[0], problems[0]
+
+
+def test_a_trail_cut_back_is_caught_by_the_checkpoints_on_the_providers(home: Path) -> None:
+    _trail_with_events(home, count=5)
+    db = sqlite3.connect(home / "audit.sqlite")
+    with db:  # an attacker (or a restored old disk image) removes the newest events and
+        # every local trace of them: events, checkpoints, frontier
+        db.execute("DELETE FROM events WHERE seq >= 3")
+        db.execute("DELETE FROM checkpoints WHERE size > 3")
+        db.execute("DELETE FROM meta")
+    db.close()
+    problems = _verify(home)
+    assert problems and "the trail was cut back" in problems[0]
+    assert "provider local-" in problems[0]
+
+
+def test_the_trail_holds_no_file_name_and_no_secret(home: Path, tmp_path: Path) -> None:
+    source = tmp_path / "merger-plans-confidential.pdf"
+    source.write_bytes(os.urandom(5000))
+    with Node.open(home, Secret(PASSPHRASE.encode())) as node:
+        node.retrieve_bytes(node.store_file(source).block_id)
+        secrets = [
+            node.keys.map_key.reveal().hex(),
+            node.keys.dedup_key.reveal().hex(),
+            node.keys.signing_keys[0].seed.reveal().hex(),
+        ]
+    raw = b"".join(p.read_bytes() for p in home.glob("audit.sqlite*"))
+    assert b"merger-plans" not in raw
+    assert PASSPHRASE.encode() not in raw
+    for secret in secrets:
+        assert secret.encode() not in raw
+
+
+def test_retrieval_of_a_corrupt_replica_is_an_audited_violation(home: Path) -> None:
+    from tests.conftest import blob_files
+
+    ids = _trail_with_events(home, count=1)
+    blob_files(home)[0].write_bytes(b"\x00" * 64)
+    with Node.open(home, Secret(PASSPHRASE.encode())) as node:
+        for _ in range(8):
+            node.retrieve_bytes(ids[0])
+        node.verify(ids[0])
+        summary = node.audit.trail.summary()
+    assert summary.integrity_violations >= 1
+    assert summary.storage_operations == 1
