@@ -31,6 +31,15 @@ class ChunkRecord:
     wrapped_key: bytes  # this chunk's own AES-256 key, sealed under that data key
     replicas: tuple[Replica, ...]
     wanted: int = 0  # the replication factor it was written for; fewer replicas = short
+    # The seed's backup_locations: copies that repair replaced (their provider was Offline)
+    # but that may still be good. Reads fall back to them after the replicas; repair deletes
+    # them once their provider answers again.
+    backups: tuple[Replica, ...] = ()
+
+    @property
+    def all_copies(self) -> tuple[Replica, ...]:
+        """Replicas and backup copies: every blob on a provider that this chunk owns."""
+        return self.replicas + self.backups
 
     @property
     def is_short(self) -> bool:
@@ -46,6 +55,7 @@ class ChunkRecord:
                 "data_key_id": self.data_key_id,
                 "wrapped_key": self.wrapped_key.hex(),
                 "replicas": [[r.provider, r.key, r.size] for r in self.replicas],
+                "backups": [[r.provider, r.key, r.size] for r in self.backups],
             },
             separators=(",", ":"),
         ).encode()
@@ -60,6 +70,7 @@ class ChunkRecord:
             wrapped_key=bytes.fromhex(doc["wrapped_key"]),
             replicas=tuple(Replica(p, k, s) for p, k, s in doc["replicas"]),
             wanted=doc.get("wanted", 0),
+            backups=tuple(Replica(p, k, s) for p, k, s in doc.get("backups", [])),
         )
 
     @property

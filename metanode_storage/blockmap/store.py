@@ -37,7 +37,15 @@ CREATE TABLE IF NOT EXISTS audited (block_id TEXT PRIMARY KEY, at INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS faults (fault_id BLOB PRIMARY KEY, sealed BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS totals (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
-_TOTALS = ("blocks", "logical_bytes", "chunks", "replicas", "stored_bytes", "short_chunks")
+_TOTALS = (
+    "blocks",
+    "logical_bytes",
+    "chunks",
+    "replicas",
+    "stored_bytes",
+    "short_chunks",
+    "backup_copies",
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,7 @@ class MapStats:
     replicas: int
     stored_bytes: int
     short_chunks: int  # chunks stored with fewer replicas than their replication factor
+    backup_copies: int  # replaced replicas kept as backup locations until cleaned up
     faulty_replicas: int
 
 
@@ -290,6 +299,7 @@ class BlockMap:
                     replicas=-sum(len(c.replicas) for c in released),
                     stored_bytes=-sum(c.stored_size for c in released),
                     short_chunks=-sum(c.is_short for c in released),
+                    backup_copies=-sum(len(c.backups) for c in released),
                 )
         except sqlite3.DatabaseError as exc:
             raise self._damaged(exc) from exc
@@ -350,4 +360,41 @@ class BlockMap:
         with self._write() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO audited VALUES (?, ?)", [(b, now) for b in block_ids]
+            )
+
+    # -- repair ---------------------------------------------------------------------------
+
+    def faults(self) -> list[tuple[bytes, str, str]]:
+        """(chunk id, provider, kind) of every replica known to be missing or corrupt."""
+        found = []
+        for fault_id, sealed in self._db.execute("SELECT fault_id, sealed FROM faults"):
+            doc = json.loads(self._unseal("faults", fault_id, sealed))
+            found.append((bytes.fromhex(doc["chunk_id"]), doc["provider"], doc["kind"]))
+        return found
+
+    def update_chunk(self, old: ChunkRecord, new: ChunkRecord) -> None:
+        """Swap a chunk's replica list (after a repair), keeping the totals right and clearing
+        the faults of replicas that are gone."""
+        with self._write() as db:
+            updated = db.execute(
+                "UPDATE chunks SET sealed=? WHERE chunk_id=?",
+                (self._seal("chunks", new.chunk_id, new.to_bytes()), new.chunk_id),
+            ).rowcount
+            if not updated:
+                raise BlockMapDamaged(f"chunk {new.chunk_id.hex()[:12]} vanished during repair")
+            kept = {r.provider for r in new.replicas}
+            db.executemany(
+                "DELETE FROM faults WHERE fault_id=?",
+                [
+                    (self._fault_id(old.chunk_id, r.provider),)
+                    for r in old.replicas
+                    if r.provider not in kept or r not in new.replicas
+                ],
+            )
+            self._add_totals(
+                db,
+                replicas=len(new.replicas) - len(old.replicas),
+                stored_bytes=new.stored_size - old.stored_size,
+                short_chunks=int(new.is_short) - int(old.is_short),
+                backup_copies=len(new.backups) - len(old.backups),
             )

@@ -18,6 +18,7 @@ from metanode_storage.cli import (
     keys_cmd,
     proof_cmd,
     providers_cmd,
+    repair_cmd,
 )
 from metanode_storage.errors import ExitCode, MetanodeError
 
@@ -37,6 +38,7 @@ storage_app.add_typer(audit_cmd.app, name="audit")
 storage_app.add_typer(proof_cmd.app, name="proof")
 storage_app.add_typer(keys_cmd.app, name="keys")
 blocks_cmd.register(storage_app)
+storage_app.command("repair")(repair_cmd.repair_command)
 
 
 def _version(value: bool) -> None:

@@ -85,7 +85,7 @@ class Node:
         self.io_pool = ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="metanode-io")
         self._workers = ThreadPoolExecutor(_CHUNKS_IN_FLIGHT, thread_name_prefix="metanode-chunk")
         data_keys = {k.key_id: k.key.reveal() for k in keys.data_keys}
-        self._reader = ChunkReader(
+        self.reader = ChunkReader(
             self.providers, keys.dedup_key.reveal(), data_keys, self.health.is_offline
         )
         self._trusted_keys = keys.public_keys()
@@ -106,7 +106,7 @@ class Node:
         """Use a rewritten keystore's keys from now on (after a rotation)."""
         self.keys = keys
         self._trusted_keys = keys.public_keys()
-        self._reader.use_data_keys({k.key_id: k.key.reveal() for k in keys.data_keys})
+        self.reader.use_data_keys({k.key_id: k.key.reveal() for k in keys.data_keys})
         self.audit.trail.use_signer(keys.signer)
 
     def close(self) -> None:
@@ -345,7 +345,7 @@ class Node:
                         "which the map does not hold",
                         "restore a map backup",
                     )
-                ahead.append((chunk_id, self._workers.submit(self._reader.read, record)))
+                ahead.append((chunk_id, self._workers.submit(self.reader.read, record)))
                 if len(ahead) >= _CHUNKS_IN_FLIGHT:
                     done_id, future = ahead.popleft()
                     yield (done_id, *future.result())
@@ -376,7 +376,7 @@ class Node:
     def verify_record(self, block: BlockRecord, progress: Progress) -> BlockVerification:
         """Verify one block (the caller holds the lock) and audit the outcome."""
         result = verify_block(
-            block, self.blockmap, self._reader, self.io_pool, self._trusted_keys, progress
+            block, self.blockmap, self.reader, self.io_pool, self._trusted_keys, progress
         )
         self.audit.record(VERIFY, block.block_id, result.audit_status, result.audit_detail())
         return result
@@ -389,7 +389,7 @@ class Node:
             released = self.blockmap.delete_block(block_id)
             deleted = 0
             for record in released:
-                for replica in record.replicas:
+                for replica in record.all_copies:
                     store = self.providers.get(replica.provider)
                     if store is None:
                         continue
@@ -410,7 +410,7 @@ class Node:
         with self.lock.exclusive("collect garbage"):
             wanted: dict[str, set[str]] = {name: set() for name in self.providers}
             for record in self.blockmap.chunks():
-                for replica in record.replicas:
+                for replica in record.all_copies:
                     wanted.setdefault(replica.provider, set()).add(replica.key)
             removed: dict[str, int] = {}
             for name, store in self.providers.items():

@@ -62,6 +62,10 @@ class ChunkReader:
     def use_data_keys(self, data_keys: Mapping[str, bytes]) -> None:
         self._data_keys = data_keys
 
+    def chunk_key(self, record: ChunkRecord) -> bytes:
+        """The chunk's own AES key, unwrapped from its record."""
+        return self._chunk_key(record)
+
     def _chunk_key(self, record: ChunkRecord) -> bytes:
         data_key = self._data_keys.get(record.data_key_id)
         if data_key is None:
@@ -111,12 +115,13 @@ class ChunkReader:
 
         Replicas are tried in random order (spreading load), with providers
         known to be Offline moved to the end: they cost nothing unless every
-        other copy fails.
+        other copy fails. Backup locations come last of all.
         """
         chunk_key = self._chunk_key(record)
         replicas = list(record.replicas)
         _rng.shuffle(replicas)
         replicas.sort(key=lambda r: self._is_offline(r.provider))
+        replicas += record.backups
         checks: list[ReplicaCheck] = []
         for replica in replicas:
             check, data = self.check_replica(record, replica, chunk_key)

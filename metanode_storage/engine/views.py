@@ -19,11 +19,18 @@ def container_view(
     """One StorageLocation per provider holding any of the block's chunks; replica names
     stay out, summarised by a verification hash over (name, size) pairs."""
     by_provider: dict[str, list[tuple[str, int]]] = {}
+    backups: dict[str, list[str]] = {}
     for chunk_id in dict.fromkeys(block.chunk_ids):
         record = chunk(chunk_id)
         for replica in record.replicas if record else ():
             by_provider.setdefault(replica.provider, []).append((replica.key, replica.size))
+        for backup in record.backups if record else ():
+            backups.setdefault(backup.provider, []).append(backup.key)
     configured = {p.name: p for p in providers}
+
+    def location_id(provider: str) -> str:
+        return sha256(f"{block.block_id}\0{provider}".encode()).hexdigest()[:16]
+
     locations = []
     for provider, replicas in sorted(by_provider.items()):
         digest = sha256()
@@ -32,13 +39,15 @@ def container_view(
         settings = configured.get(provider)
         locations.append(
             StorageLocation(
-                location_id=sha256(f"{block.block_id}\0{provider}".encode()).hexdigest()[:16],
+                location_id=location_id(provider),
                 cloud_provider=settings.vendor if settings else "unknown",
                 provider=provider,
                 region=settings.region if settings else "",
                 chunk_replicas=len(replicas),
                 stored_bytes=sum(size for _, size in replicas),
                 verification_hash=digest.hexdigest(),
+                # where this provider's chunks have extra copies left from repairs
+                backup_locations=sorted({location_id(p) for p in backups if p != provider}),
             )
         )
     return ContainerBlock(

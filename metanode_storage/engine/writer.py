@@ -104,10 +104,7 @@ class ChunkWriter:
         )
 
     def _put(self, provider: str, frame: bytes, chunk_key: bytes, chunk_id: bytes) -> Replica:
-        blob = blobformat.seal_replica(frame, chunk_key, chunk_id, self._encrypt)
-        key = blobformat.new_blob_key()
-        self._providers[provider].put(key, blob)
-        return Replica(provider, key, len(blob))
+        return put_replica(self._providers[provider], frame, chunk_key, chunk_id, self._encrypt)
 
     def discard(self, replicas: Sequence[Replica]) -> None:
         """Best-effort removal of blobs that no map row will point to."""
@@ -117,3 +114,13 @@ class ChunkWriter:
                 continue
             with contextlib.suppress(ProviderError):  # else an orphan, for `gc` to remove
                 store.delete(replica.key)
+
+
+def put_replica(
+    store: BlobStore, frame: bytes, chunk_key: bytes, chunk_id: bytes, encrypt: bool
+) -> Replica:
+    """Seal ``frame`` for one more replica (fresh nonce, fresh random name) and upload it."""
+    blob = blobformat.seal_replica(frame, chunk_key, chunk_id, encrypt)
+    key = blobformat.new_blob_key()
+    store.put(key, blob)
+    return Replica(store.name, key, len(blob))

@@ -43,6 +43,7 @@ class ProviderHealth:
     latency_ms: float | None = None  # moving average of successful operations
     last_error: str = ""
     last_failure_at: float = 0.0
+    offline_since: float = 0.0  # when the current Offline spell began; 0 when answering
     updated_at: float = 0.0
 
 
@@ -87,13 +88,17 @@ class HealthBoard:
                 else (1 - _EWMA) * health.latency_ms + _EWMA * sample
             )
             health.state = DEGRADED if health.latency_ms > SLOW_MS else ACTIVE
+            health.offline_since = 0.0
             health.updated_at = now
 
     def record_failure(self, name: str, error: ProviderError) -> None:
         now = time.time()
         with self._lock:
             health = self._health.setdefault(name, ProviderHealth())
-            health.state = OFFLINE if isinstance(error, ProviderUnavailable) else DEGRADED
+            offline = isinstance(error, ProviderUnavailable)
+            if offline and health.state != OFFLINE:
+                health.offline_since = now
+            health.state = OFFLINE if offline else DEGRADED
             health.last_error = error.message
             health.last_failure_at = now
             health.updated_at = now

@@ -1,0 +1,59 @@
+"""`metanode storage repair`: one pass of the backup manager, for cron or by hand."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+
+from metanode_storage.cli import console
+from metanode_storage.cli.options import HomeOption, JsonOption, open_node
+from metanode_storage.engine.repair import DEFAULT_LIMIT, DEFAULT_OFFLINE_GRACE, repair
+from metanode_storage.errors import ExitCode
+
+
+def repair_command(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be done.")] = False,
+    limit: Annotated[
+        int, typer.Option(min=1, help="Chunks to repair in this pass.")
+    ] = DEFAULT_LIMIT,
+    max_rate: Annotated[
+        float | None, typer.Option(min=0.01, help="Upload at most this many MB/s.")
+    ] = None,
+    offline_grace: Annotated[
+        float, typer.Option(min=0, help="Seconds Offline before a provider's replicas move.")
+    ] = DEFAULT_OFFLINE_GRACE,
+    home: HomeOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Re-create missing, corrupt and long-Offline replicas from good copies.
+
+    Exit 0 when everything planned was repaired, 10 when a chunk could not be.
+    """
+    with open_node(home) as node, console.count_progress("repairing chunks", None) as bar:
+        report = repair(
+            node,
+            dry_run=dry_run,
+            limit=limit,
+            offline_grace=offline_grace,
+            max_bytes_per_second=max_rate * 1e6 if max_rate else None,
+            progress=bar.advance,
+        )
+    if json_output:
+        console.emit_json({**asdict(report), "repaired": report.repaired, "failed": report.failed})
+    else:
+        verb = "would repair" if dry_run else "repaired"
+        for action in report.actions:
+            why = ", ".join(f"{p or 'short'}: {r}" for p, r in action.reasons.items())
+            done = f" -> {', '.join(action.new_replicas)}" if action.new_replicas else ""
+            console.line(
+                f"chunk {action.chunk} ({why}){done}"
+                + (f" FAILED: {action.error}" if action.error else "")
+            )
+        console.line(
+            f"{verb} {len(report.actions) if dry_run else report.repaired} chunk(s), "
+            f"{report.failed} failed, {report.backups_cleaned} backup copies cleaned up"
+        )
+    if report.failed:
+        raise typer.Exit(int(ExitCode.INTEGRITY))

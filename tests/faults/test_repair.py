@@ -1,0 +1,84 @@
+"""The backup manager's repair pass restores the replication factor after corruption or an
+outage, keeps the replaced copies as backup locations, and cleans them up later."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from metanode_storage import Node, Secret, init_node
+from metanode_storage.engine.repair import repair
+from tests.conftest import PASSPHRASE, CliRunnerFn, blob_files, cheap_kdf, data_blobs, provider_dirs
+
+
+def test_a_corrupt_replica_is_replaced_and_deleted(cli: CliRunnerFn, home: Path) -> None:
+    payload = os.urandom(30_000)
+    block_id = cli("storage", "put", "-", stdin=payload).stdout.strip()
+    victim = blob_files(home)[0]
+    victim.write_bytes(b"\x00" * 100)
+    assert cli("storage", "verify", block_id).exit_code == 10
+    planned = json.loads(cli("storage", "repair", "--dry-run", "--json").stdout)
+    assert len(planned["actions"]) == 1 and victim.exists()  # dry run changes nothing
+    done = cli("storage", "repair", "--json")
+    assert done.exit_code == 0, done.stdout
+    report = json.loads(done.stdout)
+    assert report["repaired"] == 1 and report["actions"][0]["reasons"] == {"local-1": "corrupt"}
+    assert not victim.exists()  # the bad copy is gone, its replacement written
+    status = json.loads(cli("storage", "distributed", "status", "--json").stdout)
+    assert status["faulty_replicas"] == 0 and status["replicas"] == 3
+    assert cli("storage", "verify", block_id).exit_code == 0
+    assert cli("storage", "get", block_id).stdout_bytes == payload
+    events = json.loads(cli("storage", "audit", "list", "--type", "repair", "--json").stdout)
+    assert events[0]["detail"]["new_replicas"]
+
+
+def test_an_offline_provider_is_replaced_then_cleaned_up(tmp_path: Path) -> None:
+    home = tmp_path / "node"
+    init_node(home, Secret(PASSPHRASE.encode()), replication_factor=3, kdf=cheap_kdf())
+    # a fourth, spare provider
+    from dataclasses import replace
+
+    from metanode_storage.config.settings import ProviderSettings, load_settings, save_settings
+
+    settings = load_settings(home / "config.toml")
+    spare = ProviderSettings("spare", "local", str(tmp_path / "spare"), "local")
+    (tmp_path / "spare").mkdir()
+    save_settings(home / "config.toml", replace(settings, providers=(*settings.providers, spare)))
+    passphrase = Secret(PASSPHRASE.encode())
+    with Node.open(home, passphrase) as node:
+        block = node.store_bytes(os.urandom(40_000))
+    holders = {loc.provider for loc in block.distribution_map}
+    lost = provider_dirs(home)[0] if "local-1" in holders else provider_dirs(home)[1]
+    shutil.move(lost, lost.with_name("unplugged"))
+    with Node.open(home, passphrase) as node:
+        node.status()  # the probe marks it Offline
+        report = repair(node, offline_grace=0)
+        assert report.repaired == 1 and report.failed == 0
+        status = node.status()
+        assert status.short_chunks == 0 and status.replicas == 3
+        view = node.describe(block.block_id)
+        assert lost.name not in {loc.provider for loc in view.distribution_map}
+        assert any(loc.backup_locations for loc in view.distribution_map)
+        assert node.blockmap.stats().backup_copies == 1
+        assert node.verify(block.block_id).ok
+    shutil.move(lost.with_name("unplugged"), lost)  # the provider comes back
+    with Node.open(home, passphrase) as node:
+        node.status()
+        cleanup = repair(node)
+        assert cleanup.backups_cleaned == 1 and not cleanup.actions
+        assert node.blockmap.stats().backup_copies == 0
+        assert data_blobs(home, lost) == []  # the old copy was deleted
+        assert node.verify(block.block_id).ok
+
+
+def test_repair_never_deletes_the_last_good_copy(cli: CliRunnerFn, home: Path) -> None:
+    block_id = cli("storage", "put", "-", stdin=os.urandom(5000)).stdout.strip()
+    for blob in blob_files(home):
+        blob.write_bytes(b"\x00" * 100)  # every copy bad: nothing to repair from
+    cli("storage", "verify", block_id)
+    result = cli("storage", "repair", "--json")
+    assert result.exit_code == 10
+    assert "no good copy" in json.loads(result.stdout)["actions"][0]["error"]
+    assert len(blob_files(home)) == 3  # nothing was deleted
