@@ -14,8 +14,9 @@ from metanode_storage import Node, Secret, init_node
 from metanode_storage.cli.app import main
 from metanode_storage.config.settings import ProviderSettings
 from metanode_storage.crypto.kdf import KdfParams
-from metanode_storage.crypto.keystore import read_keystore
+from metanode_storage.crypto.keystore import KeyMaterial, read_keystore
 from metanode_storage.engine.auditing import checkpoint_blob_key
+from metanode_storage.engine.backup import Locator
 from tests.servers import (
     AZURITE_ACCOUNT,
     S3_ACCESS_KEY,
@@ -37,8 +38,10 @@ def cheap_kdf() -> KdfParams:
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
+    """A node on three local providers. Map backups are off here: each provider's backup
+    locator costs a full-strength Argon2id run (tests/faults/test_recovery.py covers them)."""
     path = tmp_path / "node"
-    init_node(path, Secret(PASSPHRASE.encode()), kdf=cheap_kdf())
+    init_node(path, Secret(PASSPHRASE.encode()), kdf=cheap_kdf(), backup_enabled=False)
     return path
 
 
@@ -58,10 +61,18 @@ def blob_files(home: Path, passphrase: str = PASSPHRASE) -> list[Path]:
 
 
 def data_blobs(home: Path, provider: Path, passphrase: str = PASSPHRASE) -> list[Path]:
-    """The data blobs of one local provider directory, without its audit checkpoint."""
+    """The chunk blobs of one local provider, without its audit checkpoint and map backup."""
     keys = read_keystore(home / "keystore.mnk", Secret(passphrase.encode()))
-    reserved = checkpoint_blob_key(keys, provider.name)
-    return sorted(p for p in provider.rglob("*") if p.is_file() and p.name != reserved)
+    reserved = reserved_blob_keys(keys, provider.name)
+    return sorted(p for p in provider.rglob("*") if p.is_file() and p.name not in reserved)
+
+
+def reserved_blob_keys(keys: KeyMaterial, provider: str) -> set[str]:
+    """Names of the blobs on a provider that are not chunks (checkpoint, map backup)."""
+    reserved = {checkpoint_blob_key(keys, provider)}
+    if provider in keys.backup_locators:
+        reserved.add(Locator.from_hex(keys.backup_locators[provider].reveal().decode()).blob_key)
+    return reserved
 
 
 @dataclass

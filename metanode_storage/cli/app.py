@@ -18,6 +18,7 @@ from metanode_storage.cli import (
     keys_cmd,
     proof_cmd,
     providers_cmd,
+    recovery_cmd,
     repair_cmd,
 )
 from metanode_storage.errors import ExitCode, MetanodeError
@@ -39,6 +40,8 @@ storage_app.add_typer(proof_cmd.app, name="proof")
 storage_app.add_typer(keys_cmd.app, name="keys")
 blocks_cmd.register(storage_app)
 storage_app.command("repair")(repair_cmd.repair_command)
+storage_app.command("backup-map")(recovery_cmd.backup_map)
+storage_app.command("recover")(recovery_cmd.recover)
 
 
 def _version(value: bool) -> None:

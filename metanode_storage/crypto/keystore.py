@@ -65,6 +65,9 @@ class KeyMaterial:
     # Cloud credentials the operator chose to keep here rather than in the SDK's sources,
     # by provider name, then by field (access_key_id, connection_string, ...).
     provider_credentials: dict[str, dict[str, Secret]] = field(default_factory=dict)
+    # Per provider, where its map backup lives and the key that seals it (hex), derived
+    # once from the passphrase by engine/backup.py and kept here to spare the KDF.
+    backup_locators: dict[str, Secret] = field(default_factory=dict)
     _signer: NodeSigner | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -121,6 +124,9 @@ class KeyMaterial:
                 "dedup_key": self.dedup_key.reveal().hex(),
                 "name_key": self.name_key.reveal().hex(),
                 "map_key": self.map_key.reveal().hex(),
+                "backup_locators": {
+                    n: v.reveal().decode() for n, v in self.backup_locators.items()
+                },
                 "provider_credentials": {
                     name: {k: v.reveal().hex() for k, v in fields.items()}
                     for name, fields in self.provider_credentials.items()
@@ -148,6 +154,9 @@ class KeyMaterial:
             provider_credentials={
                 name: {k: Secret(bytes.fromhex(v)) for k, v in fields.items()}
                 for name, fields in doc.get("provider_credentials", {}).items()
+            },
+            backup_locators={
+                n: Secret(v.encode()) for n, v in doc.get("backup_locators", {}).items()
             },
         )
 

@@ -37,7 +37,7 @@ class NodeAudit:
         self._providers = providers
         self._keys = keys
         self.enabled = enabled
-        self._recorded = 0
+        self.recorded = 0  # events since the last checkpoint was published
         self.checkpoint_keys = {name: checkpoint_blob_key(keys, name) for name in providers}
         self._seal_key = aead.keyed_hash(keys.map_key.reveal(), b"audit checkpoint seal")
 
@@ -50,11 +50,11 @@ class NodeAudit:
     ) -> None:
         if self.enabled:
             self.trail.append(event_type, block_id, status, detail)
-            self._recorded += 1
+            self.recorded += 1
 
     def close(self) -> None:
         """Checkpoint what this run recorded and publish it to the providers."""
-        if self.enabled and self._recorded:
+        if self.enabled and self.recorded:
             self.publish()
         self.trail.close()
 
@@ -65,6 +65,7 @@ class NodeAudit:
         supersedes it. Returns what happened per provider.
         """
         note = self.trail.checkpoint()
+        self.recorded = 0
         sealed = aead.seal(self._seal_key, note.encode(), _CHECKPOINT_AAD)
         outcome: dict[str, str] = {}
         for name, store in self._providers.items():

@@ -6,6 +6,7 @@ that receives the number of bytes just processed.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import io
 import os
@@ -36,8 +37,9 @@ from metanode_storage.config.paths import NodeLayout, resolve_home
 from metanode_storage.config.secrets import Secret
 from metanode_storage.config.settings import NodeSettings, load_settings
 from metanode_storage.crypto.aead import keyed_hash
-from metanode_storage.crypto.keystore import KeyMaterial, read_keystore
+from metanode_storage.crypto.keystore import KeyMaterial, read_keystore, update_keystore
 from metanode_storage.engine.auditing import NodeAudit
+from metanode_storage.engine.backup import Locator, derive_locator, write_backup
 from metanode_storage.engine.chunker import Chunker
 from metanode_storage.engine.model import ContainerBlock
 from metanode_storage.engine.proof import block_message, make_proof, manifest_hash
@@ -51,7 +53,13 @@ from metanode_storage.engine.verification import (
 )
 from metanode_storage.engine.views import container_view
 from metanode_storage.engine.writer import ChunkWriter
-from metanode_storage.errors import InputError, IntegrityError, MetanodeError, ProviderError
+from metanode_storage.errors import (
+    InputError,
+    IntegrityError,
+    KeystoreError,
+    MetanodeError,
+    ProviderError,
+)
 from metanode_storage.providers.base import BlobStore
 from metanode_storage.providers.catalogue import open_provider_or_stand_in
 from metanode_storage.providers.health import HealthBoard, MonitoredBlobStore
@@ -90,6 +98,7 @@ class Node:
         )
         self._trusted_keys = keys.public_keys()
         self.passphrase: Secret | None = None
+        self.changed = False  # the map changed in this run: back it up at close
         trail = AuditTrail(layout.audit, f"metanode/{settings.node_id}", keys.signer)
         self.audit = NodeAudit(trail, self.providers, keys, settings.audit_enabled)
 
@@ -102,6 +111,39 @@ class Node:
         node.passphrase = passphrase  # kept to rewrite the keystore on key rotation
         return node
 
+    def backup_map(self) -> dict[str, str]:
+        """Write the sealed map backup to every provider that answers (two at least)."""
+        missing = [n for n in self.providers if n not in self.keys.backup_locators]
+        if missing:
+            if self.passphrase is None:
+                raise KeystoreError("the map backup needs the node opened with its passphrase")
+            found = {n: derive_locator(self.passphrase, n).to_hex() for n in missing}
+
+            def remember(material: KeyMaterial) -> None:
+                material.backup_locators.update({n: Secret(v.encode()) for n, v in found.items()})
+
+            self.reload_keys(update_keystore(self.layout.keystore, self.passphrase, remember))
+        locators = {
+            n: Locator.from_hex(v.reveal().decode()) for n, v in self.keys.backup_locators.items()
+        }
+        # Audit and checkpoint first, so the bundle carries the trail up to and including
+        # the newest checkpoint that the providers hold.
+        self.audit.record("map_backup", detail={"providers": sorted(locators)})
+        self.audit.publish()
+        try:
+            outcome = write_backup(self.layout, self.settings.node_id, self.providers, locators)
+        except ProviderError as exc:
+            self.audit.record("map_backup", status=FAILED, detail={"error": exc.message})
+            raise
+        self.changed = False
+        return outcome
+
+    def _backup_after_changes(self) -> None:
+        """A failed backup must not fail the operation that already succeeded; it is
+        audited, and shown by `status` and `backup-map`."""
+        with contextlib.suppress(MetanodeError):
+            self.backup_map()
+
     def reload_keys(self, keys: KeyMaterial) -> None:
         """Use a rewritten keystore's keys from now on (after a rotation)."""
         self.keys = keys
@@ -110,6 +152,10 @@ class Node:
         self.audit.trail.use_signer(keys.signer)
 
     def close(self) -> None:
+        # Back up after any change or audited event, so that a recovered node's trail is
+        # as long as the newest checkpoint on the providers.
+        if self.settings.backup_enabled and (self.changed or self.audit.recorded):
+            self._backup_after_changes()
         self._workers.shutdown(wait=True)
         self.audit.close()  # publishes a checkpoint through the I/O pool's providers
         self.io_pool.shutdown(wait=True)
@@ -210,6 +256,7 @@ class Node:
         for record in spare:
             writer.discard(record.replicas)
         view = self._view(block)
+        self.changed = True
         self.audit.record(
             STORE,
             block.block_id,
@@ -398,6 +445,7 @@ class Node:
                         deleted += 1
                     except ProviderError:
                         pass  # the map no longer names it: an orphan for `gc`
+            self.changed = True
             self.audit.record(DELETE, block_id, detail={"blobs_deleted": deleted})
             return deleted
 
@@ -414,7 +462,7 @@ class Node:
                     wanted.setdefault(replica.provider, set()).add(replica.key)
             removed: dict[str, int] = {}
             for name, store in self.providers.items():
-                keep = wanted[name] | {self.audit.checkpoint_keys[name]}
+                keep = wanted[name] | self._reserved_keys(name)
                 orphans = [key for key in store.list_keys() if key not in keep]
                 if not dry_run:
                     for key in orphans:
@@ -424,6 +472,14 @@ class Node:
             if not dry_run:
                 self.audit.record("gc", detail={"orphans_deleted": removed})
             return removed
+
+    def _reserved_keys(self, provider: str) -> set[str]:
+        """Blobs that are not chunks but must stay: the audit checkpoint, the map backup."""
+        reserved = {self.audit.checkpoint_keys[provider]}
+        locator = self.keys.backup_locators.get(provider)
+        if locator is not None:
+            reserved.add(Locator.from_hex(locator.reveal().decode()).blob_key)
+        return reserved
 
     def blocks(self) -> Iterator[ContainerBlock]:
         for block in self.blockmap.blocks():

@@ -19,7 +19,7 @@ from metanode_storage.crypto.keystore import read_keystore
 from metanode_storage.engine.auditing import checkpoint_blob_key
 from metanode_storage.errors import NotEnoughProviders
 from tests.cloud_clients import list_objects
-from tests.conftest import PASSPHRASE, cheap_kdf, cloud_provider
+from tests.conftest import PASSPHRASE, cheap_kdf, cloud_provider, reserved_blob_keys
 from tests.servers import ServerProcess
 
 FAMILIES = ("s3", "azure", "gcs")
@@ -87,6 +87,8 @@ def test_three_families_store_and_providers_see_only_opaque_blobs(
         held = list_objects(family, servers[family], buckets[family])
         checkpoint = checkpoint_blob_key(keys, family)
         assert any(name.endswith(checkpoint) for name in held)  # the sealed audit checkpoint
+        reserved = reserved_blob_keys(keys, family)
+        assert len(reserved) == 2  # the checkpoint and the sealed map backup
         for name, body in held.items():
             assert re.fullmatch(r"[0-9a-f]{2}/[0-9a-f]{32}", name), name
             assert name.split("/")[1] not in names  # no name shared across providers
@@ -94,7 +96,7 @@ def test_three_families_store_and_providers_see_only_opaque_blobs(
             assert marker[:10] not in body
             for identifier in (big.block_id, small.block_id, big.data_hash, "results", "key-notes"):
                 assert identifier.encode() not in body and identifier not in name
-    assert len(names) == expected + len(FAMILIES)
+    assert len(names) == expected + 2 * len(FAMILIES)
 
 
 def test_a_killed_server_is_survived_and_reported(

@@ -36,7 +36,7 @@ def test_a_corrupt_replica_is_replaced_and_deleted(cli: CliRunnerFn, home: Path)
 
 def test_an_offline_provider_is_replaced_then_cleaned_up(tmp_path: Path) -> None:
     home = tmp_path / "node"
-    init_node(home, Secret(PASSPHRASE.encode()), replication_factor=3, kdf=cheap_kdf())
+    init_node(home, Secret(PASSPHRASE.encode()), kdf=cheap_kdf(), backup_enabled=False)
     # a fourth, spare provider
     from dataclasses import replace
 

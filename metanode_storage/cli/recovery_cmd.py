@@ -1,0 +1,87 @@
+"""`metanode storage backup-map` and `metanode storage recover`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from metanode_storage.cli import console
+from metanode_storage.cli.options import HomeOption, JsonOption, open_node, read_passphrase
+from metanode_storage.config.paths import resolve_home
+from metanode_storage.config.settings import ProviderSettings
+from metanode_storage.engine.backup import recover_home
+from metanode_storage.engine.node import Node
+from metanode_storage.errors import InvalidSetting
+from metanode_storage.providers.catalogue import open_provider
+
+
+def backup_map(home: HomeOption = None, json_output: JsonOption = False) -> None:
+    """Write the sealed map, keystore and trail backup to the providers (two at least)."""
+    with open_node(home) as node:
+        outcome = node.backup_map()
+    if json_output:
+        console.emit_json(outcome)
+        return
+    for provider, result in outcome.items():
+        console.line(f"{provider}: {result}")
+
+
+def recover(
+    name: Annotated[str, typer.Option(help="The provider's name in the lost node's config.")],
+    vendor: Annotated[str, typer.Option(help="aws, gcp, azure, ..., local")],
+    path: Annotated[Path | None, typer.Option(help="Local provider directory.")] = None,
+    bucket: Annotated[str, typer.Option(help="Bucket or container.")] = "",
+    prefix: Annotated[str, typer.Option()] = "",
+    region: Annotated[str, typer.Option()] = "",
+    endpoint: Annotated[str, typer.Option()] = "",
+    account: Annotated[str, typer.Option()] = "",
+    credentials: Annotated[str, typer.Option(help="sdk (default) or anonymous.")] = "sdk",
+    home: HomeOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Rebuild a lost node's home from one reachable provider and the passphrase.
+
+    The provider's credentials come from the SDK's environment (the keystore is what is
+    being recovered). Afterwards every block retrieves as before.
+    """
+    if credentials == "keystore":
+        raise InvalidSetting("the keystore is what is being recovered", "use sdk or anonymous")
+    settings = ProviderSettings(
+        name,
+        vendor,
+        path=str(path or ""),
+        region=region,
+        bucket=bucket,
+        prefix=prefix,
+        endpoint=endpoint,
+        account=account,
+        credentials=credentials,
+    )
+    settings.validate()
+    target = resolve_home(home)
+    passphrase = read_passphrase()
+    recovered = recover_home(target, passphrase, open_provider(settings))
+    with Node.open(target, passphrase) as node:  # proves the keystore and map open
+        stats = node.blockmap.stats()
+        trail = node.audit.verify()
+    document = {
+        **asdict(recovered),
+        "home": str(target),
+        "blocks": stats.blocks,
+        "audit_trail_ok": trail.ok,
+        "audit_problems": trail.problems,
+    }
+    if json_output:
+        console.emit_json(document)
+        return
+    console.key_values(
+        [
+            ("Recovered Node", recovered.node_id),
+            ("Home", str(target)),
+            ("Blocks", f"{stats.blocks:,}"),
+            ("Audit Trail", "intact" if trail.ok else f"PROBLEM: {trail.problems[0]}"),
+        ]
+    )

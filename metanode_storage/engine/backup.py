@@ -1,0 +1,198 @@
+"""Backups of the VM-only map, so that losing the machine does not lose the data.
+
+A backup bundles the node's config, keystore, block map and audit trail
+(consistent SQLite snapshots), compresses and seals it, and writes it to
+every provider that answers (at least two are needed for success). To find
+and open a bundle on a fresh machine, all one needs is the passphrase and
+one provider's configuration: the blob's name and key come from
+
+    Argon2id(passphrase, salt = SHA-256("metanode map backup v1\\n" || provider name)[:16],
+             t=3, m=64 MiB, p=4) -> 64 bytes: name = hex(bytes 0-15), key = bytes 16-47
+
+so the name differs on every provider (nothing links them), and a provider
+can neither find nor open it without the passphrase. The KDF runs once per
+provider when the provider is set up; the result is kept in the keystore.
+
+Bundle, inside AES-256-GCM (associated data "metanode map backup v1")::
+
+    b"MNBK" | version (1) | u32 header length | header JSON
+        {"node_id", "created_at", "files": [{"name", "offset", "length", "sha256"}]}
+    | the files, each zstd-compressed, back to back
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import struct
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from hashlib import sha256
+from pathlib import Path
+
+import zstandard
+
+from metanode_storage.config.paths import NodeLayout
+from metanode_storage.config.secrets import Secret
+from metanode_storage.crypto import aead
+from metanode_storage.crypto.kdf import KdfParams, derive
+from metanode_storage.errors import (
+    AlreadyInitialised,
+    KeystoreDamaged,
+    NotEnoughProviders,
+    ObjectNotFound,
+    ProviderError,
+    WrongPassphrase,
+)
+from metanode_storage.providers.base import BlobStore
+
+MAGIC = b"MNBK"
+VERSION = 1
+_AAD = b"metanode map backup v1"
+_HEAD = struct.Struct(">4sBI")
+MIN_COPIES = 2
+_SQLITE_FILES = ("blockmap.sqlite", "audit.sqlite")
+_PLAIN_FILES = ("config.toml", "keystore.mnk")
+
+
+@dataclass(frozen=True)
+class Locator:
+    """Where a provider holds this node's map backup, and the key that seals it."""
+
+    blob_key: str
+    seal_key: Secret
+
+    def to_hex(self) -> str:
+        return self.blob_key + self.seal_key.reveal().hex()
+
+    @classmethod
+    def from_hex(cls, text: str) -> Locator:
+        return cls(text[:32], Secret(bytes.fromhex(text[32:])))
+
+
+def derive_locator(passphrase: Secret, provider_name: str) -> Locator:
+    salt = sha256(b"metanode map backup v1\n" + provider_name.encode()).digest()[:16]
+    derived = derive(passphrase.reveal(), KdfParams(3, 64 * 1024, 4, salt))
+    return Locator(derived[:16].hex(), Secret(derived[16:48]))
+
+
+def _snapshot(source: Path) -> bytes:
+    """A consistent copy of a live SQLite database (its WAL included)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "copy.sqlite"
+        src, dst = sqlite3.connect(source), sqlite3.connect(target)
+        try:
+            src.backup(dst)
+        finally:
+            src.close()
+            dst.close()
+        return target.read_bytes()
+
+
+def make_bundle(layout: NodeLayout, node_id: str) -> bytes:
+    compressor = zstandard.ZstdCompressor(level=3)
+    files, blobs, offset = [], [], 0
+    for name in (*_PLAIN_FILES, *_SQLITE_FILES):
+        path = layout.home / name
+        if not path.exists():
+            continue
+        raw = _snapshot(path) if name in _SQLITE_FILES else path.read_bytes()
+        packed = compressor.compress(raw)
+        files.append(
+            {
+                "name": name,
+                "offset": offset,
+                "length": len(packed),
+                "sha256": sha256(raw).hexdigest(),
+            }
+        )
+        blobs.append(packed)
+        offset += len(packed)
+    header = json.dumps(
+        {"node_id": node_id, "created_at": int(time.time()), "files": files}
+    ).encode()
+    return _HEAD.pack(MAGIC, VERSION, len(header)) + header + b"".join(blobs)
+
+
+def write_backup(
+    layout: NodeLayout,
+    node_id: str,
+    providers: Mapping[str, BlobStore],
+    locators: Mapping[str, Locator],
+) -> dict[str, str]:
+    """Seal and write the bundle to every provider with a locator; "ok" or the error, each.
+
+    Raises NotEnoughProviders when fewer than two copies could be written.
+    """
+    bundle = make_bundle(layout, node_id)
+    outcome: dict[str, str] = {}
+    for name, store in providers.items():
+        locator = locators.get(name)
+        if locator is None:
+            outcome[name] = "no backup locator (reconfigure the provider)"
+            continue
+        try:
+            store.put(locator.blob_key, aead.seal(locator.seal_key.reveal(), bundle, _AAD))
+            outcome[name] = "ok"
+        except ProviderError as exc:
+            outcome[name] = exc.message
+    if sum(v == "ok" for v in outcome.values()) < MIN_COPIES:
+        raise NotEnoughProviders(
+            "backup",
+            f"the map backup reached {sum(v == 'ok' for v in outcome.values())} provider(s), "
+            f"fewer than {MIN_COPIES}: " + "; ".join(f"{k}: {v}" for k, v in outcome.items()),
+            "bring providers back and run `metanode storage backup-map`",
+        )
+    return outcome
+
+
+@dataclass(frozen=True)
+class Recovered:
+    node_id: str
+    created_at: int
+    files: list[str]
+
+
+def recover_home(home: Path, passphrase: Secret, provider: BlobStore) -> Recovered:
+    """Rebuild a node home from the newest map backup on ``provider``."""
+    layout = NodeLayout(home)
+    if layout.config.exists():
+        raise AlreadyInitialised(f"a node already exists at {home}", "recover into an empty --home")
+    locator = derive_locator(passphrase, provider.name)
+    try:
+        sealed = provider.get(locator.blob_key)
+    except ObjectNotFound:
+        raise ObjectNotFound(
+            provider.name,
+            "holds no map backup for this passphrase and provider name",
+            "check the passphrase and that --name is the provider's name in the lost node",
+        ) from None
+    try:
+        bundle = aead.open_sealed(locator.seal_key.reveal(), sealed, _AAD)
+    except aead.OpenFailed:
+        raise WrongPassphrase("the map backup does not open with this passphrase") from None
+    magic, version, header_len = _HEAD.unpack_from(bundle)
+    if magic != MAGIC or version != VERSION:
+        raise KeystoreDamaged(f"the map backup on {provider.name} has an unknown format")
+    header = json.loads(bundle[_HEAD.size : _HEAD.size + header_len])
+    body = bundle[_HEAD.size + header_len :]
+    decompressor = zstandard.ZstdDecompressor()
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    restored = []
+    for entry in header["files"]:
+        raw = decompressor.decompress(body[entry["offset"] : entry["offset"] + entry["length"]])
+        if sha256(raw).hexdigest() != entry["sha256"]:
+            raise KeystoreDamaged(f"the map backup's copy of {entry['name']} is damaged")
+        name = os.path.basename(entry["name"])  # never write outside the home
+        target = home / name
+        tmp = target.with_suffix(".recovering")
+        tmp.write_bytes(raw)
+        os.chmod(tmp, 0o600)
+        restored.append((tmp, target))
+    # config last: the home counts as initialised only when every other file is in place
+    for tmp, target in sorted(restored, key=lambda pair: pair[1].name == "config.toml"):
+        os.replace(tmp, target)
+    return Recovered(header["node_id"], header["created_at"], [t.name for _, t in restored])

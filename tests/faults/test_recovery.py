@@ -1,0 +1,147 @@
+"""Losing the machine must not lose the data: store, wipe the node home, recover it on a
+"fresh machine" from one provider and the passphrase, retrieve everything bit-exact."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+
+from metanode_storage import Node, Secret, init_node
+from metanode_storage.config.settings import ProviderSettings
+from tests.conftest import PASSPHRASE, CliRunnerFn, cheap_kdf, cloud_provider
+from tests.servers import S3_ACCESS_KEY, S3_SECRET_KEY, ServerProcess
+
+
+def _store_some(cli: CliRunnerFn) -> dict[str, bytes]:
+    payloads = {}
+    for size in (0, 1, 5000, 2_500_000):
+        data = os.urandom(size)
+        result = cli("storage", "put", "-", stdin=data)
+        assert result.exit_code == 0, result.stderr
+        payloads[result.stdout.strip()] = data
+    gone = next(iter(payloads))
+    assert cli("storage", "rm", gone).exit_code == 0
+    del payloads[gone]
+    return payloads
+
+
+def test_recover_a_lost_node_from_one_local_provider(
+    cli: CliRunnerFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "lost-node"
+    providers = [
+        ProviderSettings(f"disk-{i}", "local", str(tmp_path / f"disk-{i}"), "local")
+        for i in (1, 2, 3)
+    ]
+    for provider in providers:
+        Path(provider.path).mkdir()
+    init_node(home, Secret(PASSPHRASE.encode()), providers=providers, kdf=cheap_kdf())
+    monkeypatch.setenv("METANODE_HOME", str(home))
+    payloads = _store_some(cli)
+    listing = json.loads(cli("storage", "ls", "--json").stdout)
+
+    shutil.rmtree(home)  # the machine is lost
+    fresh = tmp_path / "new-machine"
+    monkeypatch.setenv("METANODE_HOME", str(fresh))
+    recovered = cli(
+        "storage",
+        "recover",
+        "--name",
+        "disk-2",
+        "--vendor",
+        "local",
+        "--path",
+        str(tmp_path / "disk-2"),
+    )
+    assert recovered.exit_code == 0, recovered.stderr  # the passphrase comes from the env
+    assert cli("storage", "gc", "--dry-run", "--json").exit_code == 0
+    orphans = json.loads(cli("storage", "gc", "--dry-run", "--json").stdout)["orphans"]
+    assert orphans == {"disk-1": 0, "disk-2": 0, "disk-3": 0}  # backups and checkpoints kept
+    report = json.loads(cli("storage", "audit", "verify", "--json").stdout)
+    assert report["ok"], report["problems"]
+    assert json.loads(cli("storage", "ls", "--json").stdout) == listing
+    for block_id, data in payloads.items():
+        assert cli("storage", "get", block_id).stdout_bytes == data
+    assert cli("storage", "verify", "--all").exit_code == 0
+
+
+def test_recovery_refuses_the_wrong_passphrase_or_provider(
+    cli: CliRunnerFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "node-b"
+    providers = [
+        ProviderSettings(f"d{i}", "local", str(tmp_path / f"d{i}"), "local") for i in (1, 2, 3)
+    ]
+    for provider in providers:
+        Path(provider.path).mkdir()
+    init_node(home, Secret(PASSPHRASE.encode()), providers=providers, kdf=cheap_kdf())
+    monkeypatch.setenv("METANODE_HOME", str(home))
+    cli("storage", "put", "-", stdin=b"something")
+    monkeypatch.setenv("METANODE_HOME", str(tmp_path / "elsewhere"))
+    monkeypatch.setenv("METANODE_PASSPHRASE", "not the passphrase at all")
+    result = cli(
+        "storage", "recover", "--name", "d1", "--vendor", "local", "--path", str(tmp_path / "d1")
+    )
+    assert result.exit_code == 6 and "no map backup" in result.stderr
+    assert not (tmp_path / "elsewhere" / "config.toml").exists()
+    monkeypatch.setenv("METANODE_PASSPHRASE", PASSPHRASE)
+    renamed = cli(
+        "storage", "recover", "--name", "d9", "--vendor", "local", "--path", str(tmp_path / "d1")
+    )
+    assert renamed.exit_code == 6 and "--name" in renamed.stderr
+
+
+def test_recover_from_an_s3_provider_of_a_multi_cloud_node(
+    cli: CliRunnerFn,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    s3_server: ServerProcess,
+    gcs_server: ServerProcess,
+) -> None:
+    s3, s3_secrets = cloud_provider("s3", s3_server.endpoint, "s3", f"mn-{uuid.uuid4().hex[:10]}")
+    gcs, _ = cloud_provider("gcs", gcs_server.endpoint, "gcs", f"mn-{uuid.uuid4().hex[:10]}")
+    local = ProviderSettings("local", "local", str(tmp_path / "local"), "local")
+    (tmp_path / "local").mkdir()
+    home = tmp_path / "cloud-node"
+    init_node(
+        home,
+        Secret(PASSPHRASE.encode()),
+        providers=[s3, gcs, local],
+        credentials={"s3": s3_secrets},
+        kdf=cheap_kdf(),
+    )
+    monkeypatch.setenv("METANODE_HOME", str(home))
+    with Node.open(home, Secret(PASSPHRASE.encode())) as node:
+        for name in ("s3", "gcs"):
+            node.providers[name].create_bucket()
+    payloads = _store_some(cli)
+
+    shutil.rmtree(home)
+    shutil.rmtree(tmp_path / "local")  # the local disk went with the machine
+    monkeypatch.setenv("METANODE_HOME", str(tmp_path / "rebuilt"))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)  # the SDK's own credentials
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
+    result = cli(
+        "storage",
+        "recover",
+        "--name",
+        "s3",
+        "--vendor",
+        "aws",
+        "--bucket",
+        s3.bucket,
+        "--endpoint",
+        s3_server.endpoint,
+        "--json",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["blocks"] == len(payloads)
+    for block_id, data in payloads.items():  # served by s3 and gcs; local is gone
+        got = cli("storage", "get", block_id)
+        assert got.exit_code == 0, got.stderr
+        assert got.stdout_bytes == data
