@@ -160,3 +160,39 @@ def audit(
     if sample is not None and all_blocks:
         raise InvalidSetting("give --sample N or --all, not both")
     audit_cmd.integrity(home, sample, quick, json_output)
+
+
+def _throughput(ops: float | None, megabytes: float | None, unit: str) -> str:
+    if ops is None:
+        return "not measured yet (none done)"
+    return f"{ops:,.1f} {unit}/sec ({megabytes or 0:,.1f} MB/s)"
+
+
+@app.command()
+def metrics(home: HomeOption = None, json_output: JsonOption = False) -> None:
+    """Throughputs measured over every operation so far, and failovers in the last 24 h."""
+    with open_node(home) as node:
+        snapshot = node.metrics.snapshot()
+    if json_output:
+        console.emit_json(snapshot.to_dict())
+        return
+    proofs = snapshot.proofs_per_second
+    console.key_values(
+        [
+            (
+                "Storage Throughput",
+                _throughput(snapshot.storage_ops_per_second, snapshot.storage_mb_per_second, "ops"),
+            ),
+            (
+                "Retrieval Throughput",
+                _throughput(
+                    snapshot.retrieval_ops_per_second, snapshot.retrieval_mb_per_second, "ops"
+                ),
+            ),
+            (
+                "Proof Generation",
+                "not measured yet (no proofs)" if proofs is None else f"{proofs:,.0f} proofs/sec",
+            ),
+            ("Multi-Cloud Failover", f"{snapshot.failovers_24h:,} failovers (24h)"),
+        ]
+    )

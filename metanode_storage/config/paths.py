@@ -54,6 +54,11 @@ class NodeLayout:
         return self.home / "audit.sqlite"
 
     @property
+    def metrics(self) -> Path:
+        """Measured counters for `distributed metrics` and /metrics."""
+        return self.home / "metrics.sqlite"
+
+    @property
     def lock(self) -> Path:
         return self.home / "qlock"
 

@@ -37,10 +37,11 @@ from metanode_storage.config.paths import NodeLayout, resolve_home
 from metanode_storage.config.secrets import Secret
 from metanode_storage.config.settings import NodeSettings, load_settings
 from metanode_storage.crypto.aead import keyed_hash
-from metanode_storage.crypto.keystore import KeyMaterial, read_keystore, update_keystore
+from metanode_storage.crypto.keystore import KeyMaterial, read_keystore
 from metanode_storage.engine.auditing import NodeAudit
-from metanode_storage.engine.backup import Locator, derive_locator, write_backup
 from metanode_storage.engine.chunker import Chunker
+from metanode_storage.engine.maintenance import backup_map, collect_garbage
+from metanode_storage.engine.metrics import Metrics
 from metanode_storage.engine.model import ContainerBlock
 from metanode_storage.engine.proof import block_message, make_proof, manifest_hash
 from metanode_storage.engine.qlock import NodeLock
@@ -56,7 +57,6 @@ from metanode_storage.engine.writer import ChunkWriter
 from metanode_storage.errors import (
     InputError,
     IntegrityError,
-    KeystoreError,
     MetanodeError,
     ProviderError,
 )
@@ -99,6 +99,7 @@ class Node:
         self._trusted_keys = keys.public_keys()
         self.passphrase: Secret | None = None
         self.changed = False  # the map changed in this run: back it up at close
+        self.metrics = Metrics(layout.metrics)
         trail = AuditTrail(layout.audit, f"metanode/{settings.node_id}", keys.signer)
         self.audit = NodeAudit(trail, self.providers, keys, settings.audit_enabled)
 
@@ -111,39 +112,6 @@ class Node:
         node.passphrase = passphrase  # kept to rewrite the keystore on key rotation
         return node
 
-    def backup_map(self) -> dict[str, str]:
-        """Write the sealed map backup to every provider that answers (two at least)."""
-        missing = [n for n in self.providers if n not in self.keys.backup_locators]
-        if missing:
-            if self.passphrase is None:
-                raise KeystoreError("the map backup needs the node opened with its passphrase")
-            found = {n: derive_locator(self.passphrase, n).to_hex() for n in missing}
-
-            def remember(material: KeyMaterial) -> None:
-                material.backup_locators.update({n: Secret(v.encode()) for n, v in found.items()})
-
-            self.reload_keys(update_keystore(self.layout.keystore, self.passphrase, remember))
-        locators = {
-            n: Locator.from_hex(v.reveal().decode()) for n, v in self.keys.backup_locators.items()
-        }
-        # Audit and checkpoint first, so the bundle carries the trail up to and including
-        # the newest checkpoint that the providers hold.
-        self.audit.record("map_backup", detail={"providers": sorted(locators)})
-        self.audit.publish()
-        try:
-            outcome = write_backup(self.layout, self.settings.node_id, self.providers, locators)
-        except ProviderError as exc:
-            self.audit.record("map_backup", status=FAILED, detail={"error": exc.message})
-            raise
-        self.changed = False
-        return outcome
-
-    def _backup_after_changes(self) -> None:
-        """A failed backup must not fail the operation that already succeeded; it is
-        audited, and shown by `status` and `backup-map`."""
-        with contextlib.suppress(MetanodeError):
-            self.backup_map()
-
     def reload_keys(self, keys: KeyMaterial) -> None:
         """Use a rewritten keystore's keys from now on (after a rotation)."""
         self.keys = keys
@@ -155,11 +123,15 @@ class Node:
         # Back up after any change or audited event, so that a recovered node's trail is
         # as long as the newest checkpoint on the providers.
         if self.settings.backup_enabled and (self.changed or self.audit.recorded):
-            self._backup_after_changes()
+            # A failed backup must not fail the operation that already succeeded; it is
+            # audited, and `backup-map` reports it.
+            with contextlib.suppress(MetanodeError):
+                backup_map(self)
         self._workers.shutdown(wait=True)
         self.audit.close()  # publishes a checkpoint through the I/O pool's providers
         self.io_pool.shutdown(wait=True)
         self.health.save()
+        self.metrics.close()
         self.blockmap.close()
 
     def __enter__(self) -> Node:
@@ -180,7 +152,14 @@ class Node:
         block visible (at worst orphan blobs, which `gc` removes).
         """
         with self.lock.shared("store"):
-            return self._store_locked(stream, name, progress)
+            started = time.perf_counter()
+            block = self._store_locked(stream, name, progress)
+            self.metrics.add(
+                store_ops=1,
+                store_bytes=block.size_bytes,
+                store_seconds=time.perf_counter() - started,
+            )
+            return block
 
     def store_bytes(self, data: bytes, name: str = "") -> ContainerBlock:
         return self.store(io.BytesIO(data), name)
@@ -284,12 +263,14 @@ class Node:
         self, block_id: str, data_hash: str, size: int, chunk_ids: list[bytes], name: str
     ) -> BlockRecord:
         signer = self.keys.signer
+        started = time.perf_counter()
         created_at = int(time.time())
         manifest = manifest_hash(chunk_ids)
         proof = make_proof(signer, block_id, data_hash, size, created_at, manifest)
         message = block_message(
             block_id, data_hash, proof.proof_hash, size, created_at, manifest.hex()
         )
+        self.metrics.add(proofs=1, proof_seconds=time.perf_counter() - started)
         return BlockRecord(
             block_id=block_id,
             data_hash=data_hash,
@@ -317,9 +298,10 @@ class Node:
         """
         with self.lock.shared("retrieve"):
             block = self.blockmap.get_block(block_id)
+            started = time.perf_counter()
             faults: list[list[str]] = []
             try:
-                self._retrieve_locked(block, sink, progress, faults)
+                failovers = self._retrieve_locked(block, sink, progress, faults)
             except IntegrityError as exc:
                 detail = {"faults": faults, "error": exc.message}
                 self.audit.record(RETRIEVE, block_id, VIOLATION, detail)
@@ -329,15 +311,25 @@ class Node:
                 raise
             status = VIOLATION if faults else OK
             self.audit.record(RETRIEVE, block_id, status, {"faults": faults})
+            self.metrics.add(
+                retrieve_ops=1,
+                retrieve_bytes=block.size,
+                retrieve_seconds=time.perf_counter() - started,
+                failovers=1 if failovers else 0,
+            )
             return self._view(block)
 
     def _retrieve_locked(
         self, block: BlockRecord, sink: BinaryIO, progress: Progress, faults: list[list[str]]
-    ) -> None:
+    ) -> int:
+        """Stream the verified block to ``sink``; return how many chunks needed a failover."""
         check_block_signatures(block, self._trusted_keys)
         whole = sha256()
+        failovers = 0
         for chunk_id, data, checks in self._fetch_in_order(block):
             self._record_checks(chunk_id, checks)
+            # a replica failed and another one served the chunk: a multi-cloud failover
+            failovers += len(checks) > 1
             faults.extend([c.provider, c.state] for c in checks if c.is_fault)
             whole.update(data)
             try:
@@ -350,6 +342,7 @@ class Node:
                 f"block {block.block_id}: the SHA-256 of the retrieved data does not match",
                 "run `metanode storage verify` on it",
             )
+        return failovers
 
     def retrieve_bytes(self, block_id: str) -> bytes:
         buffer = io.BytesIO()
@@ -450,36 +443,10 @@ class Node:
             return deleted
 
     def collect_garbage(self, dry_run: bool = False) -> dict[str, int]:
-        """Delete blobs that no map row names (left by interrupted stores); count per provider.
+        return collect_garbage(self, dry_run)
 
-        Holds the lock exclusively, so no store is between writing its blobs
-        and committing its row while the providers are listed.
-        """
-        with self.lock.exclusive("collect garbage"):
-            wanted: dict[str, set[str]] = {name: set() for name in self.providers}
-            for record in self.blockmap.chunks():
-                for replica in record.all_copies:
-                    wanted.setdefault(replica.provider, set()).add(replica.key)
-            removed: dict[str, int] = {}
-            for name, store in self.providers.items():
-                keep = wanted[name] | self._reserved_keys(name)
-                orphans = [key for key in store.list_keys() if key not in keep]
-                if not dry_run:
-                    for key in orphans:
-                        store.delete(key)
-                    store.remove_partial_writes()
-                removed[name] = len(orphans)
-            if not dry_run:
-                self.audit.record("gc", detail={"orphans_deleted": removed})
-            return removed
-
-    def _reserved_keys(self, provider: str) -> set[str]:
-        """Blobs that are not chunks but must stay: the audit checkpoint, the map backup."""
-        reserved = {self.audit.checkpoint_keys[provider]}
-        locator = self.keys.backup_locators.get(provider)
-        if locator is not None:
-            reserved.add(Locator.from_hex(locator.reveal().decode()).blob_key)
-        return reserved
+    def backup_map(self) -> dict[str, str]:
+        return backup_map(self)
 
     def blocks(self) -> Iterator[ContainerBlock]:
         for block in self.blockmap.blocks():

@@ -1,0 +1,130 @@
+"""Counters the engine keeps and persists, for `distributed metrics` and `/metrics`.
+
+Every figure is measured: a throughput is operations (or bytes) divided by
+the seconds those operations took, summed over every run since the node was
+made. A figure with nothing measured yet is None, and says so when shown.
+Kept in ``metrics.sqlite`` (WAL, synchronous=NORMAL: a crash may lose the
+last few increments, never the file).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+COUNTERS = (
+    "store_ops",
+    "store_bytes",
+    "store_seconds",
+    "retrieve_ops",
+    "retrieve_bytes",
+    "retrieve_seconds",
+    "proofs",
+    "proof_seconds",
+    "failovers",
+    "repairs",
+)
+_DAY = 86_400
+
+
+def _rate(amount: float, seconds: float) -> float | None:
+    return amount / seconds if seconds > 0 else None
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    counters: dict[str, float]
+    failovers_24h: int
+
+    @property
+    def storage_ops_per_second(self) -> float | None:
+        return _rate(self.counters["store_ops"], self.counters["store_seconds"])
+
+    @property
+    def storage_mb_per_second(self) -> float | None:
+        return _rate(self.counters["store_bytes"] / 1e6, self.counters["store_seconds"])
+
+    @property
+    def retrieval_ops_per_second(self) -> float | None:
+        return _rate(self.counters["retrieve_ops"], self.counters["retrieve_seconds"])
+
+    @property
+    def retrieval_mb_per_second(self) -> float | None:
+        return _rate(self.counters["retrieve_bytes"] / 1e6, self.counters["retrieve_seconds"])
+
+    @property
+    def proofs_per_second(self) -> float | None:
+        return _rate(self.counters["proofs"], self.counters["proof_seconds"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "storage_ops_per_second": self.storage_ops_per_second,
+            "storage_mb_per_second": self.storage_mb_per_second,
+            "retrieval_ops_per_second": self.retrieval_ops_per_second,
+            "retrieval_mb_per_second": self.retrieval_mb_per_second,
+            "proofs_per_second": self.proofs_per_second,
+        }
+
+
+class Metrics:
+    def __init__(self, path: Path) -> None:
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(
+            "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value REAL NOT NULL);"
+            "CREATE TABLE IF NOT EXISTS failovers (at REAL NOT NULL);"
+        )
+
+    def add(self, **amounts: float) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for name, amount in amounts.items():
+                    if name not in COUNTERS:
+                        raise KeyError(name)
+                    self._db.execute(
+                        "INSERT INTO counters VALUES (?, ?) "
+                        "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                        (name, amount),
+                    )
+                if amounts.get("failovers"):
+                    now = time.time()
+                    self._db.execute("INSERT INTO failovers VALUES (?)", (now,))
+                    self._db.execute("DELETE FROM failovers WHERE at < ?", (now - _DAY,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def snapshot(self) -> MetricsSnapshot:
+        with self._lock:
+            stored = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
+            recent = self._db.execute(
+                "SELECT COUNT(*) FROM failovers WHERE at >= ?", (time.time() - _DAY,)
+            ).fetchone()[0]
+        return MetricsSnapshot({n: float(stored.get(n, 0.0)) for n in COUNTERS}, int(recent))
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def prometheus_text(snapshot: MetricsSnapshot, gauges: dict[str, float]) -> str:
+    """The Prometheus text exposition format (version 0.0.4)."""
+    lines = []
+    for name in COUNTERS:
+        metric = f"metanode_{name}_total"
+        lines += [f"# TYPE {metric} counter", f"{metric} {snapshot.counters[name]:g}"]
+    lines += [
+        "# TYPE metanode_failovers_24h gauge",
+        f"metanode_failovers_24h {snapshot.failovers_24h}",
+    ]
+    for name, value in sorted(gauges.items()):
+        lines += [f"# TYPE metanode_{name} gauge", f"metanode_{name} {value:g}"]
+    return "\n".join(lines) + "\n"
