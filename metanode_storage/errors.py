@@ -79,6 +79,12 @@ class BlockMapDamaged(LocalStateError):
     reference = "MN-151"
 
 
+class ServiceError(LocalStateError):
+    """The service could not start (port in use, bad address)."""
+
+    reference = "MN-160"
+
+
 class NodeBusy(LocalStateError):
     exit_code = ExitCode.BUSY
     reference = "MN-152"

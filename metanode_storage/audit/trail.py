@@ -31,6 +31,7 @@ from metanode_storage.audit.merkle import Frontier, leaf_hash
 from metanode_storage.audit.note import Checkpoint, NoteInvalid, open_note
 from metanode_storage.crypto.signing import NodeSigner, verify_signature
 from metanode_storage.errors import LocalStateError
+from metanode_storage.localdb import SharedConnection
 
 EVENT_VERSION = 1
 OK, VIOLATION, FAILED, DENIED = "ok", "violation", "failed", "denied"
@@ -91,9 +92,7 @@ class AuditTrail:
         self.origin = origin
         self._signer = signer
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db = SharedConnection(path, synchronous="FULL")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise LocalStateError(
@@ -127,8 +126,7 @@ class AuditTrail:
         if self._signer is None:
             raise LocalStateError("this audit trail was opened read-only")
         now = int(time.time())
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._db.transaction():
             frontier, last = self._frontier()
             signed = {
                 "v": EVENT_VERSION,
@@ -156,18 +154,13 @@ class AuditTrail:
             self._db.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('frontier', ?)", (json.dumps(state),)
             )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         return frontier.size - 1
 
     def checkpoint(self) -> str:
         """Sign (or reuse) the checkpoint of the trail as it is now; return the note."""
         if self._signer is None:
             raise LocalStateError("this audit trail was opened read-only")
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._db.transaction():
             frontier, _ = self._frontier()
             row = self._db.execute(
                 "SELECT note FROM checkpoints WHERE size=?", (frontier.size,)
@@ -177,10 +170,6 @@ class AuditTrail:
             else:
                 note = Checkpoint(self.origin, frontier.size, frontier.root()).sign(self._signer)
                 self._db.execute("INSERT INTO checkpoints VALUES (?, ?)", (frontier.size, note))
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         return note
 
     # -- reading ---------------------------------------------------------------------
@@ -279,9 +268,7 @@ class AuditTrail:
                 )
                 return report
         frontier, last = Frontier(), ""
-        for row in self._db.execute(
-            "SELECT seq, time, type, block_id, status, body, leaf FROM events ORDER BY seq"
-        ):
+        for row in self._all_events():
             problem = self._check_event(row, frontier.size, last, public_keys)
             if problem:
                 report.problems.append(f"event #{frontier.size}: {problem}")
@@ -308,6 +295,20 @@ class AuditTrail:
                 f"{where} covers {largest.size}"
             )
         return report
+
+    def _all_events(self) -> Iterator[tuple[Any, ...]]:
+        """Every event row in order, a page at a time (the trail can be large)."""
+        after = -1
+        while True:
+            page = self._db.execute(
+                "SELECT seq, time, type, block_id, status, body, leaf FROM events "
+                "WHERE seq > ? ORDER BY seq LIMIT 2000",
+                (after,),
+            ).fetchall()
+            if not page:
+                return
+            yield from page
+            after = page[-1][0]
 
     @staticmethod
     def _check_event(

@@ -16,12 +16,14 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from metanode_storage.blockmap.records import BlockRecord, ChunkRecord
 from metanode_storage.crypto import aead
 from metanode_storage.errors import BlockMapDamaged, BlockNotFound, NodeBusy
+from metanode_storage.localdb import SharedConnection
 
 SCHEMA_VERSION = 1
 _BUSY_TIMEOUT_MS = 30_000
@@ -65,11 +67,8 @@ class BlockMap:
         self._key = map_key
         self.path = path
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
-            self._db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-            self._db.execute("PRAGMA journal_mode=WAL")
             # FULL: a block id is printed only after its map row is on disk.
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db = SharedConnection(path, synchronous="FULL", timeout=_BUSY_TIMEOUT_MS / 1000)
             self._db.executescript(_SCHEMA)  # idempotent; runs outside any transaction
             with self._write():
                 self._db.execute(
@@ -115,31 +114,16 @@ class BlockMap:
             "restore it from a map backup",
         )
 
-    class _Txn:
-        def __init__(self, db: sqlite3.Connection, owner: BlockMap) -> None:
-            self.db, self.owner = db, owner
+    @contextmanager
+    def _write(self) -> Iterator[SharedConnection]:
+        """One write transaction, holding the connection's lock; SQLite errors translated."""
+        try:
+            with self._db.transaction() as db:
+                yield db
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(exc) from exc
 
-        def __enter__(self) -> sqlite3.Connection:
-            try:
-                self.db.execute("BEGIN IMMEDIATE")
-            except sqlite3.DatabaseError as exc:
-                raise self.owner._damaged(exc) from exc
-            return self.db
-
-        def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-            if exc_type is None:
-                try:
-                    self.db.execute("COMMIT")
-                except sqlite3.DatabaseError as error:
-                    self.db.execute("ROLLBACK")
-                    raise self.owner._damaged(error) from error
-            else:
-                self.db.execute("ROLLBACK")
-
-    def _write(self) -> BlockMap._Txn:
-        return BlockMap._Txn(self._db, self)
-
-    def _add_totals(self, db: sqlite3.Connection, **deltas: int) -> None:
+    def _add_totals(self, db: SharedConnection, **deltas: int) -> None:
         db.executemany(
             "UPDATE totals SET value = value + ? WHERE name = ?",
             [(delta, name) for name, delta in deltas.items() if delta],

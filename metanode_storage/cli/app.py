@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 import traceback
@@ -38,6 +39,7 @@ storage_app.add_typer(providers_cmd.app, name="providers")
 storage_app.add_typer(audit_cmd.app, name="audit")
 storage_app.add_typer(proof_cmd.app, name="proof")
 storage_app.add_typer(keys_cmd.app, name="keys")
+storage_app.add_typer(distributed_cmd.token_app, name="token")
 blocks_cmd.register(storage_app)
 storage_app.command("repair")(repair_cmd.repair_command)
 storage_app.command("backup-map")(recovery_cmd.backup_map)
@@ -66,8 +68,24 @@ def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("METANODE_DEBUG", "") not in ("", "0", "false")
 
 
+def _return_large_buffers_to_the_os() -> None:
+    """Serve allocations of 1 MiB and up from mmap, always.
+
+    glibc raises its mmap threshold after large blocks are freed, after which
+    chunk-sized buffers (up to 4 MiB, on many threads) come from per-thread
+    arenas and stay in RSS. A fixed threshold keeps peak memory flat. A no-op
+    where the C library is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (the console script exits with it)."""
+    _return_large_buffers_to_the_os()
     args = list(sys.argv[1:] if argv is None else argv)
     command = typer.main.get_command(app)
     try:

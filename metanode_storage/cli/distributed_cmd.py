@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sys
 from typing import Annotated
 
 import typer
@@ -16,6 +19,8 @@ from metanode_storage.cli.options import (
 )
 from metanode_storage.config.paths import NodeLayout, resolve_home
 from metanode_storage.config.settings import LOCAL_VENDOR
+from metanode_storage.engine.keys import rotate_api_token
+from metanode_storage.engine.repair import DEFAULT_OFFLINE_GRACE
 from metanode_storage.engine.setup import (
     cloud_provider_defaults,
     default_local_providers,
@@ -196,3 +201,66 @@ def metrics(home: HomeOption = None, json_output: JsonOption = False) -> None:
             ("Multi-Cloud Failover", f"{snapshot.failovers_24h:,} failovers (24h)"),
         ]
     )
+
+
+@app.command()
+def start(
+    home: HomeOption = None,
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 9090,
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = (
+        "127.0.0.1"
+    ),
+    audit_enabled: Annotated[str | None, typer.Option(metavar="true|false")] = None,
+    backup_enabled: Annotated[
+        str | None, typer.Option(metavar="true|false", help="Run the repairing backup manager.")
+    ] = None,
+    max_body_mb: Annotated[
+        int, typer.Option(min=1, help="Largest request body accepted, in MiB.")
+    ] = 64 * 1024,
+    repair_interval: Annotated[float, typer.Option(min=1, help="Seconds between repairs.")] = 60.0,
+    offline_grace: Annotated[
+        float, typer.Option(min=0, help="Seconds Offline before a provider's replicas move.")
+    ] = DEFAULT_OFFLINE_GRACE,
+) -> None:
+    """Run the storage service in the foreground (HTTP API, backup manager) until SIGTERM."""
+    from metanode_storage.service.runner import serve  # aiohttp: loaded only for the service
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
+    )
+    with open_node(home) as node:
+        if audit_enabled is not None:
+            node.audit.enabled = parse_bool(audit_enabled)
+        backups = (
+            node.settings.backup_enabled if backup_enabled is None else parse_bool(backup_enabled)
+        )
+        asyncio.run(
+            serve(
+                node,
+                host,
+                port,
+                backup_enabled=backups,
+                max_body=max_body_mb * 1024**2,
+                repair_interval=repair_interval,
+                offline_grace=offline_grace,
+                ready=console.note,
+            )
+        )
+
+
+token_app = typer.Typer(help="The service's bearer token.", no_args_is_help=True)
+
+
+@token_app.command("show")
+def token_show(home: HomeOption = None) -> None:
+    """Print the bearer token that the service's API expects."""
+    with open_node(home) as node:
+        console.line(node.keys.api_token.reveal().decode())
+
+
+@token_app.command("rotate")
+def token_rotate(home: HomeOption = None) -> None:
+    """Make a new token (a running service keeps the old one until restarted)."""
+    with open_node(home) as node:
+        new = rotate_api_token(node)
+    console.line(new)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hmac
 import json
 import os
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,6 +69,8 @@ class KeyMaterial:
     # Per provider, where its map backup lives and the key that seals it (hex), derived
     # once from the passphrase by engine/backup.py and kept here to spare the KDF.
     backup_locators: dict[str, Secret] = field(default_factory=dict)
+    # Bearer token for the `distributed start` service's API.
+    api_token: Secret = field(default_factory=lambda: Secret(secrets.token_urlsafe(32).encode()))
     _signer: NodeSigner | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -124,6 +127,7 @@ class KeyMaterial:
                 "dedup_key": self.dedup_key.reveal().hex(),
                 "name_key": self.name_key.reveal().hex(),
                 "map_key": self.map_key.reveal().hex(),
+                "api_token": self.api_token.reveal().decode(),
                 "backup_locators": {
                     n: v.reveal().decode() for n, v in self.backup_locators.items()
                 },
@@ -138,7 +142,7 @@ class KeyMaterial:
     @classmethod
     def _from_json(cls, raw: bytes) -> KeyMaterial:
         doc = json.loads(raw)
-        return cls(
+        material = cls(
             signing_keys=[
                 SigningKeyRecord(Secret(bytes.fromhex(k["seed"])), k["created_at"], k["retired_at"])
                 for k in doc["signing_keys"]
@@ -159,6 +163,9 @@ class KeyMaterial:
                 n: Secret(v.encode()) for n, v in doc.get("backup_locators", {}).items()
             },
         )
+        if "api_token" in doc:
+            material.api_token = Secret(doc["api_token"].encode())
+        return material
 
 
 def _check_value(check_key: bytes) -> str:

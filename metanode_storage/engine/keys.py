@@ -16,6 +16,7 @@ until a later run finishes the job.
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -140,3 +141,16 @@ def _rewrap(record: ChunkRecord, keys: dict[str, bytes], new: DataKey) -> ChunkR
         raise IntegrityError(f"chunk {record.chunk_id.hex()[:12]}'s key does not open") from None
     wrapped = aead.seal(new.key.reveal(), chunk_key, chunk_key_aad(record.chunk_id, new.key_id))
     return replace(record, data_key_id=new.key_id, wrapped_key=wrapped)
+
+
+def rotate_api_token(node: Node) -> str:
+    """A new bearer token for the service, kept in the keystore; returns it."""
+    token = secrets.token_urlsafe(32)
+
+    def replace_token(material: KeyMaterial) -> None:
+        material.api_token = Secret(token.encode())
+
+    node.reload_keys(update_keystore(node.layout.keystore, _passphrase(node), replace_token))
+    node.changed = True
+    node.audit.record("token_rotation")
+    return token

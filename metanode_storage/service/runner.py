@@ -1,0 +1,86 @@
+"""Running the service in the foreground: bind, serve, repair, stop cleanly on a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+
+from aiohttp import web
+
+from metanode_storage.engine.node import Node
+from metanode_storage.engine.repair import DEFAULT_OFFLINE_GRACE, repair
+from metanode_storage.errors import MetanodeError, ServiceError
+from metanode_storage.service.api import INFLIGHT, make_app
+
+log = logging.getLogger("metanode.service")
+DEFAULT_MAX_BODY = 64 * 1024**3
+DEFAULT_REPAIR_INTERVAL = 60.0
+_DRAIN_SECONDS = 300.0
+
+
+async def _backup_manager(node: Node, interval: float, offline_grace: float) -> None:
+    """Repair on a timer: faults found by reads and audits, Offline providers past grace."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await loop.run_in_executor(None, node.status)  # probes keep health current
+            report = await loop.run_in_executor(
+                None, lambda: repair(node, offline_grace=offline_grace)
+            )
+            if report.actions:
+                log.info("repair pass: %d repaired, %d failed", report.repaired, report.failed)
+        except MetanodeError as exc:
+            log.warning("repair pass failed: %s", exc)
+        except Exception:  # a bug: log it, keep the manager (and the service) alive
+            log.exception("repair pass crashed")
+
+
+async def serve(
+    node: Node,
+    host: str,
+    port: int,
+    *,
+    backup_enabled: bool,
+    max_body: int = DEFAULT_MAX_BODY,
+    repair_interval: float = DEFAULT_REPAIR_INTERVAL,
+    offline_grace: float = DEFAULT_OFFLINE_GRACE,
+    ready: Callable[[str], None] = lambda _: None,
+) -> None:
+    app = make_app(node, node.keys.api_token.reveal(), max_body)
+    runner = web.AppRunner(app, access_log=log, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ServiceError(
+            f"cannot listen on {host}:{port}: {exc.strerror}",
+            "choose another --port, or stop what holds it",
+        ) from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    manager = (
+        asyncio.create_task(_backup_manager(node, repair_interval, offline_grace))
+        if backup_enabled
+        else None
+    )
+    ready(f"listening on http://{host}:{port}")
+    await stop.wait()
+    log.info("stopping: refusing new requests, finishing %d in flight", len(app[INFLIGHT].tasks))
+    await site.stop()  # no new connections
+    if manager is not None:
+        manager.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await manager
+    pending = list(app[INFLIGHT].tasks)
+    if pending:
+        await asyncio.wait(pending, timeout=_DRAIN_SECONDS)
+    await runner.cleanup()
+    log.info("stopped")
