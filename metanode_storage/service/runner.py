@@ -21,22 +21,28 @@ DEFAULT_REPAIR_INTERVAL = 60.0
 _DRAIN_SECONDS = 300.0
 
 
-async def _backup_manager(node: Node, interval: float, offline_grace: float) -> None:
-    """Repair on a timer: faults found by reads and audits, Offline providers past grace."""
+async def _housekeeping(node: Node, interval: float, offline_grace: float, repairs: bool) -> None:
+    """On a timer: with backups on, probe and repair (the backup manager) and back the map up
+    after changes; in any case, checkpoint the audit trail onto the providers."""
     loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(interval)
         try:
-            await loop.run_in_executor(None, node.status)  # probes keep health current
-            report = await loop.run_in_executor(
-                None, lambda: repair(node, offline_grace=offline_grace)
-            )
-            if report.actions:
-                log.info("repair pass: %d repaired, %d failed", report.repaired, report.failed)
+            if repairs:
+                await loop.run_in_executor(None, node.status)  # probes keep health current
+                report = await loop.run_in_executor(
+                    None, lambda: repair(node, offline_grace=offline_grace)
+                )
+                if report.actions:
+                    log.info("repair: %d repaired, %d failed", report.repaired, report.failed)
+                if node.changed or node.audit.recorded:
+                    await loop.run_in_executor(None, node.backup_map)
+            elif node.audit.recorded:
+                await loop.run_in_executor(None, node.audit.publish)
         except MetanodeError as exc:
-            log.warning("repair pass failed: %s", exc)
-        except Exception:  # a bug: log it, keep the manager (and the service) alive
-            log.exception("repair pass crashed")
+            log.warning("housekeeping failed: %s", exc)
+        except Exception:  # a bug: log it, keep the service alive
+            log.exception("housekeeping crashed")
 
 
 async def serve(
@@ -66,19 +72,16 @@ async def serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    manager = (
-        asyncio.create_task(_backup_manager(node, repair_interval, offline_grace))
-        if backup_enabled
-        else None
+    manager = asyncio.create_task(
+        _housekeeping(node, repair_interval, offline_grace, repairs=backup_enabled)
     )
     ready(f"listening on http://{host}:{port}")
     await stop.wait()
     log.info("stopping: refusing new requests, finishing %d in flight", len(app[INFLIGHT].tasks))
     await site.stop()  # no new connections
-    if manager is not None:
-        manager.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await manager
+    manager.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await manager
     pending = list(app[INFLIGHT].tasks)
     if pending:
         await asyncio.wait(pending, timeout=_DRAIN_SECONDS)

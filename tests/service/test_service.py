@@ -301,3 +301,53 @@ def _describe(service: Service, block_id: str) -> dict[str, Any]:
     """The block's ContainerBlock view, read from the map by a second process (the CLI's way)."""
     with Node.open(service.home, Secret(PASSPHRASE.encode())) as node:
         return node.describe(block_id).to_dict()
+
+
+def test_a_cron_audit_runs_while_the_service_takes_writes(service: Service) -> None:
+    """The CLI and the service share the node home: neither corrupts the other's state."""
+    errors: list[str] = []
+    stored: dict[str, bytes] = {}
+
+    def writer() -> None:
+        for _ in range(15):
+            payload = os.urandom(40_000)
+            status, _, body = service.request("POST", "/v1/blocks", payload)
+            if status != 201:
+                errors.append(body.decode())
+            else:
+                stored[json.loads(body)["block_id"]] = payload
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    env = dict(os.environ, METANODE_HOME=str(service.home), METANODE_PASSPHRASE=PASSPHRASE)
+    cli = [sys.executable, "-m", "metanode_storage", "storage"]
+    audits: list[int] = []
+    while thread.is_alive() or not audits:
+        done = subprocess.run(
+            [*cli, "distributed", "audit", "--integrity", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        audits.append(done.returncode)
+    thread.join()
+    assert errors == [] and set(audits) == {0}
+    assert (
+        subprocess.run(
+            [*cli, "verify", "--all"], env=env, capture_output=True, timeout=120, check=False
+        ).returncode
+        == 0
+    )
+    trail = subprocess.run(
+        [*cli, "audit", "verify", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert json.loads(trail.stdout)["ok"], trail.stdout
+    for block_id, payload in stored.items():
+        assert service.request("GET", f"/v1/blocks/{block_id}")[2] == payload
