@@ -24,6 +24,8 @@ from metanode_storage.config.settings import ProviderSettings
 from tests.conftest import PASSPHRASE, cheap_kdf
 from tests.servers import LOOPBACK, free_port
 
+START = [sys.executable, "-m", "metanode_storage", "storage", "distributed", "start"]
+
 
 @dataclass
 class Service:
@@ -51,12 +53,7 @@ def _start(home: Path, *extra: str) -> Service:
     env = dict(os.environ, METANODE_HOME=str(home), METANODE_PASSPHRASE=PASSPHRASE)
     process = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "metanode_storage",
-            "storage",
-            "distributed",
-            "start",
+            *START,
             "--port",
             str(port),
             *extra,
@@ -230,12 +227,7 @@ def test_port_in_use_is_a_clear_error(service: Service) -> None:
     env = dict(os.environ, METANODE_HOME=str(service.home), METANODE_PASSPHRASE=PASSPHRASE)
     done = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "metanode_storage",
-            "storage",
-            "distributed",
-            "start",
+            *START,
             "--port",
             str(service.port),
         ],
