@@ -82,3 +82,38 @@ def test_repair_never_deletes_the_last_good_copy(cli: CliRunnerFn, home: Path) -
     assert result.exit_code == 10
     assert "no good copy" in json.loads(result.stdout)["actions"][0]["error"]
     assert len(blob_files(home)) == 3  # nothing was deleted
+
+
+def test_reads_fall_back_to_backup_locations(tmp_path: Path) -> None:
+    """After repair moved a chunk off an Offline provider, its old copy is a backup location;
+    when every primary replica is then lost, the read is served from that backup."""
+    from dataclasses import replace
+
+    from metanode_storage.config.settings import ProviderSettings, load_settings, save_settings
+
+    home = tmp_path / "node"
+    init_node(home, Secret(PASSPHRASE.encode()), kdf=cheap_kdf(), backup_enabled=False)
+    settings = load_settings(home / "config.toml")
+    (tmp_path / "spare").mkdir()
+    spare = ProviderSettings("spare", "local", str(tmp_path / "spare"), "local")
+    save_settings(home / "config.toml", replace(settings, providers=(*settings.providers, spare)))
+    payload = os.urandom(20_000)
+    passphrase = Secret(PASSPHRASE.encode())
+    with Node.open(home, passphrase) as node:
+        block = node.store_bytes(payload)
+    holder = sorted(loc.provider for loc in block.distribution_map)[0]
+    holder_dir = next(p for p in [*provider_dirs(home), tmp_path / "spare"] if p.name == holder)
+    shutil.move(holder_dir, holder_dir.with_name("away"))
+    with Node.open(home, passphrase) as node:
+        node.status()
+        assert repair(node, offline_grace=0).repaired == 1
+    shutil.move(holder_dir.with_name("away"), holder_dir)  # back, but not cleaned up yet
+    with Node.open(home, passphrase) as node:
+        record = node.blockmap.get_chunk(node.blockmap.get_block(block.block_id).chunk_ids[0])
+        assert record is not None and [b.provider for b in record.backups] == [holder]
+        for replica in record.replicas:  # every primary copy is lost
+            directory = next(
+                p for p in [*provider_dirs(home), tmp_path / "spare"] if p.name == replica.provider
+            )
+            (directory / replica.key[:2] / replica.key).unlink()
+        assert node.retrieve_bytes(block.block_id) == payload  # served by the backup copy
