@@ -16,6 +16,8 @@ import time
 from hashlib import sha256
 from pathlib import Path
 
+from report_table import print_table  # benchmarks/ is on sys.path when run as a script
+
 from metanode_storage.audit.trail import AuditTrail
 from metanode_storage.crypto.signing import NodeSigner
 from metanode_storage.engine.proof import make_proof, manifest_hash
@@ -61,10 +63,7 @@ def main() -> None:
         ("audit append (durable)", f"{args.events:,}", _rate(args.events, append), "-"),
         ("audit full-trail verify", f"{args.events:,}", _rate(args.events, full), "-"),
     ]
-    header = ("operation", "count", "measured", "seed claims")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
-    for row in [header, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    print_table(("operation", "count", "measured", "seed claims"), rows)
 
 
 if __name__ == "__main__":

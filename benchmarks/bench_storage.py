@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from report_table import print_table  # benchmarks/ is on sys.path when run as a script
+
 from metanode_storage import Node, Secret, init_node
 from metanode_storage.crypto.kdf import KdfParams
 
@@ -84,10 +86,7 @@ def main() -> None:
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, replication factor 3 on local disk"
     )
-    header = ("operation", "count", "seconds", "rate")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
-    for row in [header, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+    print_table(("operation", "count", "seconds", "rate"), rows)
 
 
 if __name__ == "__main__":

@@ -164,11 +164,5 @@ class IntegrityError(MetanodeError):
     reference = "MN-500"
 
 
-class ReplicaCorrupt(IntegrityError):
-    """One replica is bad. Retrieval tries the next; only the last one surfaces."""
-
-    reference = "MN-501"
-
-
 class SignatureInvalid(IntegrityError):
     reference = "MN-502"

@@ -174,9 +174,6 @@ class AuditTrail:
 
     # -- reading ---------------------------------------------------------------------
 
-    def size(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
-
     def summary(self) -> AuditSummary:
         by_type = dict(self._db.execute("SELECT type, COUNT(*) FROM events GROUP BY type"))
         violations = self._db.execute(

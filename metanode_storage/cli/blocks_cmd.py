@@ -13,7 +13,7 @@ from metanode_storage.cli import console, formatting
 from metanode_storage.cli.options import HomeOption, JsonOption, open_node
 from metanode_storage.engine.model import ContainerBlock
 from metanode_storage.engine.verification import BlockVerification
-from metanode_storage.errors import ExitCode, InputError, InvalidSetting
+from metanode_storage.errors import ExitCode, InvalidSetting
 
 
 def register(app: typer.Typer) -> None:
@@ -37,9 +37,7 @@ def put(
     with open_node(home) as node, console.byte_progress("storing", _input_size(file)) as bar:
         if file == "-":
             block = node.store(sys.stdin.buffer, "", bar.advance)
-        else:
-            if os.path.isdir(file):
-                raise InputError(f"{file} is a directory", "store one file at a time")
+        else:  # a directory or unreadable path is refused by the engine (InputError)
             block = node.store_file(file, bar.advance)
     if json_output:
         console.emit_json(block.to_dict())

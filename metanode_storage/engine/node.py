@@ -248,16 +248,12 @@ class Node:
         )
         return view
 
-    @staticmethod
-    def _read_chunks_from(chunker: Chunker, stream: BinaryIO) -> Iterator[bytes]:
+    def _read_chunks(self, stream: BinaryIO) -> Iterator[bytes]:
+        """The stream's chunks; a chunker per store, as pyfastcdc's is not thread-safe."""
         try:
-            yield from chunker.chunks(stream)
+            yield from Chunker(self.keys.dedup_key.reveal()).chunks(stream)
         except OSError as exc:
             raise InputError(f"cannot read the input: {exc.strerror or exc}") from None
-
-    def _read_chunks(self, stream: BinaryIO) -> Iterator[bytes]:
-        chunker = Chunker(self.keys.dedup_key.reveal())
-        return self._read_chunks_from(chunker, stream)
 
     def _sign_block(
         self, block_id: str, data_hash: str, size: int, chunk_ids: list[bytes], name: str

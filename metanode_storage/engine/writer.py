@@ -50,11 +50,6 @@ class ChunkWriter:
         self._failed: dict[str, ProviderError] = {}
         self._failed_lock = threading.Lock()
 
-    @property
-    def failed_providers(self) -> dict[str, ProviderError]:
-        with self._failed_lock:
-            return dict(self._failed)
-
     def write(
         self,
         chunk_id: bytes,
