@@ -115,6 +115,8 @@ def repair(
                 ahead = written / max_bytes_per_second - (time.monotonic() - started)
                 if ahead > 0:
                     time.sleep(ahead)
+    if report.repaired:
+        node.metrics.add(repairs=report.repaired)
     return report
 
 

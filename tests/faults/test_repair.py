@@ -32,6 +32,8 @@ def test_a_corrupt_replica_is_replaced_and_deleted(cli: CliRunnerFn, home: Path)
     assert cli("storage", "get", block_id).stdout_bytes == payload
     events = json.loads(cli("storage", "audit", "list", "--type", "repair", "--json").stdout)
     assert events[0]["detail"]["new_replicas"]
+    metrics = json.loads(cli("storage", "distributed", "metrics", "--json").stdout)
+    assert metrics["counters"]["repairs"] == 1
 
 
 def test_an_offline_provider_is_replaced_then_cleaned_up(tmp_path: Path) -> None:
