@@ -46,7 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "map.sqlite"
-        blockmap = BlockMap(path, os.urandom(32))
+        blockmap = BlockMap(path, os.urandom(32), create=True)
         print("map size   commits/s  lookup+open us  file MiB")
         n = 0
         while True:

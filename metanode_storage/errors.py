@@ -24,6 +24,7 @@ class ExitCode(IntEnum):
     PROVIDER = 6  # a provider is unreachable, full or refused us
     INPUT = 7  # the input file could not be read or the output written
     BUSY = 8  # another run holds the node lock past the time limit
+    LOCAL_STATE = 9  # the block map or audit trail is missing or damaged: recover
     INTEGRITY = 10  # stored data failed verification and no good copy exists
     INTERNAL = 70  # a bug: an unexpected exception (EX_SOFTWARE)
     INTERRUPTED = 130  # Ctrl-C
@@ -75,8 +76,20 @@ class LocalStateError(MetanodeError):
     reference = "MN-150"
 
 
-class BlockMapDamaged(LocalStateError):
+class LocalStateLost(LocalStateError):
+    """The block map or the audit trail is missing or unreadable. Never re-created in place:
+    an empty map would make `gc` delete every blob and the next backup overwrite the good one."""
+
+    exit_code = ExitCode.LOCAL_STATE
+    reference = "MN-153"
+
+
+class BlockMapDamaged(LocalStateLost):
     reference = "MN-151"
+
+
+class AuditTrailDamaged(LocalStateLost):
+    reference = "MN-154"
 
 
 class ServiceError(LocalStateError):

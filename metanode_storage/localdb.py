@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -33,39 +33,98 @@ class Rows:
         return iter(self.rows)
 
 
+class DatabaseMissing(Exception):
+    """The database file is absent or empty, and the caller did not ask to create it."""
+
+
+def describe(exc: sqlite3.Error) -> str:
+    """A short, one-line account of an SQLite error: its code name and the start of its
+    message, which can quote stored bytes (never shown whole, never over lines)."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    shown = "".join(c if c.isprintable() else "?" for c in first[:80])
+    name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+    return f"{name}: {shown}" if shown else name
+
+
+Translate = Callable[[sqlite3.DatabaseError], Exception]
+
+
+def _unchanged(exc: sqlite3.DatabaseError) -> Exception:
+    return exc
+
+
 class SharedConnection:
-    def __init__(self, path: Path, *, synchronous: str = "FULL", timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "FULL",
+        timeout: float = 30.0,
+        create: bool = False,
+        translate: Translate = _unchanged,
+    ) -> None:
+        """Open ``path``; only with ``create`` may a new database come into being.
+
+        SQLite silently makes a fresh database from a missing or 0-byte file;
+        for the map and the trail that would pass an empty state off as the real one.
+        ``translate`` turns any SQLite error (a damaged file, a lock) into the
+        owner's own error, at every call, so no caller can forget to.
+        """
+        if not create:
+            try:
+                if path.stat().st_size == 0:
+                    raise DatabaseMissing(f"{path} is empty")
+            except FileNotFoundError:
+                raise DatabaseMissing(f"{path} does not exist") from None
+            except NotADirectoryError:
+                raise DatabaseMissing(f"{path} does not exist") from None
         self.lock = threading.RLock()
-        self._db = sqlite3.connect(
-            path, isolation_level=None, timeout=timeout, check_same_thread=False
-        )
-        self._db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._translate = translate
+        # mode=rw: even if the file vanishes between the check and here, nothing is created
+        uri = f"{path.absolute().as_uri()}?mode={'rwc' if create else 'rw'}"
+        try:
+            self._db = sqlite3.connect(
+                uri, isolation_level=None, timeout=timeout, check_same_thread=False, uri=True
+            )
+            self._db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+        except sqlite3.DatabaseError as exc:
+            raise translate(exc) from exc
 
     def execute(self, sql: str, args: Any = ()) -> Rows:
         with self.lock:
-            return Rows(self._db.execute(sql, args))
+            try:
+                return Rows(self._db.execute(sql, args))
+            except sqlite3.DatabaseError as exc:
+                raise self._translate(exc) from exc
 
     def executemany(self, sql: str, rows: Any) -> Rows:
         with self.lock:
-            return Rows(self._db.executemany(sql, rows))
+            try:
+                return Rows(self._db.executemany(sql, rows))
+            except sqlite3.DatabaseError as exc:
+                raise self._translate(exc) from exc
 
     def executescript(self, script: str) -> None:
         with self.lock:
-            self._db.executescript(script)
+            try:
+                self._db.executescript(script)
+            except sqlite3.DatabaseError as exc:
+                raise self._translate(exc) from exc
 
     @contextmanager
     def transaction(self) -> Iterator[SharedConnection]:
         """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error), with the lock held throughout."""
         with self.lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            self.execute("BEGIN IMMEDIATE")
             try:
                 yield self
             except BaseException:
-                self._db.execute("ROLLBACK")
+                with suppress(sqlite3.Error):  # a damaged file may refuse even this
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            self.execute("COMMIT")
 
     def close(self) -> None:
         with self.lock:

@@ -30,8 +30,8 @@ from typing import Any
 from metanode_storage.audit.merkle import Frontier, leaf_hash
 from metanode_storage.audit.note import Checkpoint, NoteInvalid, open_note
 from metanode_storage.crypto.signing import NodeSigner, verify_signature
-from metanode_storage.errors import LocalStateError
-from metanode_storage.localdb import SharedConnection
+from metanode_storage.errors import AuditTrailDamaged, LocalStateError, NodeBusy
+from metanode_storage.localdb import DatabaseMissing, SharedConnection, describe
 
 EVENT_VERSION = 1
 OK, VIOLATION, FAILED, DENIED = "ok", "violation", "failed", "denied"
@@ -46,6 +46,11 @@ CREATE INDEX IF NOT EXISTS events_block ON events (block_id);
 CREATE INDEX IF NOT EXISTS events_type ON events (type, time);
 CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, note TEXT NOT NULL);
 """
+
+
+def audit_origin(node_id: str) -> str:
+    """The checkpoint origin line of a node's trail."""
+    return f"metanode/{node_id}"
 
 
 def canonical(document: Mapping[str, Any]) -> bytes:
@@ -87,17 +92,33 @@ class TrailVerification:
 
 
 class AuditTrail:
-    def __init__(self, path: Path, origin: str, signer: NodeSigner | None = None) -> None:
+    def __init__(
+        self, path: Path, origin: str, signer: NodeSigner | None = None, *, create: bool = False
+    ) -> None:
+        """Open the trail at ``path``. Only `init` passes ``create``: a trail that went
+        missing is reported, never silently started afresh."""
         self.path = path
         self.origin = origin
         self._signer = signer
         try:
-            self._db = SharedConnection(path, synchronous="FULL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise LocalStateError(
-                f"audit trail {path} cannot be opened: {exc}", "restore it from a backup"
+            self._db = SharedConnection(
+                path, synchronous="FULL", create=create, translate=self._damaged
+            )
+        except DatabaseMissing as exc:
+            raise AuditTrailDamaged(
+                f"the audit trail is missing: {exc}",
+                "restore the node with `metanode storage recover` into a new --home; "
+                "a new trail would hide what the old one recorded",
             ) from None
+        self._db.executescript(_SCHEMA)
+
+    def _damaged(self, exc: sqlite3.DatabaseError) -> Exception:
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            return NodeBusy("the audit trail is locked by another run", "retry in a moment")
+        return AuditTrailDamaged(
+            f"audit trail {self.path} cannot be used: {describe(exc)}",
+            "restore the node with `metanode storage recover` into a new --home",
+        )
 
     def close(self) -> None:
         self._db.close()

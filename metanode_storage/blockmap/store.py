@@ -16,14 +16,14 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 from metanode_storage.blockmap.records import BlockRecord, ChunkRecord
 from metanode_storage.crypto import aead
 from metanode_storage.errors import BlockMapDamaged, BlockNotFound, NodeBusy
-from metanode_storage.localdb import SharedConnection
+from metanode_storage.localdb import DatabaseMissing, SharedConnection, describe
 
 SCHEMA_VERSION = 1
 _BUSY_TIMEOUT_MS = 30_000
@@ -63,12 +63,20 @@ class MapStats:
 
 
 class BlockMap:
-    def __init__(self, path: Path, map_key: bytes) -> None:
+    def __init__(self, path: Path, map_key: bytes, *, create: bool = False) -> None:
+        """Open the map at ``path``. Only `init` and `recover` pass ``create``: a map that
+        went missing is an error, never a fresh empty map."""
         self._key = map_key
         self.path = path
         try:
             # FULL: a block id is printed only after its map row is on disk.
-            self._db = SharedConnection(path, synchronous="FULL", timeout=_BUSY_TIMEOUT_MS / 1000)
+            self._db = SharedConnection(
+                path,
+                synchronous="FULL",
+                timeout=_BUSY_TIMEOUT_MS / 1000,
+                create=create,
+                translate=self._damaged,
+            )
             self._db.executescript(_SCHEMA)  # idempotent; runs outside any transaction
             with self._write():
                 self._db.execute(
@@ -81,8 +89,12 @@ class BlockMap:
             version = self._db.execute(
                 "SELECT value FROM meta WHERE key='schema_version'"
             ).fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            raise self._damaged(exc) from exc
+        except DatabaseMissing as exc:
+            raise BlockMapDamaged(
+                f"the block map is missing: {exc}",
+                "this node cannot work without it; restore the node with "
+                "`metanode storage recover` into a new --home",
+            ) from None
         if version != str(SCHEMA_VERSION):
             raise BlockMapDamaged(
                 f"block map {path} has schema {version}, this tool reads {SCHEMA_VERSION}",
@@ -106,22 +118,17 @@ class BlockMap:
                 "the map was tampered with or damaged; restore it from a map backup",
             ) from None
 
-    def _damaged(self, exc: Exception) -> Exception:
+    def _damaged(self, exc: sqlite3.DatabaseError) -> Exception:
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             return NodeBusy("the block map is locked by another run", "retry in a moment")
         return BlockMapDamaged(
-            f"block map {self.path} cannot be used: {exc}",
-            "restore it from a map backup",
+            f"block map {self.path} cannot be used: {describe(exc)}",
+            "restore the node from its map backup with `metanode storage recover`",
         )
 
-    @contextmanager
-    def _write(self) -> Iterator[SharedConnection]:
-        """One write transaction, holding the connection's lock; SQLite errors translated."""
-        try:
-            with self._db.transaction() as db:
-                yield db
-        except sqlite3.DatabaseError as exc:
-            raise self._damaged(exc) from exc
+    def _write(self) -> AbstractContextManager[SharedConnection]:
+        """One write transaction, holding the connection's lock (SQLite errors translated)."""
+        return self._db.transaction()
 
     def _add_totals(self, db: SharedConnection, **deltas: int) -> None:
         db.executemany(
@@ -200,93 +207,84 @@ class BlockMap:
         """
         offered = {c.chunk_id: c for c in new_chunks}
         spare: list[ChunkRecord] = []
-        try:
-            with self._write() as db:
-                added_chunks = added_replicas = added_stored = added_short = 0
-                for chunk_id in dict.fromkeys(block.chunk_ids):
-                    updated = db.execute(
-                        "UPDATE chunks SET refcount = refcount + 1 WHERE chunk_id=?", (chunk_id,)
-                    ).rowcount
-                    record = offered.pop(chunk_id, None)
-                    if updated:
-                        if record is not None:
-                            spare.append(record)
-                        continue
-                    if record is None:
-                        raise BlockMapDamaged(
-                            f"chunk {chunk_id.hex()[:12]} of block {block.block_id} vanished "
-                            "from the map during the store",
-                            "retry the store",
-                        )
-                    db.execute(
-                        "INSERT INTO chunks VALUES (?, 1, ?)",
-                        (chunk_id, self._seal("chunks", chunk_id, record.to_bytes())),
+        with self._write() as db:
+            added_chunks = added_replicas = added_stored = added_short = 0
+            for chunk_id in dict.fromkeys(block.chunk_ids):
+                updated = db.execute(
+                    "UPDATE chunks SET refcount = refcount + 1 WHERE chunk_id=?", (chunk_id,)
+                ).rowcount
+                record = offered.pop(chunk_id, None)
+                if updated:
+                    if record is not None:
+                        spare.append(record)
+                    continue
+                if record is None:
+                    raise BlockMapDamaged(
+                        f"chunk {chunk_id.hex()[:12]} of block {block.block_id} vanished "
+                        "from the map during the store",
+                        "retry the store",
                     )
-                    added_chunks += 1
-                    added_replicas += len(record.replicas)
-                    added_stored += record.stored_size
-                    added_short += record.is_short
-                spare.extend(offered.values())
                 db.execute(
-                    "INSERT INTO blocks VALUES (?, ?)",
-                    (
-                        block.block_id,
-                        self._seal("blocks", block.block_id.encode(), block.to_bytes()),
-                    ),
+                    "INSERT INTO chunks VALUES (?, 1, ?)",
+                    (chunk_id, self._seal("chunks", chunk_id, record.to_bytes())),
                 )
-                self._add_totals(
-                    db,
-                    blocks=1,
-                    logical_bytes=block.size,
-                    chunks=added_chunks,
-                    replicas=added_replicas,
-                    stored_bytes=added_stored,
-                    short_chunks=added_short,
-                )
-        except sqlite3.DatabaseError as exc:
-            raise self._damaged(exc) from exc
+                added_chunks += 1
+                added_replicas += len(record.replicas)
+                added_stored += record.stored_size
+                added_short += record.is_short
+            spare.extend(offered.values())
+            db.execute(
+                "INSERT INTO blocks VALUES (?, ?)",
+                (
+                    block.block_id,
+                    self._seal("blocks", block.block_id.encode(), block.to_bytes()),
+                ),
+            )
+            self._add_totals(
+                db,
+                blocks=1,
+                logical_bytes=block.size,
+                chunks=added_chunks,
+                replicas=added_replicas,
+                stored_bytes=added_stored,
+                short_chunks=added_short,
+            )
         return spare
 
     def delete_block(self, block_id: str) -> list[ChunkRecord]:
         """Remove a block; return the chunks no other block needs (their blobs may go)."""
         block = self.get_block(block_id)
         released: list[ChunkRecord] = []
-        try:
-            with self._write() as db:
-                if not db.execute("DELETE FROM blocks WHERE block_id=?", (block_id,)).rowcount:
-                    raise BlockNotFound(f"no block {block_id!r} on this node")
-                db.execute("DELETE FROM audited WHERE block_id=?", (block_id,))
-                for chunk_id in dict.fromkeys(block.chunk_ids):
-                    db.execute(
-                        "UPDATE chunks SET refcount = refcount - 1 WHERE chunk_id=?", (chunk_id,)
-                    )
-                    row = db.execute(
-                        "SELECT refcount, sealed FROM chunks WHERE chunk_id=?", (chunk_id,)
-                    ).fetchone()
-                    if row is not None and row[0] <= 0:
-                        released.append(
-                            ChunkRecord.from_bytes(self._unseal("chunks", chunk_id, row[1]))
-                        )
-                        db.execute("DELETE FROM chunks WHERE chunk_id=?", (chunk_id,))
-                        db.executemany(
-                            "DELETE FROM faults WHERE fault_id=?",
-                            [
-                                (self._fault_id(chunk_id, r.provider),)
-                                for r in released[-1].replicas
-                            ],
-                        )
-                self._add_totals(
-                    db,
-                    blocks=-1,
-                    logical_bytes=-block.size,
-                    chunks=-len(released),
-                    replicas=-sum(len(c.replicas) for c in released),
-                    stored_bytes=-sum(c.stored_size for c in released),
-                    short_chunks=-sum(c.is_short for c in released),
-                    backup_copies=-sum(len(c.backups) for c in released),
+        with self._write() as db:
+            if not db.execute("DELETE FROM blocks WHERE block_id=?", (block_id,)).rowcount:
+                raise BlockNotFound(f"no block {block_id!r} on this node")
+            db.execute("DELETE FROM audited WHERE block_id=?", (block_id,))
+            for chunk_id in dict.fromkeys(block.chunk_ids):
+                db.execute(
+                    "UPDATE chunks SET refcount = refcount - 1 WHERE chunk_id=?", (chunk_id,)
                 )
-        except sqlite3.DatabaseError as exc:
-            raise self._damaged(exc) from exc
+                row = db.execute(
+                    "SELECT refcount, sealed FROM chunks WHERE chunk_id=?", (chunk_id,)
+                ).fetchone()
+                if row is not None and row[0] <= 0:
+                    released.append(
+                        ChunkRecord.from_bytes(self._unseal("chunks", chunk_id, row[1]))
+                    )
+                    db.execute("DELETE FROM chunks WHERE chunk_id=?", (chunk_id,))
+                    db.executemany(
+                        "DELETE FROM faults WHERE fault_id=?",
+                        [(self._fault_id(chunk_id, r.provider),) for r in released[-1].replicas],
+                    )
+            self._add_totals(
+                db,
+                blocks=-1,
+                logical_bytes=-block.size,
+                chunks=-len(released),
+                replicas=-sum(len(c.replicas) for c in released),
+                stored_bytes=-sum(c.stored_size for c in released),
+                short_chunks=-sum(c.is_short for c in released),
+                backup_copies=-sum(len(c.backups) for c in released),
+            )
         return released
 
     # -- replica faults ------------------------------------------------------------

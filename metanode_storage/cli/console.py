@@ -8,6 +8,7 @@ messages, errors and progress to stderr.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -55,6 +56,7 @@ def error(exc: MetanodeError) -> None:
     message = f"metanode: error: {exc.message}"
     if exc.hint:
         message += f" ({exc.hint})"
+    message = " ".join(message.split())  # one line, whatever a message quoted
     _err().print(f"[red]{_escape(message)}[/red] [dim]\\[{exc.reference}][/dim]")
 
 
@@ -125,3 +127,61 @@ def _progress(
     )
     with progress:
         yield ByteProgress(progress, progress.add_task(description, total=total))
+
+
+# -- log records: the engine's warnings, and the SDKs' only with --debug ------------------
+
+
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the moment (tests swap it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
+class _Lines(logging.Formatter):
+    def __init__(self, fmt: str, tracebacks: bool) -> None:
+        super().__init__(fmt)
+        self._tracebacks = tracebacks
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.level = record.levelname.lower()
+        if not self._tracebacks and (record.exc_info or record.exc_text):
+            record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None})
+        return super().format(record)
+
+
+def _ours(record: logging.LogRecord) -> bool:
+    return record.name == "metanode" or record.name.startswith("metanode.")
+
+
+_debug = False
+
+
+def configure_logging(debug: bool | None = None, *, service: bool = False) -> None:
+    """Send log records to stderr: this tool's warnings (and, for the service, its info
+    lines with timestamps) always; the cloud SDKs' records, which carry long tracebacks
+    for failures we already handle, only with ``--debug``. ``debug=None`` keeps what
+    the root command set."""
+    global _debug
+    _debug = _debug if debug is None else debug
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _CurrentStderr)]:
+        root.removeHandler(old)
+    fmt = (
+        "%(asctime)s %(name)s %(level)s: %(message)s"
+        if service
+        else "metanode: %(level)s: %(message)s"
+    )
+    handler = _CurrentStderr()
+    handler.setFormatter(_Lines(fmt, tracebacks=_debug))
+    if not _debug:
+        handler.addFilter(_ours)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if _debug or service else logging.WARNING)
+    logging.getLogger("metanode").setLevel(logging.INFO if service else logging.WARNING)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import sys
 from typing import Annotated
 
 import typer
@@ -225,9 +223,7 @@ def start(
     """Run the storage service in the foreground (HTTP API, backup manager) until SIGTERM."""
     from metanode_storage.service.runner import serve  # aiohttp: loaded only for the service
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
-    )
+    console.configure_logging(service=True)
     with open_node(home) as node:
         if audit_enabled is not None:
             node.audit.enabled = parse_bool(audit_enabled)

@@ -94,6 +94,11 @@ class KeyMaterial:
             self._signer = NodeSigner(active[-1].seed)
         return self._signer
 
+    @property
+    def owner_key(self) -> bytes:
+        """Keys the ownership tag in this node's blob names (engine/blobformat.py)."""
+        return aead.keyed_hash(self.name_key.reveal(), b"blob owner key v1")
+
     def public_keys(self) -> dict[str, bytes]:
         """Every signing key's public half, retired ones included, by key id."""
         signers = (NodeSigner(k.seed) for k in self.signing_keys)

@@ -121,6 +121,31 @@ def open_replica(blob: bytes, chunk_key: bytes, chunk_id: bytes) -> bytes:
     raise BlobInvalid(f"unknown blob format {blob[0]}")
 
 
-def new_blob_key() -> str:
-    """A random provider-side name: 128 bits, unlinkable to anything."""
-    return os.urandom(16).hex()
+_OWNER_TAG = 8  # bytes of the ownership tag at the end of a blob name
+OWN_BLOB_KEY_LENGTH = 2 * (16 + _OWNER_TAG)
+
+
+def _owner_tag(owner_key: bytes, nonce: bytes) -> bytes:
+    return aead.keyed_hash(owner_key, b"blob-owner", nonce)[:_OWNER_TAG]
+
+
+def new_blob_key(owner_key: bytes) -> str:
+    """A provider-side name: 128 random bits, then a 64-bit tag keyed by this node.
+
+    The tag lets this node tell its own blobs from another node's in a shared
+    bucket or directory (so `gc` never deletes theirs); without the key it is
+    indistinguishable from random, so a provider still cannot link blobs.
+    """
+    nonce = os.urandom(16)
+    return (nonce + _owner_tag(owner_key, nonce)).hex()
+
+
+def is_own_blob_key(owner_key: bytes, key: str) -> bool:
+    """True only for names this node made (``new_blob_key``): checked, not assumed."""
+    if len(key) != OWN_BLOB_KEY_LENGTH:
+        return False
+    try:
+        raw = bytes.fromhex(key)
+    except ValueError:
+        return False
+    return hmac.compare_digest(raw[16:], _owner_tag(owner_key, raw[:16]))

@@ -8,6 +8,7 @@ from metanode_storage.audit.trail import FAILED
 from metanode_storage.config.secrets import Secret
 from metanode_storage.crypto.keystore import KeyMaterial, update_keystore
 from metanode_storage.engine.backup import Locator, derive_locator, write_backup
+from metanode_storage.engine.blobformat import is_own_blob_key
 from metanode_storage.errors import KeystoreError, ProviderError
 
 if TYPE_CHECKING:
@@ -43,11 +44,20 @@ def backup_map(node: Node) -> dict[str, str]:
 
 
 def collect_garbage(node: Node, dry_run: bool = False) -> dict[str, int]:
-    """Delete blobs that no map row names (left by interrupted stores); count per provider.
+    """Delete this node's blobs that no map row names (left by interrupted stores);
+    count per provider.
 
-    Holds the lock exclusively, so no store is between writing its blobs
-    and committing its row while the providers are listed.
+    Only blobs whose name carries this node's ownership tag are candidates:
+    a bucket or directory shared with other nodes (or holding anything else)
+    keeps everything that is not provably ours. Holds the lock exclusively, so
+    no store is between writing its blobs and committing its row while the
+    providers are listed.
     """
+    owner_key = node.keys.owner_key
+
+    def ours(key: str) -> bool:
+        return is_own_blob_key(owner_key, key)
+
     with node.lock.exclusive("collect garbage"):
         wanted: dict[str, set[str]] = {name: set() for name in node.providers}
         for record in node.blockmap.chunks():
@@ -55,22 +65,12 @@ def collect_garbage(node: Node, dry_run: bool = False) -> dict[str, int]:
                 wanted.setdefault(replica.provider, set()).add(replica.key)
         removed: dict[str, int] = {}
         for name, store in node.providers.items():
-            keep = wanted[name] | reserved_keys(node, name)
-            orphans = [key for key in store.list_keys() if key not in keep]
+            orphans = [key for key in store.list_keys() if key not in wanted[name] and ours(key)]
             if not dry_run:
                 for key in orphans:
                     store.delete(key)
-                store.remove_partial_writes()
+                store.remove_partial_writes(ours)
             removed[name] = len(orphans)
         if not dry_run:
             node.audit.record("gc", detail={"orphans_deleted": removed})
         return removed
-
-
-def reserved_keys(node: Node, provider: str) -> set[str]:
-    """Blobs that are not chunks but must stay: the audit checkpoint, the map backup."""
-    reserved = {node.audit.checkpoint_keys[provider]}
-    locator = node.keys.backup_locators.get(provider)
-    if locator is not None:
-        reserved.add(Locator.from_hex(locator.reveal().decode()).blob_key)
-    return reserved

@@ -4,11 +4,14 @@ Every figure is measured: a throughput is operations (or bytes) divided by
 the seconds those operations took, summed over every run since the node was
 made. A figure with nothing measured yet is None, and says so when shown.
 Kept in ``metrics.sqlite`` (WAL, synchronous=NORMAL: a crash may lose the
-last few increments, never the file).
+last few increments, never the file). Metrics are housekeeping: a damaged or
+unreadable file costs a warning and the counting, never the command.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sqlite3
 import threading
 import time
@@ -29,6 +32,7 @@ COUNTERS = (
     "repairs",
 )
 _DAY = 86_400
+log = logging.getLogger("metanode.metrics")
 
 
 def _rate(amount: float, seconds: float) -> float | None:
@@ -73,46 +77,88 @@ class MetricsSnapshot:
 
 class Metrics:
     def __init__(self, path: Path) -> None:
+        self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(
-            "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value REAL NOT NULL);"
-            "CREATE TABLE IF NOT EXISTS failovers (at REAL NOT NULL);"
+        self._db: sqlite3.Connection | None = None
+        try:
+            self._db = sqlite3.connect(
+                path, isolation_level=None, timeout=30, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(
+                "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value REAL NOT NULL);"
+                "CREATE TABLE IF NOT EXISTS failovers (at REAL NOT NULL);"
+            )
+        except sqlite3.Error as exc:
+            self._give_up(exc)
+
+    def _give_up(self, exc: sqlite3.Error) -> None:
+        """Stop counting for this run, with one warning; the command goes on."""
+        log.warning(
+            "metrics are not being recorded: %s cannot be used (%s); "
+            "move it aside to start counting afresh",
+            self.path,
+            exc,
         )
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+        self._db = None
 
     def add(self, **amounts: float) -> None:
+        unknown = set(amounts) - set(COUNTERS)
+        if unknown:
+            raise KeyError(unknown.pop())  # a bug in the caller, not a damaged file
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            if self._db is None:
+                return
             try:
-                for name, amount in amounts.items():
-                    if name not in COUNTERS:
-                        raise KeyError(name)
-                    self._db.execute(
-                        "INSERT INTO counters VALUES (?, ?) "
-                        "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-                        (name, amount),
-                    )
-                if amounts.get("failovers"):
-                    now = time.time()
-                    self._db.execute("INSERT INTO failovers VALUES (?)", (now,))
-                    self._db.execute("DELETE FROM failovers WHERE at < ?", (now - _DAY,))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                self._add(self._db, amounts)
+            except sqlite3.Error as exc:
+                self._give_up(exc)
+
+    @staticmethod
+    def _add(db: sqlite3.Connection, amounts: dict[str, float]) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for name, amount in amounts.items():
+                db.execute(
+                    "INSERT INTO counters VALUES (?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                    (name, amount),
+                )
+            if amounts.get("failovers"):
+                now = time.time()
+                db.execute("INSERT INTO failovers VALUES (?)", (now,))
+                db.execute("DELETE FROM failovers WHERE at < ?", (now - _DAY,))
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
 
     def snapshot(self) -> MetricsSnapshot:
+        """What was measured; all zero (shown as "not measured") when the file is unusable."""
+        stored: dict[str, float] = {}
+        recent = 0
         with self._lock:
-            stored = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
-            recent = self._db.execute(
-                "SELECT COUNT(*) FROM failovers WHERE at >= ?", (time.time() - _DAY,)
-            ).fetchone()[0]
+            if self._db is not None:
+                try:
+                    stored = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
+                    recent = self._db.execute(
+                        "SELECT COUNT(*) FROM failovers WHERE at >= ?", (time.time() - _DAY,)
+                    ).fetchone()[0]
+                except sqlite3.Error as exc:
+                    self._give_up(exc)
         return MetricsSnapshot({n: float(stored.get(n, 0.0)) for n in COUNTERS}, int(recent))
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            if self._db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.close()
+                self._db = None
 
 
 def prometheus_text(snapshot: MetricsSnapshot, gauges: dict[str, float]) -> str:

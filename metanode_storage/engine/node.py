@@ -30,6 +30,7 @@ from metanode_storage.audit.trail import (
     VERIFY,
     VIOLATION,
     AuditTrail,
+    audit_origin,
 )
 from metanode_storage.blockmap.records import BlockRecord, ChunkRecord
 from metanode_storage.blockmap.store import BlockMap
@@ -99,16 +100,21 @@ class Node:
         self._trusted_keys = keys.public_keys()
         self.passphrase: Secret | None = None
         self.changed = False  # the map changed in this run: back it up at close
-        self.metrics = Metrics(layout.metrics)
-        trail = AuditTrail(layout.audit, f"metanode/{settings.node_id}", keys.signer)
+        trail = AuditTrail(layout.audit, audit_origin(settings.node_id), keys.signer)
         self.audit = NodeAudit(trail, self.providers, keys, settings.audit_enabled)
+        self.metrics = Metrics(layout.metrics)  # never raises: metrics are housekeeping
 
     @classmethod
     def open(cls, home: Path | str | None, passphrase: Secret) -> Node:
         layout = NodeLayout(resolve_home(home))
         settings = load_settings(layout.config)
         keys = read_keystore(layout.keystore, passphrase)
-        node = cls(layout, settings, keys, BlockMap(layout.blockmap, keys.map_key.reveal()))
+        blockmap = BlockMap(layout.blockmap, keys.map_key.reveal())
+        try:
+            node = cls(layout, settings, keys, blockmap)
+        except BaseException:
+            blockmap.close()
+            raise
         node.passphrase = passphrase  # kept to rewrite the keystore on key rotation
         return node
 
@@ -185,6 +191,7 @@ class Node:
             allow_under_replication=self.settings.allow_under_replication,
             data_key_id=keys.current_data_key,
             data_key=keys.data_key(keys.current_data_key),
+            owner_key=keys.owner_key,
             compress=self.settings.compression,
             encrypt=self.settings.encryption,
         )

@@ -157,6 +157,7 @@ def _repair_chunk(
                     chunk_key,
                     record.chunk_id,
                     node.settings.encryption,
+                    node.keys.owner_key,
                 )
             )
         except ProviderError:

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from metanode_storage.audit.trail import AuditTrail, audit_origin
 from metanode_storage.blockmap.store import BlockMap
 from metanode_storage.config.paths import NodeLayout
 from metanode_storage.config.secrets import Secret
@@ -109,9 +110,11 @@ def init_node(
         material = KeyMaterial.generate()
         material.provider_credentials = {n: dict(c) for n, c in (credentials or {}).items()}
         write_keystore(layout.keystore, material, passphrase, kdf or KdfParams.fresh())
-        if layout.blockmap.exists():
-            layout.blockmap.unlink()  # left by an interrupted init; it cannot hold data
-        BlockMap(layout.blockmap, material.map_key.reveal()).close()
+        for leftover in (layout.blockmap, layout.audit):
+            if leftover.exists():
+                leftover.unlink()  # left by an interrupted init; it cannot hold data
+        BlockMap(layout.blockmap, material.map_key.reveal(), create=True).close()
+        AuditTrail(layout.audit, audit_origin(node_id), create=True).close()
         save_settings(layout.config, settings)
         os.chmod(layout.config, 0o600)
     except OSError as exc:

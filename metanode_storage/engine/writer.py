@@ -36,10 +36,12 @@ class ChunkWriter:
         allow_under_replication: bool,
         data_key_id: str,
         data_key: bytes,
+        owner_key: bytes,
         compress: bool,
         encrypt: bool,
     ) -> None:
         self._providers = providers
+        self._owner_key = owner_key
         self._io = io_pool
         self._rf = replication_factor
         self._allow_under = allow_under_replication
@@ -99,7 +101,9 @@ class ChunkWriter:
         )
 
     def _put(self, provider: str, frame: bytes, chunk_key: bytes, chunk_id: bytes) -> Replica:
-        return put_replica(self._providers[provider], frame, chunk_key, chunk_id, self._encrypt)
+        return put_replica(
+            self._providers[provider], frame, chunk_key, chunk_id, self._encrypt, self._owner_key
+        )
 
     def discard(self, replicas: Sequence[Replica]) -> None:
         """Best-effort removal of blobs that no map row will point to."""
@@ -112,10 +116,15 @@ class ChunkWriter:
 
 
 def put_replica(
-    store: BlobStore, frame: bytes, chunk_key: bytes, chunk_id: bytes, encrypt: bool
+    store: BlobStore,
+    frame: bytes,
+    chunk_key: bytes,
+    chunk_id: bytes,
+    encrypt: bool,
+    owner_key: bytes,
 ) -> Replica:
     """Seal ``frame`` for one more replica (fresh nonce, fresh random name) and upload it."""
     blob = blobformat.seal_replica(frame, chunk_key, chunk_id, encrypt)
-    key = blobformat.new_blob_key()
+    key = blobformat.new_blob_key(owner_key)
     store.put(key, blob)
     return Replica(store.name, key, len(blob))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from metanode_storage.errors import InvalidSetting
 
@@ -62,8 +62,11 @@ class BlobStore(ABC):
     def create_bucket(self) -> None:
         """Create the bucket, container or directory if it does not exist yet."""
 
-    def remove_partial_writes(self) -> None:  # noqa: B027 - optional hook, no-op by default
-        """Clear leftovers of writes that were interrupted (object stores have none)."""
+    def remove_partial_writes(  # noqa: B027 - optional hook, no-op by default
+        self, is_ours: Callable[[str], bool]
+    ) -> None:
+        """Clear leftovers of this node's interrupted writes (object stores have none);
+        ``is_ours`` tells whether the blob key being written belonged to this node."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fsspec import AbstractFileSystem
@@ -19,6 +19,7 @@ from metanode_storage.providers.errors import Translator, translate
 # so a dead provider fails fast and a big chunk on a slow link still completes.
 _BYTES_PER_EXTRA_SECOND = 1_000_000
 _LARGEST_BLOB = 5 * 1024 * 1024
+_PARTIAL = ".partial-"  # prefix of a local write not yet renamed into place
 
 
 class FsspecBlobStore(BlobStore):
@@ -144,7 +145,8 @@ class LocalBlobStore(FsspecBlobStore):
         path = self._path(key)
         self.check_reachable()
         directory = os.path.dirname(path)
-        tmp = f"{directory}/.tmp-{uuid.uuid4().hex}"
+        # the key in the name lets `gc` tell this node's leftovers from another node's
+        tmp = f"{directory}/{_PARTIAL}{key}.{uuid.uuid4().hex[:12]}"
         try:
             os.makedirs(directory, exist_ok=True)
             with open(tmp, "wb") as fh:
@@ -162,12 +164,12 @@ class LocalBlobStore(FsspecBlobStore):
                 os.unlink(tmp)
             raise self._translate(exc, "write") from exc
 
-    def remove_partial_writes(self) -> None:
-        """Temp files of puts killed before their rename."""
+    def remove_partial_writes(self, is_ours: Callable[[str], bool]) -> None:
+        """Temp files of this node's puts killed before their rename."""
         self.check_reachable()
         for directory, _, files in os.walk(self.root):
             for leaf in files:
-                if leaf.startswith(".tmp-"):
+                if leaf.startswith(_PARTIAL) and is_ours(leaf[len(_PARTIAL) :].split(".")[0]):
                     with contextlib.suppress(OSError):
                         os.unlink(os.path.join(directory, leaf))
 

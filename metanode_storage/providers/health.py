@@ -20,7 +20,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -168,5 +168,5 @@ class MonitoredBlobStore(BlobStore):
         with self._measured():
             self.inner.create_bucket()
 
-    def remove_partial_writes(self) -> None:
-        self.inner.remove_partial_writes()
+    def remove_partial_writes(self, is_ours: Callable[[str], bool]) -> None:
+        self.inner.remove_partial_writes(is_ours)

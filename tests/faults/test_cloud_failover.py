@@ -90,7 +90,7 @@ def test_three_families_store_and_providers_see_only_opaque_blobs(
         reserved = reserved_blob_keys(keys, family)
         assert len(reserved) == 2  # the checkpoint and the sealed map backup
         for name, body in held.items():
-            assert re.fullmatch(r"[0-9a-f]{2}/[0-9a-f]{32}", name), name
+            assert re.fullmatch(r"[0-9a-f]{2}/([0-9a-f]{32}|[0-9a-f]{48})", name), name
             assert name.split("/")[1] not in names  # no name shared across providers
             names.add(name.split("/")[1])
             assert marker[:10] not in body

@@ -37,7 +37,7 @@ def test_vanished_provider_directory(cli: CliRunnerFn, home: Path) -> None:
     shutil.move(gone.with_name("unmounted"), gone)
     assert cli("storage", "verify", block_id).exit_code == 0
     assert len(data_blobs(home, gone)) == 1  # one chunk, one replica here: nothing half-stored
-    assert not [p for p in gone.rglob(".tmp-*")]
+    assert not [p for p in gone.rglob(".partial-*")]
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ def _block(block_id: str, chunk_ids: list[bytes]) -> BlockRecord:
 
 @pytest.fixture
 def blockmap(tmp_path: Path) -> BlockMap:
-    return BlockMap(tmp_path / "map.sqlite", os.urandom(32))
+    return BlockMap(tmp_path / "map.sqlite", os.urandom(32), create=True)
 
 
 def test_commit_read_and_dedup_by_reference(blockmap: BlockMap) -> None:
@@ -64,7 +64,7 @@ def test_a_row_moved_to_another_key_fails_to_open(blockmap: BlockMap) -> None:
 def test_wrong_map_key_cannot_read(tmp_path: Path) -> None:
     path = tmp_path / "map.sqlite"
     chunk = _chunk(os.urandom(32))
-    BlockMap(path, os.urandom(32)).commit_block(_block("a", [chunk.chunk_id]), [chunk])
+    BlockMap(path, os.urandom(32), create=True).commit_block(_block("a", [chunk.chunk_id]), [chunk])
     with pytest.raises(BlockMapDamaged):
         BlockMap(path, os.urandom(32)).get_block("a")
 

@@ -25,7 +25,9 @@ from metanode_storage.errors import ExitCode
         (errors.NodeBusy("x"), 8),
         (errors.IntegrityError("x"), 10),
         (errors.SignatureInvalid("x"), 10),
-        (errors.BlockMapDamaged("x"), 1),
+        (errors.BlockMapDamaged("x"), 9),
+        (errors.AuditTrailDamaged("x"), 9),
+        (errors.LocalStateLost("x"), 9),
     ],
 )
 def test_each_error_owns_its_exit_code(error: errors.MetanodeError, code: int) -> None:
@@ -43,6 +45,7 @@ def test_exit_code_values_are_stable() -> None:
         "PROVIDER": 6,
         "INPUT": 7,
         "BUSY": 8,
+        "LOCAL_STATE": 9,
         "INTEGRITY": 10,
         "INTERNAL": 70,
         "INTERRUPTED": 130,
