@@ -13,6 +13,7 @@ from metanode_storage.cli.options import HomeOption, JsonOption, open_node
 from metanode_storage.cli.public_keys import PublicKeyOption, parse_public_keys
 from metanode_storage.engine.proof import CryptographicProof, check_proof_document, proof_document
 from metanode_storage.errors import ExitCode, InputError
+from metanode_storage.fileio import output_file
 
 app = typer.Typer(help="Export and verify block proofs.", no_args_is_help=True)
 
@@ -34,10 +35,8 @@ def export(
     if output is None:
         console.line(text.rstrip("\n"))
         return
-    try:
-        output.write_text(text)
-    except OSError as exc:
-        raise InputError(f"cannot write {output}: {exc.strerror}") from None
+    with output_file(output) as fh:
+        fh.write(text.encode())
 
 
 @app.command()

@@ -9,12 +9,24 @@ import typer
 
 from metanode_storage.cli import console
 from metanode_storage.cli.options import HomeOption, JsonOption, open_node
-from metanode_storage.engine.repair import DEFAULT_LIMIT, DEFAULT_OFFLINE_GRACE, repair
+from metanode_storage.engine.repair import (
+    DEFAULT_LIMIT,
+    DEFAULT_OFFLINE_GRACE,
+    SURVEY_EXISTS,
+    SURVEY_VERIFY,
+    repair,
+)
 from metanode_storage.errors import ExitCode
 
 
 def repair_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be done.")] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify", help="Read and verify every replica first (slow: reads all the data)."
+        ),
+    ] = False,
     limit: Annotated[
         int, typer.Option(min=1, help="Chunks to repair in this pass.")
     ] = DEFAULT_LIMIT,
@@ -29,19 +41,30 @@ def repair_command(
 ) -> None:
     """Re-create missing, corrupt and long-Offline replicas from good copies.
 
-    Exit 0 when everything planned was repaired, 10 when a chunk could not be.
+    First looks for itself: lists every provider and looks up every replica
+    (with --verify, reads and checks every replica). Exit 0 when all is whole,
+    10 when a chunk has no good copy left, 6 when a provider could not be
+    checked or could not take a replica.
     """
     with open_node(home) as node, console.count_progress("repairing chunks", None) as bar:
         report = repair(
             node,
             dry_run=dry_run,
+            survey=SURVEY_VERIFY if verify else SURVEY_EXISTS,
             limit=limit,
             offline_grace=offline_grace,
             max_bytes_per_second=max_rate * 1e6 if max_rate else None,
             progress=bar.advance,
         )
     if json_output:
-        console.emit_json({**asdict(report), "repaired": report.repaired, "failed": report.failed})
+        console.emit_json(
+            {
+                **asdict(report),
+                "repaired": report.repaired,
+                "failed": report.failed,
+                "lost": report.lost,
+            }
+        )
     else:
         verb = "would repair" if dry_run else "repaired"
         for action in report.actions:
@@ -51,9 +74,13 @@ def repair_command(
                 f"chunk {action.chunk} ({why}){done}"
                 + (f" FAILED: {action.error}" if action.error else "")
             )
+        for provider in report.unsurveyed:
+            console.line(f"provider {provider} could not be checked")
         console.line(
             f"{verb} {len(report.actions) if dry_run else report.repaired} chunk(s), "
             f"{report.failed} failed, {report.backups_cleaned} backup copies cleaned up"
         )
-    if report.failed:
+    if report.lost:
         raise typer.Exit(int(ExitCode.INTEGRITY))
+    if report.failed or report.unsurveyed:
+        raise typer.Exit(int(ExitCode.PROVIDER))

@@ -7,7 +7,6 @@ and read with tomllib.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import tomli_w
 
 from metanode_storage.errors import ConfigDamaged, InvalidSetting, NotInitialised
+from metanode_storage.fileio import atomic_write
 
 CONFIG_FORMAT_VERSION = 1
 MAX_REPLICATION_FACTOR = 5
@@ -141,12 +141,7 @@ def save_settings(path: Path, settings: NodeSettings) -> None:
             {k: v for k, v in p.items() if v != defaults.get(k, MISSING)} for p in providers
         ],
     }
-    tmp = path.with_suffix(".toml.tmp")
-    with open(tmp, "wb") as fh:
-        tomli_w.dump(document, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, tomli_w.dumps(document).encode())
 
 
 def load_settings(path: Path) -> NodeSettings:

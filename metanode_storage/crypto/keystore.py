@@ -32,6 +32,7 @@ from metanode_storage.crypto import aead
 from metanode_storage.crypto.kdf import KdfParams, derive
 from metanode_storage.crypto.signing import NodeSigner
 from metanode_storage.errors import KeystoreDamaged, WrongPassphrase
+from metanode_storage.fileio import atomic_write
 
 MAGIC = b"MNKS"
 FORMAT_VERSION = 1
@@ -223,14 +224,7 @@ def write_keystore(
     path: Path, material: KeyMaterial, passphrase: Secret, params: KdfParams
 ) -> None:
     """Write atomically with owner-only permissions."""
-    data = seal_keystore(material, passphrase, params)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, seal_keystore(material, passphrase, params), 0o600)
 
 
 def update_keystore(

@@ -9,9 +9,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import io
-import os
 import random
-import tempfile
 import time
 import uuid
 from collections import deque
@@ -61,6 +59,7 @@ from metanode_storage.errors import (
     MetanodeError,
     ProviderError,
 )
+from metanode_storage.fileio import output_file
 from metanode_storage.providers.base import BlobStore
 from metanode_storage.providers.catalogue import open_provider_or_stand_in
 from metanode_storage.providers.health import HealthBoard, MonitoredBlobStore
@@ -355,24 +354,10 @@ class Node:
     def retrieve_to_path(
         self, block_id: str, path: Path | str, progress: Progress = _no_progress
     ) -> ContainerBlock:
-        """Retrieve into ``path`` through a temp file, so a failed read leaves no partial file."""
-        target = Path(path)
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
-        except OSError as exc:
-            raise InputError(f"cannot write to {target.parent}: {exc.strerror}") from None
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                view = self.retrieve(block_id, fh, progress)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except OSError as exc:
-            raise InputError(f"cannot write {target}: {exc.strerror}") from None
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return view
+        """Retrieve into ``path`` as ``cp`` would write it (fileio.output_file): a regular
+        file through a temp file and a rename, so a failed read leaves no partial file."""
+        with output_file(path) as fh:
+            return self.retrieve(block_id, fh, progress)
 
     def _fetch_in_order(
         self, block: BlockRecord

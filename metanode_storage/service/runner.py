@@ -7,17 +7,24 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
+from functools import partial
 
 from aiohttp import web
 
 from metanode_storage.engine.node import Node
-from metanode_storage.engine.repair import DEFAULT_OFFLINE_GRACE, repair
+from metanode_storage.engine.repair import (
+    DEFAULT_OFFLINE_GRACE,
+    SURVEY_EXISTS,
+    SURVEY_NONE,
+    repair,
+)
 from metanode_storage.errors import MetanodeError, ServiceError
 from metanode_storage.service.api import INFLIGHT, make_app
 
 log = logging.getLogger("metanode.service")
 DEFAULT_MAX_BODY = 64 * 1024**3
 DEFAULT_REPAIR_INTERVAL = 60.0
+_SURVEY_EVERY = 10  # repair passes: every tenth one lists the providers for missing replicas
 _DRAIN_SECONDS = 300.0
 
 
@@ -25,13 +32,16 @@ async def _housekeeping(node: Node, interval: float, offline_grace: float, repai
     """On a timer: with backups on, probe and repair (the backup manager) and back the map up
     after changes; in any case, checkpoint the audit trail onto the providers."""
     loop = asyncio.get_running_loop()
+    passes = 0
     while True:
         await asyncio.sleep(interval)
         try:
             if repairs:
                 await loop.run_in_executor(None, node.status)  # probes keep health current
+                survey = SURVEY_EXISTS if passes % _SURVEY_EVERY == 0 else SURVEY_NONE
+                passes += 1
                 report = await loop.run_in_executor(
-                    None, lambda: repair(node, offline_grace=offline_grace)
+                    None, partial(repair, node, survey=survey, offline_grace=offline_grace)
                 )
                 if report.actions:
                     log.info("repair: %d repaired, %d failed", report.repaired, report.failed)

@@ -119,3 +119,43 @@ def test_reads_fall_back_to_backup_locations(tmp_path: Path) -> None:
             )
             (directory / replica.key[:2] / replica.key).unlink()
         assert node.retrieve_bytes(block.block_id) == payload  # served by the backup copy
+
+
+def test_repair_finds_missing_replicas_itself(cli: CliRunnerFn, home: Path) -> None:
+    """No verify, get or audit ran before: repair must look for itself."""
+    payload = os.urandom(30_000)
+    block_id = cli("storage", "put", "-", stdin=payload).stdout.strip()
+    blob_files(home)[0].unlink()
+    result = cli("storage", "repair", "--json")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["found_missing"] == 1 and report["repaired"] == 1
+    assert len(blob_files(home)) == 3
+    assert cli("storage", "verify", block_id).exit_code == 0
+
+
+def test_repair_with_every_copy_gone_fails_loudly(cli: CliRunnerFn, home: Path) -> None:
+    cli("storage", "put", "-", stdin=os.urandom(30_000))
+    for blob in blob_files(home):
+        blob.unlink()
+    result = cli("storage", "repair")
+    assert result.exit_code == 10, result.stdout
+    assert "no good copy" in result.stdout and "0 chunk(s), 1 failed" in result.stdout
+
+
+def test_repair_verify_reads_every_replica(cli: CliRunnerFn, home: Path) -> None:
+    payload = os.urandom(30_000)
+    block_id = cli("storage", "put", "-", stdin=payload).stdout.strip()
+    victim = blob_files(home)[1]
+    victim.write_bytes(b"\x01" + os.urandom(200))
+    quick = json.loads(cli("storage", "repair", "--json").stdout)
+    assert quick["repaired"] == 0  # the blob exists: only reading it shows the damage
+    full = cli("storage", "repair", "--verify", "--json")
+    assert full.exit_code == 0, full.stdout + full.stderr
+    report = json.loads(full.stdout)
+    assert report["found_bad"] == 1 and report["repaired"] == 1
+    assert cli("storage", "verify", block_id).exit_code == 0
+    for blob in blob_files(home):  # now every copy is corrupt
+        blob.write_bytes(b"\x01" + os.urandom(200))
+    assert cli("storage", "repair", "--verify").exit_code == 10
+    assert cli("storage", "get", block_id).exit_code == 10

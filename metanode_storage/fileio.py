@@ -1,0 +1,131 @@
+"""Writing files safely: the node's own state, and output the user points us at.
+
+Two different promises:
+
+- ``atomic_write`` is for files this tool owns (config, keystore, health):
+  a unique temporary name beside the target, fsync of the file, rename,
+  fsync of the directory. A reader sees the old file or the new one, never
+  half of either, and two writers never share a temporary file.
+- ``output_file`` is for a destination the user names (``get -o``,
+  ``proof export -o``). It behaves as ``cp`` or ``curl -o`` do: a symlink is
+  written through (the link stays), a FIFO or device is opened and written
+  in place (``-o /dev/null`` must never turn ``/dev/null`` into a regular
+  file). Only a regular file or a new path gets the temporary file and the
+  rename, so a failed read leaves no partial file and the old one intact.
+
+Standard library only, so every layer may use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from metanode_storage.errors import InputError
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _refuse_non_regular(path: Path) -> None:
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{path} exists and is not a regular file", "move it aside")
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` (a regular file or nothing) with ``data``, durably and atomically."""
+    _refuse_non_regular(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fchmod(fh.fileno(), mode)
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(path.parent)
+
+
+def _new_file_mode() -> int:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextmanager
+def output_file(path: Path | str) -> Iterator[BinaryIO]:
+    """A writable file for ``path``; see the module docstring for what happens to it.
+
+    The body of the ``with`` block writes the content; the file takes its
+    place only when the block ends without an exception. OSErrors become
+    ``InputError`` (exit 7).
+    """
+    given = Path(path)
+    target = Path(os.path.realpath(given))  # through symlinks, as cp and curl -o do
+    try:
+        existing = os.stat(target)
+    except FileNotFoundError:
+        existing = None
+    except OSError as exc:
+        raise InputError(f"cannot write {given}: {exc.strerror}") from None
+    if existing is not None and stat.S_ISDIR(existing.st_mode):
+        raise InputError(f"cannot write {given}: it is a directory", "name a file")
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        with _opened_in_place(given, target) as fh:
+            yield fh
+        return
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    except OSError as exc:
+        raise InputError(f"cannot write to {target.parent}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            if existing is not None:  # keep the replaced file's permissions and owner
+                os.fchmod(fh.fileno(), stat.S_IMODE(existing.st_mode))
+                with contextlib.suppress(OSError):
+                    os.fchown(fh.fileno(), existing.st_uid, existing.st_gid)
+            else:
+                os.fchmod(fh.fileno(), _new_file_mode())
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        _fsync_directory(target.parent)
+    except OSError as exc:
+        raise InputError(f"cannot write {given}: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+@contextmanager
+def _opened_in_place(given: Path, target: Path) -> Iterator[BinaryIO]:
+    """A FIFO, character or block device: opened and written as it is, never replaced."""
+    try:
+        fh = open(target, "wb")  # noqa: SIM115 - closed below, errors translated
+    except OSError as exc:
+        raise InputError(f"cannot write {given}: {exc.strerror}") from None
+    try:
+        with fh:
+            yield fh
+    except OSError as exc:
+        raise InputError(f"cannot write {given}: {exc.strerror or exc}") from None
