@@ -154,7 +154,13 @@ class QuotaExceeded(ProviderError):
 
 
 class NotEnoughProviders(ProviderError):
+    """Too few providers took the writes: about the set of providers, not one of them."""
+
     reference = "MN-305"
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        MetanodeError.__init__(self, message, hint)
+        self.provider = ""
 
 
 # -- data ----------------------------------------------------------------------
@@ -163,6 +169,11 @@ class NotEnoughProviders(ProviderError):
 class BlockNotFound(MetanodeError):
     exit_code = ExitCode.NOT_FOUND
     reference = "MN-400"
+
+
+class AmbiguousBlockId(MetanodeError):
+    exit_code = ExitCode.USAGE
+    reference = "MN-402"
 
 
 class InputError(MetanodeError):

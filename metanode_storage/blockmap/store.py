@@ -13,6 +13,7 @@ key through the AEAD's associated data, so a row moved elsewhere fails to open.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -22,10 +23,12 @@ from pathlib import Path
 
 from metanode_storage.blockmap.records import BlockRecord, ChunkRecord
 from metanode_storage.crypto import aead
-from metanode_storage.errors import BlockMapDamaged, BlockNotFound, NodeBusy
+from metanode_storage.errors import AmbiguousBlockId, BlockMapDamaged, BlockNotFound, NodeBusy
 from metanode_storage.localdb import DatabaseMissing, SharedConnection, describe
 
 SCHEMA_VERSION = 1
+MIN_PREFIX = 6  # shortest block id prefix accepted in place of the whole id
+_ID_TEXT = re.compile(r"[0-9a-f-]{1,36}")  # what a block id (or a prefix of one) can look like
 _BUSY_TIMEOUT_MS = 30_000
 
 _SCHEMA = """
@@ -139,12 +142,40 @@ class BlockMap:
     # -- reads -------------------------------------------------------------------
 
     def get_block(self, block_id: str) -> BlockRecord:
-        row = self._db.execute("SELECT sealed FROM blocks WHERE block_id=?", (block_id,)).fetchone()
+        """The block with this id, or with this unique id prefix (as git and restic take)."""
+        full = self.resolve_block_id(block_id)
+        row = self._db.execute("SELECT sealed FROM blocks WHERE block_id=?", (full,)).fetchone()
         if row is None:
             raise BlockNotFound(
                 f"no block {block_id!r} on this node", "list blocks with `metanode storage ls`"
             )
-        return BlockRecord.from_bytes(self._unseal("blocks", block_id.encode(), row[0]))
+        return BlockRecord.from_bytes(self._unseal("blocks", full.encode(), row[0]))
+
+    def resolve_block_id(self, text: str) -> str:
+        """The full id that ``text`` names: itself, or the one block it is a prefix of
+        (at least MIN_PREFIX characters). Text that cannot be an id is simply not found."""
+        missing = BlockNotFound(
+            f"no block {text!r} on this node", "list blocks with `metanode storage ls`"
+        )
+        if not _ID_TEXT.fullmatch(text):
+            raise missing
+        if self._db.execute("SELECT 1 FROM blocks WHERE block_id=?", (text,)).fetchone():
+            return text
+        if len(text) < MIN_PREFIX:
+            raise missing
+        upper = text[:-1] + chr(ord(text[-1]) + 1)
+        rows = self._db.execute(
+            "SELECT block_id FROM blocks WHERE block_id >= ? AND block_id < ? "
+            "ORDER BY block_id LIMIT 2",
+            (text, upper),
+        ).fetchall()
+        if len(rows) > 1:
+            raise AmbiguousBlockId(
+                f"{text!r} is the start of more than one block id", "give more of the id"
+            )
+        if not rows:
+            raise missing
+        return str(rows[0][0])
 
     def get_chunk(self, chunk_id: bytes) -> ChunkRecord | None:
         row = self._db.execute("SELECT sealed FROM chunks WHERE chunk_id=?", (chunk_id,)).fetchone()
@@ -254,6 +285,7 @@ class BlockMap:
     def delete_block(self, block_id: str) -> list[ChunkRecord]:
         """Remove a block; return the chunks no other block needs (their blobs may go)."""
         block = self.get_block(block_id)
+        block_id = block.block_id  # the full id, when a prefix was given
         released: list[ChunkRecord] = []
         with self._write() as db:
             if not db.execute("DELETE FROM blocks WHERE block_id=?", (block_id,)).rowcount:

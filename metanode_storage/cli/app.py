@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (the console script exits with it)."""
     _return_large_buffers_to_the_os()
     args = list(sys.argv[1:] if argv is None else argv)
+    console.guard_standard_streams()
     console.configure_logging(_debug_requested(args))
     command = typer.main.get_command(app)
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,7 +35,7 @@ def put(
     """Store a file; print its block id once every replica is durable."""
     with open_node(home) as node, console.byte_progress("storing", _input_size(file)) as bar:
         if file == "-":
-            block = node.store(sys.stdin.buffer, "", bar.advance)
+            block = node.store(console.binary_stdin(), "", bar.advance)
         else:  # a directory or unreadable path is refused by the engine (InputError)
             block = node.store_file(file, bar.advance)
     if json_output:
@@ -53,13 +52,16 @@ def get(
     home: HomeOption = None,
 ) -> None:
     """Retrieve a block, verified, to stdout or a file."""
+    to_stdout = output is None or str(output) == "-"
+    sink = console.binary_stdout() if to_stdout else None  # refuse a closed stdout up front
     with open_node(home) as node:
         total = node.describe(block_id).size_bytes
         with console.byte_progress("retrieving", total) as bar:
-            if output is None or str(output) == "-":
-                node.retrieve(block_id, sys.stdout.buffer, bar.advance)
-                sys.stdout.buffer.flush()
+            if sink is not None:
+                node.retrieve(block_id, sink, bar.advance)
+                sink.flush()
             else:
+                assert output is not None
                 node.retrieve_to_path(block_id, output, bar.advance)
 
 
@@ -161,6 +163,7 @@ def ls(home: HomeOption = None, json_output: JsonOption = False) -> None:
             ]
             for b in blocks
         ],
+        whole=("block id",),
     )
 
 
@@ -171,6 +174,7 @@ def rm(
 ) -> None:
     """Delete a block and every replica that no other block needs."""
     with open_node(home) as node:
+        block_id = node.describe(block_id).block_id  # the whole id, when given a prefix
         deleted = node.remove(block_id)
     if json_output:
         console.emit_json({"block_id": block_id, "blobs_deleted": deleted})

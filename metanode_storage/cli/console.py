@@ -7,12 +7,14 @@ messages, errors and progress to stderr.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, BinaryIO
 
 from rich.console import Console
 from rich.progress import (
@@ -27,7 +29,45 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from metanode_storage.errors import MetanodeError
+from metanode_storage.errors import InputError, MetanodeError
+
+
+class ClosedOutput(io.TextIOBase):
+    """Stands in for a standard output the caller closed (``>&-``): any write is a clear
+    input/output error (exit 7), as it is for `cat` and `ls`, never a crash."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, _: Any) -> int:
+        raise InputError("cannot write the output: standard output is closed")
+
+    @property
+    def buffer(self) -> ClosedOutput:
+        return self
+
+
+def guard_standard_streams() -> None:
+    """Called once at start: Python sets a closed standard stream to None."""
+    if sys.stdout is None:
+        sys.stdout = ClosedOutput()
+    if sys.stderr is None:  # nowhere to say anything; the exit code still tells
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+
+
+def binary_stdout() -> BinaryIO:
+    """Standard output for data, checked before any work is done for it."""
+    if sys.stdout is None or isinstance(sys.stdout, ClosedOutput):
+        raise InputError(
+            "cannot write the output: standard output is closed", "redirect it, or use -o FILE"
+        )
+    return sys.stdout.buffer
+
+
+def binary_stdin() -> BinaryIO:
+    if sys.stdin is None:
+        raise InputError("cannot read the input: standard input is closed", "redirect a file")
+    return sys.stdin.buffer
 
 
 def _out() -> Console:
@@ -68,10 +108,20 @@ def _escape(text: str) -> str:
     return text.replace("[", "\\[")
 
 
-def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+def table(
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    whole: Sequence[str] = (),
+) -> None:
+    """A table on stdout; the ``whole`` columns (ids to copy) are never cut or wrapped."""
     grid = Table(title=title, title_justify="left")
-    for column in columns:
-        grid.add_column(column)
+    for index, column in enumerate(columns):
+        if column in whole:
+            widest = max((len(row[index]) for row in rows), default=len(column))
+            grid.add_column(column, no_wrap=True, min_width=max(widest, len(column)))
+        else:
+            grid.add_column(column)
     for row in rows:
         grid.add_row(*row)
     _out().print(grid)

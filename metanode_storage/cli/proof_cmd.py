@@ -30,7 +30,7 @@ def export(
         document = proof_document(
             CryptographicProof.from_dict(block.proof), f"metanode/{node.settings.node_id}"
         )
-        node.audit.record("proof_export", block_id)
+        node.audit.record("proof_export", block.block_id)
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
     if output is None:
         console.line(text.rstrip("\n"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,7 +13,7 @@ from metanode_storage.cli.options import HomeOption, JsonOption, open_node, read
 from metanode_storage.config.paths import NodeLayout, resolve_home
 from metanode_storage.config.settings import ProviderSettings, load_settings
 from metanode_storage.engine.provider_admin import (
-    configure_provider,
+    configure_providers,
     probe_provider,
     provider_for_region,
 )
@@ -32,6 +33,9 @@ def configure(
     vendor: Annotated[str | None, typer.Option(help="aws, gcp, azure, digitalocean, ...")] = None,
     region: Text = None,
     bucket: Annotated[str | None, typer.Option(help="Bucket (container on Azure).")] = None,
+    path: Annotated[
+        Path | None, typer.Option(help="Directory of a local provider (--vendor local).")
+    ] = None,
     prefix: Annotated[str | None, typer.Option(help="Key prefix inside the bucket.")] = None,
     endpoint: Annotated[str | None, typer.Option(help="Override the vendor's endpoint.")] = None,
     account: Annotated[
@@ -91,6 +95,7 @@ def configure(
         "vendor": vendor,
         "region": region,
         "bucket": bucket,
+        "path": str(path.expanduser().resolve()) if path is not None else None,
         "prefix": prefix,
         "endpoint": endpoint,
         "account": account,
@@ -111,14 +116,13 @@ def configure(
         raise InvalidSetting(
             "nothing to configure", "see `metanode storage providers configure --help`"
         )
-    for provider in changes:
-        settings = configure_provider(
-            layout.home,
-            provider,
-            passphrase=read_passphrase,
-            store_credentials=store_credentials,
-            create_bucket=create_bucket,
-        )
+    settings = configure_providers(
+        layout.home,
+        changes,
+        passphrase=read_passphrase,
+        store_credentials=store_credentials,
+        create_bucket=create_bucket,
+    )
     names = [p.name for p in changes]
     if json_output:
         console.emit_json([asdict(p) for p in settings.providers if p.name in names])

@@ -71,7 +71,7 @@ class ProviderSettings:
                 f"choose one of: {', '.join(VENDORS)}",
             )
         if self.vendor == LOCAL_VENDOR and not self.path:
-            raise InvalidSetting(f"local provider '{self.name}' has no path")
+            raise InvalidSetting(f"local provider '{self.name}' has no path", "pass --path DIR")
         if self.vendor != LOCAL_VENDOR and not self.bucket:
             raise InvalidSetting(f"provider '{self.name}' has no bucket", "pass --bucket")
         if self.credentials not in CREDENTIAL_SOURCES:
@@ -144,20 +144,44 @@ def save_settings(path: Path, settings: NodeSettings) -> None:
     atomic_write(path, tomli_w.dumps(document).encode())
 
 
+def _known(table: Any, cls: type, where: str) -> dict[str, Any]:
+    """The table's settings, refusing names the dataclass does not have (a typo in the
+    file must be named, not surface as a Python TypeError)."""
+    if not isinstance(table, dict):
+        raise ValueError(f"{where} is not a table")
+    allowed = {f.name for f in fields(cls)} - {"providers"}
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ValueError(f"unknown setting {unknown[0]!r} in {where}")
+    return dict(table)
+
+
 def load_settings(path: Path) -> NodeSettings:
     try:
         raw = path.read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
+        where = path.parent
+        is_file = where.exists() and not where.is_dir()
         raise NotInitialised(
-            f"no node at {path.parent}",
+            f"{where} is a file, not a node home" if is_file else f"no node at {where}",
             "run `metanode storage distributed init` or pass --home",
+        ) from None
+    except OSError as exc:
+        raise ConfigDamaged(
+            f"cannot read the config {path}: {exc.strerror}", "check the file and its permissions"
         ) from None
     try:
         document = tomllib.loads(raw.decode("utf-8"))
         if document.get("format_version") != CONFIG_FORMAT_VERSION:
             raise ValueError(f"format_version {document.get('format_version')!r}")
-        node = dict(document["node"])
-        providers = tuple(ProviderSettings(**p) for p in document.get("providers", []))
+        node = _known(document["node"], NodeSettings, "[node]")
+        listed = document.get("providers", [])
+        if not isinstance(listed, list):
+            raise ValueError("providers is not a list of tables")
+        providers = tuple(
+            ProviderSettings(**_known(p, ProviderSettings, f"[[providers]] #{i + 1}"))
+            for i, p in enumerate(listed)
+        )
         settings = NodeSettings(**node, providers=providers)
     except (UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
         raise ConfigDamaged(

@@ -8,6 +8,11 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
 SALT_SIZE = 16
+# Bounds on what a keystore header may ask for: RFC 9106's minimum of 8 KiB per lane,
+# and at most 4 GiB and 64 passes, so a damaged header cannot exhaust the machine.
+_MAX_ITERATIONS = 64
+_MAX_LANES = 64
+_MAX_MEMORY_KIB = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,22 @@ class KdfParams:
             and isinstance(salt, str)
         ):
             raise ValueError("kdf parameters have the wrong types")
-        return cls(iterations, memory, lanes, bytes.fromhex(salt))
+        params = cls(iterations, memory, lanes, bytes.fromhex(salt))
+        params.check()
+        return params
+
+    def check(self) -> None:
+        """Refuse parameters Argon2id cannot run (or that would take the machine down)."""
+        if not 1 <= self.iterations <= _MAX_ITERATIONS:
+            raise ValueError(f"iterations {self.iterations} out of range 1-{_MAX_ITERATIONS}")
+        if not 1 <= self.lanes <= _MAX_LANES:
+            raise ValueError(f"lanes {self.lanes} out of range 1-{_MAX_LANES}")
+        if not 8 * self.lanes <= self.memory_kib <= _MAX_MEMORY_KIB:
+            raise ValueError(
+                f"memory_kib {self.memory_kib} out of range {8 * self.lanes}-{_MAX_MEMORY_KIB}"
+            )
+        if len(self.salt) < 8:
+            raise ValueError("salt shorter than 8 bytes")
 
 
 def derive(passphrase: bytes, params: KdfParams, length: int = 64) -> bytes:

@@ -178,9 +178,18 @@ def _check_value(check_key: bytes) -> str:
     return hmac.new(check_key, _CHECK_LABEL, sha256).hexdigest()
 
 
+def _header_digest(header: dict[str, object]) -> str:
+    """SHA-256 of the header without its own digest: tells a damaged header (a changed
+    salt or cost) from a wrong passphrase. Not a secret, and not an authenticator: the
+    AEAD below covers the header against tampering."""
+    rest = {k: v for k, v in header.items() if k != "header_sha256"}
+    return sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
+
+
 def seal_keystore(material: KeyMaterial, passphrase: Secret, params: KdfParams) -> bytes:
     derived = derive(passphrase.reveal(), params)
-    header = dict(params.as_header(), check=_check_value(derived[32:]))
+    header: dict[str, object] = dict(params.as_header(), check=_check_value(derived[32:]))
+    header["header_sha256"] = _header_digest(header)
     header_bytes = json.dumps(header, sort_keys=True).encode()
     prefix = MAGIC + bytes([FORMAT_VERSION]) + len(header_bytes).to_bytes(4, "big") + header_bytes
     return prefix + aead.seal(derived[:32], material._to_json(), prefix)
@@ -204,10 +213,17 @@ def open_keystore_bytes(raw: bytes, passphrase: Secret, where: str = "keystore")
         raise damaged
     try:
         header = json.loads(raw[_PREFIX:end])
+        if not isinstance(header, dict):
+            raise ValueError("the header is not an object")
+        digest = header.get("header_sha256")  # absent in keystores from before 0.2
+        if digest is not None and digest != _header_digest(header):
+            raise ValueError("the header does not match its checksum")
         params = KdfParams.from_header(header)
         check = str(header["check"])
-    except (ValueError, KeyError, TypeError):
-        raise damaged from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise KeystoreDamaged(
+            f"{where} has a damaged header: {exc}", "restore the keystore file from a backup"
+        ) from None
     derived = derive(passphrase.reveal(), params)
     if not hmac.compare_digest(_check_value(derived[32:]), check):
         raise WrongPassphrase(
@@ -248,5 +264,9 @@ def read_keystore(path: Path, passphrase: Secret) -> KeyMaterial:
         raise KeystoreDamaged(
             f"the keystore {path} is missing",
             "restore it from a backup; without it the data cannot be read",
+        ) from None
+    except OSError as exc:
+        raise KeystoreDamaged(
+            f"cannot read the keystore {path}: {exc.strerror}", "check the file and its permissions"
         ) from None
     return open_keystore_bytes(raw, passphrase, where=f"keystore {path}")

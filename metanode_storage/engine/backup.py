@@ -141,7 +141,6 @@ def write_backup(
             outcome[name] = exc.message
     if sum(v == "ok" for v in outcome.values()) < MIN_COPIES:
         raise NotEnoughProviders(
-            "backup",
             f"the map backup reached {sum(v == 'ok' for v in outcome.values())} provider(s), "
             f"fewer than {MIN_COPIES}: " + "; ".join(f"{k}: {v}" for k, v in outcome.items()),
             "bring providers back and run `metanode storage backup-map`",

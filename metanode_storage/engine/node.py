@@ -300,6 +300,7 @@ class Node:
         """
         with self.lock.shared("retrieve"):
             block = self.blockmap.get_block(block_id)
+            block_id = block.block_id  # the full id, when a prefix was given
             started = time.perf_counter()
             faults: list[list[str]] = []
             try:
@@ -414,6 +415,7 @@ class Node:
     def remove(self, block_id: str) -> int:
         """Delete a block and every replica no other block needs; return blobs deleted."""
         with self.lock.exclusive("remove a block"):
+            block_id = self.blockmap.resolve_block_id(block_id)
             released = self.blockmap.delete_block(block_id)
             deleted = 0
             for record in released:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from metanode_storage.crypto.keystore import KeyMaterial, read_keystore, update_
 from metanode_storage.engine.qlock import NodeLock
 from metanode_storage.engine.setup import node_bucket_name
 from metanode_storage.errors import InvalidSetting, MetanodeError, ProviderError
+from metanode_storage.fileio import atomic_write
 from metanode_storage.providers.base import BlobStore
 from metanode_storage.providers.catalogue import open_provider, vendor_named, vendor_of
 
@@ -72,52 +73,70 @@ def credentials_from_environment(provider: ProviderSettings) -> dict[str, Secret
     return found
 
 
-def configure_provider(
+def configure_providers(
     home: Path,
-    provider: ProviderSettings,
+    providers: Sequence[ProviderSettings],
     *,
     passphrase: Callable[[], Secret] | None = None,
     store_credentials: bool = False,
     create_bucket: bool = False,
 ) -> NodeSettings:
-    """Add or replace the provider of that name, and save the config.
+    """Add or replace the providers of those names, all or nothing.
 
-    ``passphrase`` is asked for only when the keystore must be opened: to
-    seal credentials, or to create a bucket with keystore credentials.
+    Everything that can fail comes before anything is written: validation,
+    reading credentials from the environment, creating buckets (or local
+    directories). Then the keystore (sealed credentials) and the config are
+    written; if the config cannot be, the keystore is put back as it was.
+    ``passphrase`` is asked for only when the keystore must be opened.
     """
     layout = NodeLayout(home)
     with NodeLock(layout.lock).exclusive("change the providers"):
         settings = load_settings(layout.config)
-        if store_credentials:
-            provider = replace(provider, credentials="keystore")
-        others = tuple(p for p in settings.providers if p.name != provider.name)
-        updated = replace(settings, providers=(*others, provider))
+        chosen = [
+            replace(p, credentials="keystore") if store_credentials and not p.is_local else p
+            for p in providers
+        ]
+        names = {p.name for p in chosen}
+        updated = replace(
+            settings,
+            providers=(*(p for p in settings.providers if p.name not in names), *chosen),
+        )
         updated.validate()
-        secrets: Mapping[str, Secret] = {}
-        if store_credentials or (create_bucket and provider.credentials == "keystore"):
+        keyed = [p for p in chosen if p.credentials == "keystore"]
+        secret: Secret | None = None
+        found: dict[str, Mapping[str, Secret]] = {}
+        if store_credentials:
+            found = {p.name: credentials_from_environment(p) for p in keyed}
+        if keyed and (store_credentials or create_bucket):
             if passphrase is None:
                 raise InvalidSetting("the keystore must be opened for this change")
-            secrets = _keystore_credentials(layout, passphrase(), provider, store_credentials)
-        if create_bucket:
-            open_provider(provider, secrets).create_bucket()
-        save_settings(layout.config, updated)
+            secret = passphrase()
+            if not store_credentials:
+                held = read_keystore(layout.keystore, secret).provider_credentials
+                found = {p.name: held.get(p.name, {}) for p in keyed}
+        for provider in chosen:
+            if create_bucket:
+                open_provider(provider, found.get(provider.name)).create_bucket()
+            elif provider.is_local and not Path(provider.path).is_dir():
+                raise InvalidSetting(
+                    f"directory {provider.path} does not exist",
+                    "create it, or pass --create-bucket",
+                )
+        previous_keystore = layout.keystore.read_bytes() if store_credentials and keyed else None
+        if previous_keystore is not None and secret is not None:
+
+            def seal(material: KeyMaterial) -> None:
+                for name, credentials in found.items():
+                    material.provider_credentials[name] = dict(credentials)
+
+            update_keystore(layout.keystore, secret, seal)
+        try:
+            save_settings(layout.config, updated)
+        except BaseException:
+            if previous_keystore is not None:
+                atomic_write(layout.keystore, previous_keystore)
+            raise
         return updated
-
-
-def _keystore_credentials(
-    layout: NodeLayout, passphrase: Secret, provider: ProviderSettings, store: bool
-) -> Mapping[str, Secret]:
-    if not store:
-        return read_keystore(layout.keystore, passphrase).provider_credentials.get(
-            provider.name, {}
-        )
-    found = credentials_from_environment(provider)
-
-    def seal(material: KeyMaterial) -> None:
-        material.provider_credentials[provider.name] = found
-
-    update_keystore(layout.keystore, passphrase, seal)
-    return found
 
 
 @dataclass(frozen=True)

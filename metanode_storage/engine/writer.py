@@ -91,8 +91,8 @@ class ChunkWriter:
             self.discard(written)
             causes = "; ".join(str(e) for e in errors) or "no provider left to try"
             raise NotEnoughProviders(
-                "store",
-                f"could write {len(written)} of {self._rf} replicas: {causes}",
+                f"not enough providers: {len(written)} of {self._rf} replicas could be "
+                f"written ({causes})",
                 "fix or add providers, or set allow_under_replication in config.toml",
             )
         wrapped = aead.seal(self._data_key, chunk_key, chunk_key_aad(chunk_id, self._data_key_id))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,13 +62,17 @@ def open_gcs(
         token = "anon"
     elif settings.credentials == "keystore":
         token = json.loads(credentials["service_account_json"].reveal())
-    fs = BoundedGCSFileSystem(
-        project=settings.account or None,
-        token=token,
-        endpoint_url=endpoint,
-        requests_timeout=settings.timeout,
-        skip_instance_cache=True,
-    )
+    with warnings.catch_warnings():
+        # Without a project gcsfs warns on every construction (every command); a project
+        # is only needed to create or list buckets, and `--create-bucket` asks for one.
+        warnings.filterwarnings("ignore", message="GCS project not set")
+        fs = BoundedGCSFileSystem(
+            project=settings.account or None,
+            token=token,
+            endpoint_url=endpoint,
+            requests_timeout=settings.timeout,
+            skip_instance_cache=True,
+        )
     root = f"{settings.bucket}/{settings.prefix.strip('/')}".rstrip("/")
     return FsspecBlobStore(
         settings.name, fs, root, timeout=settings.timeout, translator=translate_gcs

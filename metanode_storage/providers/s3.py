@@ -21,6 +21,7 @@ from metanode_storage.providers.errors import by_status
 from metanode_storage.providers.fsspec_store import FsspecBlobStore
 
 _S3FS_ATTEMPTS = 1
+_DEFAULT_REGION = "us-east-1"
 
 
 def translate_s3(provider: str, exc: BaseException, what: str) -> ProviderError | None:
@@ -67,6 +68,24 @@ def open_s3(
     fs = s3fs.S3FileSystem(**kwargs)
     fs.retries = _S3FS_ATTEMPTS
     root = f"{settings.bucket}/{settings.prefix.strip('/')}".rstrip("/")
-    return FsspecBlobStore(
-        settings.name, fs, root, timeout=settings.timeout, translator=translate_s3
-    )
+    return S3BlobStore(settings.name, fs, root, timeout=settings.timeout, region=settings.region)
+
+
+class S3BlobStore(FsspecBlobStore):
+    def __init__(
+        self, name: str, fs: s3fs.S3FileSystem, root: str, *, timeout: float, region: str
+    ) -> None:
+        super().__init__(name, fs, root, timeout=timeout, translator=translate_s3)
+        self._region = region
+
+    def create_bucket(self) -> None:
+        """S3 refuses a LocationConstraint of us-east-1 (its default region), and s3fs's
+        mkdir sends one whenever a region is set: create the bucket ourselves."""
+        bucket = self.root.split("/", 1)[0]
+        if self._call("reach", "exists", bucket):
+            return
+        params: dict[str, Any] = {"Bucket": bucket}
+        if self._region and self._region != _DEFAULT_REGION:
+            params["CreateBucketConfiguration"] = {"LocationConstraint": self._region}
+        self._call("create bucket", "call_s3", "create_bucket", **params)
+        self.fs.invalidate_cache(bucket)

@@ -194,3 +194,61 @@ def test_init_with_cloud_vendors_writes_their_providers(
     assert providers["digitalocean"]["region"] == "nyc3"
     buckets = {p["bucket"] for p in providers.values()}
     assert len(buckets) == 1 and str(next(iter(buckets))).startswith("metanode-")
+
+
+def test_configure_adds_a_local_directory_provider(
+    cli: CliRunnerFn, home: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "disk-4"
+    missing = cli(
+        "storage", "providers", "configure", "--name", "disk-4", "--vendor", "local",
+        "--path", str(target),
+    )  # fmt: skip
+    assert missing.exit_code == 2 and "does not exist" in missing.stderr
+    no_path = cli("storage", "providers", "configure", "--name", "disk-4", "--vendor", "local")
+    assert no_path.exit_code == 2 and "--path" in no_path.stderr
+    added = cli(
+        "storage", "providers", "configure", "--name", "disk-4", "--vendor", "local",
+        "--path", str(target), "--create-bucket",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.stderr
+    assert _config(home)["disk-4"]["path"] == str(target.resolve())
+    assert cli("storage", "providers", "test", "disk-4").exit_code == 0
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1"])
+def test_create_bucket_in_any_region_including_us_east_1(
+    cli: CliRunnerFn,
+    home: Path,
+    s3_server: ServerProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    region: str,
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
+    bucket = f"mn-{uuid.uuid4().hex[:12]}"
+    result = cli(
+        "storage", "providers", "configure", "--name", "aws-east", "--vendor", "aws",
+        "--region", region, "--bucket", bucket, "--endpoint", s3_server.endpoint,
+        "--store-credentials", "--create-bucket",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert cli("storage", "providers", "test", "aws-east").exit_code == 0
+
+
+def test_configure_is_all_or_nothing(
+    cli: CliRunnerFn, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-that-must-not-be-kept")
+    keystore, config = (home / "keystore.mnk").read_bytes(), (home / "config.toml").read_bytes()
+    result = cli(
+        "storage", "providers", "configure", "--name", "dead", "--vendor", "aws",
+        "--region", "us-east-1", "--bucket", "mn-dead", "--endpoint", "http://127.0.0.1:9",
+        "--timeout", "1", "--store-credentials", "--create-bucket",
+    )  # fmt: skip
+    assert result.exit_code == 6, result.stderr
+    assert (home / "keystore.mnk").read_bytes() == keystore
+    assert (home / "config.toml").read_bytes() == config
+    material = read_keystore(home / "keystore.mnk", Secret(PASSPHRASE.encode()))
+    assert "dead" not in material.provider_credentials

@@ -19,7 +19,7 @@ from metanode_storage.crypto.keystore import read_keystore
 from metanode_storage.engine.auditing import checkpoint_blob_key
 from metanode_storage.errors import NotEnoughProviders
 from tests.cloud_clients import list_objects
-from tests.conftest import PASSPHRASE, cheap_kdf, cloud_provider, reserved_blob_keys
+from tests.conftest import PASSPHRASE, CliRunnerFn, cheap_kdf, cloud_provider, reserved_blob_keys
 from tests.servers import ServerProcess
 
 FAMILIES = ("s3", "azure", "gcs")
@@ -160,3 +160,28 @@ def _timed_read(node: Node, block_id: str) -> float:
     started = time.perf_counter()
     node.retrieve_bytes(block_id)
     return time.perf_counter() - started
+
+
+def test_a_stopped_server_costs_the_user_no_tracebacks(
+    cli: CliRunnerFn,
+    tmp_path: Path,
+    servers: dict[str, ServerProcess],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The SDKs log full tracebacks for failures we handle (gcsfs uses logger.exception):
+    a user sees them only with --debug."""
+    (tmp_path / "cloud").mkdir()  # tmp_path/node is the cli fixture's own node
+    home, _ = _cloud_node(tmp_path / "cloud", servers, with_local=False)
+    monkeypatch.setenv("METANODE_HOME", str(home))
+    data = os.urandom(50_000)
+    block_id = cli("storage", "put", "-", stdin=data).stdout.strip()
+    servers["gcs"].kill()
+    got = cli("storage", "get", block_id)
+    assert got.exit_code == 0 and got.stdout_bytes == data
+    assert "Traceback" not in got.stderr and len(got.stderr.splitlines()) <= 1, got.stderr
+    refused = cli("storage", "put", "-", stdin=b"no room for three replicas")
+    assert refused.exit_code == 6
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "not enough providers: 2 of 3 replicas" in lines[0]
+    assert "provider 'store'" not in lines[0]

@@ -20,7 +20,7 @@ from metanode_storage.errors import ExitCode
         (errors.BlockNotFound("x"), 5),
         (errors.ProviderUnavailable("p", "x"), 6),
         (errors.QuotaExceeded("p", "x"), 6),
-        (errors.NotEnoughProviders("p", "x"), 6),
+        (errors.NotEnoughProviders("x"), 6),
         (errors.InputError("x"), 7),
         (errors.NodeBusy("x"), 8),
         (errors.IntegrityError("x"), 10),

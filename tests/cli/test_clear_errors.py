@@ -1,0 +1,168 @@
+"""Cases that used to end in exit 70 (an internal error) and now get their documented
+exit code and one line that says what is wrong."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PASSPHRASE, CliRunnerFn
+
+METANODE = shutil.which("metanode") or str(Path(sys.executable).parent / "metanode")
+
+
+def _one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def _shell(command: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "METANODE_HOME": str(home), "METANODE_PASSPHRASE": PASSPHRASE}
+    env.pop("METANODE_DEBUG", None)
+    return subprocess.run(
+        ["bash", "-c", command.replace("metanode", METANODE, 1)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_closed_stdin_and_stdout(cli: CliRunnerFn, home: Path) -> None:
+    block_id = cli("storage", "put", "-", stdin=b"hello").stdout.strip()
+    put = _shell("metanode storage put - <&-", home)
+    assert put.returncode == 7 and "standard input is closed" in _one_line(put.stderr)
+    get = _shell(f"metanode storage get {block_id} >&-", home)
+    assert get.returncode == 7 and "standard output is closed" in _one_line(get.stderr)
+    listing = _shell("metanode storage ls >&-", home)
+    assert listing.returncode == 7, listing.stderr
+    # the refused get was not even attempted: no retrieve event in the trail
+    events = json.loads(cli("storage", "audit", "list", "--type", "retrieve", "--json").stdout)
+    assert events == []
+
+
+def test_block_ids_that_are_not_text_or_not_ids(cli: CliRunnerFn) -> None:
+    for bad in ("\udcff\udcfe", "../../etc/passwd", "x" * 500, ""):
+        for args in (("storage", "get", bad), ("storage", "rm", bad), ("storage", "verify", bad)):
+            result = cli(*args)
+            assert result.exit_code == 5, (args, result.stderr)
+            assert "no block" in _one_line(result.stderr)
+
+
+def test_a_unique_prefix_names_a_block_everywhere(cli: CliRunnerFn) -> None:
+    ids = [cli("storage", "put", "-", stdin=os.urandom(100)).stdout.strip() for _ in range(3)]
+    prefix = ids[0][:8]
+    if any(other.startswith(prefix) for other in ids[1:]):
+        pytest.skip("random ids share a prefix")  # 1 in 2**32
+    assert cli("storage", "verify", prefix).exit_code == 0
+    proof = json.loads(cli("storage", "proof", "export", prefix).stdout)
+    assert ids[0] in json.dumps(proof)
+    assert cli("storage", "get", ids[0][:3]).exit_code == 5  # too short to be taken as a prefix
+    removed = cli("storage", "rm", prefix)
+    assert removed.exit_code == 0 and ids[0] in removed.stderr
+    assert cli("storage", "get", ids[0]).exit_code == 5
+    assert cli("storage", "get", ids[1]).exit_code == 0
+
+
+def test_ls_shows_ids_whole_in_a_narrow_terminal(
+    cli: CliRunnerFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    block_id = cli("storage", "put", "-", stdin=b"x" * 10).stdout.strip()
+    monkeypatch.setenv("COLUMNS", "80")
+    assert block_id in cli("storage", "ls").stdout
+
+
+def test_home_that_is_a_file(cli: CliRunnerFn, tmp_path: Path) -> None:
+    stray = tmp_path / "a-file"
+    stray.write_text("not a directory")
+    result = cli("storage", "ls", "--home", str(stray))
+    assert result.exit_code == 3
+    assert "is a file, not a node home" in _one_line(result.stderr)
+
+
+def test_config_with_an_unknown_setting_is_named(cli: CliRunnerFn, home: Path) -> None:
+    config = home / "config.toml"
+    config.write_text(config.read_text().replace("backup_enabled", "backtp_enabled"))
+    result = cli("storage", "ls")
+    assert result.exit_code == 3
+    line = _one_line(result.stderr)
+    assert "unknown setting 'backtp_enabled' in [node]" in line and "__init__" not in line
+
+
+@pytest.mark.parametrize("name", ["config.toml", "keystore.mnk"])
+def test_unreadable_config_or_keystore(cli: CliRunnerFn, home: Path, name: str) -> None:
+    target = home / name
+    target.unlink()
+    target.mkdir()  # EISDIR: unreadable even for root
+    result = cli("storage", "ls")
+    assert result.exit_code == (3 if name == "config.toml" else 4), result.stderr
+    assert "cannot read" in _one_line(result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("lanes", 0), ("iterations", 0), ("memory_kib", -1), ("memory_kib", 1 << 40)],
+)
+def test_keystore_header_with_impossible_cost(
+    cli: CliRunnerFn, home: Path, field: str, value: int
+) -> None:
+    path = home / "keystore.mnk"
+    raw = path.read_bytes()
+    length = int.from_bytes(raw[5:9], "big")
+    header = json.loads(raw[9 : 9 + length])
+    header[field] = value
+    body = json.dumps(header, sort_keys=True).encode()
+    path.write_bytes(raw[:5] + len(body).to_bytes(4, "big") + body + raw[9 + length :])
+    result = cli("storage", "ls")
+    assert result.exit_code == 4, result.stderr
+    assert "damaged header" in _one_line(result.stderr)
+
+
+def test_a_damaged_salt_is_not_called_a_wrong_passphrase(cli: CliRunnerFn, home: Path) -> None:
+    path = home / "keystore.mnk"
+    raw = path.read_bytes()
+    at = raw.index(b'"salt": "') + len(b'"salt": "')
+    flipped = b"0" if raw[at : at + 1] != b"0" else b"1"
+    path.write_bytes(raw[:at] + flipped + raw[at + 1 :])
+    result = cli("storage", "ls")
+    assert result.exit_code == 4
+    line = _one_line(result.stderr)
+    assert "damaged header" in line and "wrong passphrase" not in line
+
+
+def test_two_passphrase_sources_are_refused(
+    cli: CliRunnerFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret_file = tmp_path / "passphrase"
+    secret_file.write_text(PASSPHRASE + "\n")
+    monkeypatch.setenv("METANODE_PASSPHRASE_FILE", str(secret_file))
+    result = cli("storage", "ls")  # METANODE_PASSPHRASE is set too
+    assert result.exit_code == 4
+    assert "given twice" in _one_line(result.stderr)
+    monkeypatch.delenv("METANODE_PASSPHRASE")
+    assert cli("storage", "ls").exit_code == 0
+
+
+def test_passphrase_from_a_command(
+    cli: CliRunnerFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("METANODE_PASSPHRASE")
+    secret_file = tmp_path / "vault"
+    secret_file.write_text(PASSPHRASE + "\n")
+    monkeypatch.setenv("METANODE_PASSCOMMAND", f"cat '{secret_file}'")
+    assert cli("storage", "ls").exit_code == 0
+    monkeypatch.setenv("METANODE_PASSCOMMAND", "sh -c 'echo the-wrong-one; exit 3'")
+    failed = cli("storage", "ls")
+    assert failed.exit_code == 4
+    line = _one_line(failed.stderr)
+    assert "exit code 3" in line and "the-wrong-one" not in line
+    monkeypatch.setenv("METANODE_PASSCOMMAND", "no-such-program-here")
+    missing = cli("storage", "ls")
+    assert missing.exit_code == 4 and "could not be run" in _one_line(missing.stderr)
