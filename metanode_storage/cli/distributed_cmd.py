@@ -215,13 +215,38 @@ def start(
     max_body_mb: Annotated[
         int, typer.Option(min=1, help="Largest request body accepted, in MiB.")
     ] = 64 * 1024,
+    max_uploads: Annotated[
+        int, typer.Option(min=1, help="Uploads in flight at once; more get 503.")
+    ] = 8,
+    body_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds an upload may send nothing (then 408).")
+    ] = 30.0,
+    header_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds a new connection has to send its request.")
+    ] = 10.0,
+    insecure_plain_http: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-plain-http",
+            help="Allow a non-loopback --host without TLS: the token and data cross the "
+            "network in clear.",
+        ),
+    ] = False,
     repair_interval: Annotated[float, typer.Option(min=1, help="Seconds between repairs.")] = 60.0,
     offline_grace: Annotated[
         float, typer.Option(min=0, help="Seconds Offline before a provider's replicas move.")
     ] = DEFAULT_OFFLINE_GRACE,
 ) -> None:
     """Run the storage service in the foreground (HTTP API, backup manager) until SIGTERM."""
-    from metanode_storage.service.runner import serve  # aiohttp: loaded only for the service
+    # aiohttp: loaded only for the service
+    from metanode_storage.service.api import Limits
+    from metanode_storage.service.runner import is_loopback, serve
+
+    if not is_loopback(host) and not insecure_plain_http:
+        raise InvalidSetting(
+            f"--host {host} is not a loopback address, and the service speaks plain HTTP",
+            "bind to 127.0.0.1 behind a TLS proxy, or pass --insecure-plain-http",
+        )
 
     console.configure_logging(service=True)
     with open_node(home) as node:
@@ -236,7 +261,8 @@ def start(
                 host,
                 port,
                 backup_enabled=backups,
-                max_body=max_body_mb * 1024**2,
+                limits=Limits(max_body_mb * 1024**2, body_timeout, max_uploads),
+                header_timeout=header_timeout,
                 repair_interval=repair_interval,
                 offline_grace=offline_grace,
                 ready=console.note,

@@ -159,18 +159,3 @@ class Metrics:
                 with contextlib.suppress(sqlite3.Error):
                     self._db.close()
                 self._db = None
-
-
-def prometheus_text(snapshot: MetricsSnapshot, gauges: dict[str, float]) -> str:
-    """The Prometheus text exposition format (version 0.0.4)."""
-    lines = []
-    for name in COUNTERS:
-        metric = f"metanode_{name}_total"
-        lines += [f"# TYPE {metric} counter", f"{metric} {snapshot.counters[name]:g}"]
-    lines += [
-        "# TYPE metanode_failovers_24h gauge",
-        f"metanode_failovers_24h {snapshot.failovers_24h}",
-    ]
-    for name, value in sorted(gauges.items()):
-        lines += [f"# TYPE metanode_{name} gauge", f"metanode_{name} {value:g}"]
-    return "\n".join(lines) + "\n"

@@ -3,8 +3,15 @@
 Every route but ``/health`` needs ``Authorization: Bearer <token>`` (the token
 lives in the keystore; `metanode storage token show`). A missing or wrong
 token gets 401 and an audit event. Engine calls run on worker threads;
-bodies stream both ways. Errors are JSON ``{"error", "reference"}`` with a
-4xx/5xx code, never a traceback. OpenAPI description: docs/api/openapi.yaml.
+bodies stream both ways. Errors, 404 and 405 included, are JSON
+``{"error", "reference"}``, never a traceback, and name no local path.
+OpenAPI description: docs/api/openapi.yaml.
+
+Hostile clients: uploads run in their own bounded pool, and one beyond its
+size is refused at once (503) rather than queued, so stalled uploads never
+starve status, metrics or health; a body that sends nothing for
+``body_timeout`` seconds is abandoned (408), releasing its worker and the
+node's store lock.
 """
 
 from __future__ import annotations
@@ -13,14 +20,14 @@ import asyncio
 import hmac
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from aiohttp import web
 
 from metanode_storage.audit.trail import DENIED
-from metanode_storage.engine.metrics import prometheus_text
 from metanode_storage.engine.node import Node
 from metanode_storage.errors import (
     BlockNotFound,
@@ -30,11 +37,35 @@ from metanode_storage.errors import (
     NodeBusy,
     ProviderError,
 )
-from metanode_storage.service.streams import BodyTooLarge, RequestBodyReader, ResponseWriter
+from metanode_storage.service import prometheus
+from metanode_storage.service.streams import (
+    BodyStalled,
+    BodyTooLarge,
+    RequestBodyReader,
+    ResponseWriter,
+)
 
 NODE = web.AppKey("node", Node)
 TOKEN = web.AppKey("token", bytes)
-MAX_BODY = web.AppKey("max_body", int)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body: int  # bytes in one upload
+    body_timeout: float  # seconds an upload may send nothing before it is abandoned
+    max_uploads: int  # uploads in flight at once; more are refused with 503
+
+
+class Uploads:
+    """The upload slots and the threads that run them, apart from every other request."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.in_flight = 0
+        self.pool = ThreadPoolExecutor(limits.max_uploads, thread_name_prefix="metanode-upload")
+
+
+LIMITS = web.AppKey("limits", Uploads)
 
 
 class InFlight:
@@ -50,15 +81,25 @@ _BLOCK_ID = re.compile(r"[0-9a-f-]{36}")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _error(status: int, exc: MetanodeError | str) -> web.Response:
+_LOCAL_PATH = re.compile(r"(?<![\w.:/])/[^\s'\",;()]+")
+
+
+def public_text(text: str) -> str:
+    """``text`` without local file-system paths: a client learns nothing of the host."""
+    return _LOCAL_PATH.sub("<path>", text)
+
+
+def _error(status: int, exc: MetanodeError | str, **headers: str) -> web.Response:
     if isinstance(exc, MetanodeError):
-        body = {"error": str(exc), "reference": exc.reference}
+        body = {"error": public_text(str(exc)), "reference": exc.reference}
     else:
-        body = {"error": exc, "reference": ""}
-    return web.json_response(body, status=status)
+        body = {"error": public_text(exc), "reference": ""}
+    return web.json_response(body, status=status, headers=headers or None)
 
 
 def _status_for(exc: MetanodeError) -> int:
+    if isinstance(exc, BodyStalled):
+        return 408
     if isinstance(exc, BodyTooLarge):
         return 413
     if isinstance(exc, BlockNotFound):
@@ -76,10 +117,12 @@ def _status_for(exc: MetanodeError) -> int:
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Authentication, then one place where engine errors become HTTP errors."""
     node = request.app[NODE]
+    STARTED.add(id(request.protocol))
     if request.path != "/health":
-        given = request.headers.get("Authorization", "")
+        # aiohttp decodes header bytes that are not UTF-8 as surrogates: compare the bytes
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
         expected = b"Bearer " + request.app[TOKEN]
-        if not hmac.compare_digest(given.encode(), expected):
+        if not hmac.compare_digest(given, expected):
             await _run(
                 request,
                 node.audit.record,
@@ -96,9 +139,22 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except MetanodeError as exc:
         return _error(_status_for(exc), exc)
+    except web.HTTPException as exc:  # the router's 404 and 405: JSON like every error
+        if exc.status < 400:
+            raise
+        return _error(exc.status, exc.reason, **_allow_header(exc))
     finally:
         if task is not None:
             request.app[INFLIGHT].tasks.discard(task)
+
+
+def _allow_header(exc: web.HTTPException) -> dict[str, str]:
+    allow = exc.headers.get("Allow")
+    return {"Allow": allow} if allow else {}
+
+
+# Connections whose first request has arrived (see runner.header_deadline), by id.
+STARTED: set[int] = set()
 
 
 async def _run(request: web.Request, fn: Callable[..., Any], *args: Any) -> Any:
@@ -117,12 +173,26 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def store(request: web.Request) -> web.Response:
-    limit = request.app[MAX_BODY]
+    uploads = request.app[LIMITS]
+    limit = uploads.limits.max_body
     if request.content_length is not None and request.content_length > limit:
         return _error(413, f"request body exceeds the limit of {limit:,} bytes")
-    reader = RequestBodyReader(request, asyncio.get_running_loop(), limit)
+    if uploads.in_flight >= uploads.limits.max_uploads:
+        return _error(
+            503,
+            f"{uploads.in_flight} uploads are in flight, the most allowed",
+            **{"Retry-After": "1"},
+        )
+    loop = asyncio.get_running_loop()
+    reader = RequestBodyReader(request, loop, limit, uploads.limits.body_timeout)
     name = request.query.get("name", "")
-    block = await _run(request, request.app[NODE].store, reader, name)
+    uploads.in_flight += 1
+    try:
+        block = await loop.run_in_executor(
+            uploads.pool, partial(request.app[NODE].store, cast(BinaryIO, reader), name)
+        )
+    finally:
+        uploads.in_flight -= 1
     return web.json_response(block.to_dict(), status=201)
 
 
@@ -173,32 +243,37 @@ async def verify(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    report = await _run(request, request.app[NODE].status)
-    return web.json_response(report.to_dict())
+    report = (await _run(request, request.app[NODE].status)).to_dict()
+    for provider in report["providers"]:
+        provider["error"] = public_text(provider["error"])
+    return web.json_response(report)
 
 
 async def metrics(request: web.Request) -> web.Response:
     node = request.app[NODE]
     snapshot = await _run(request, node.metrics.snapshot)
     stats = await _run(request, node.blockmap.stats)
-    gauges = {
-        "blocks": stats.blocks,
-        "logical_bytes": stats.logical_bytes,
-        "replicas": stats.replicas,
-        "faulty_replicas": stats.faulty_replicas,
-        "short_chunks": stats.short_chunks,
-    }
     return web.Response(
-        text=prometheus_text(snapshot, gauges), content_type="text/plain", charset="utf-8"
+        body=prometheus.exposition(snapshot, stats), headers={"Content-Type": prometheus.CONTENT_TYPE}
     )
 
 
-def make_app(node: Node, token: bytes, max_body: int) -> web.Application:
+async def _plain_server_header(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = "metanode"  # no Python or aiohttp versions to look up
+
+
+async def _stop_upload_pool(app: web.Application) -> None:
+    app[LIMITS].pool.shutdown(wait=False, cancel_futures=True)
+
+
+def make_app(node: Node, token: bytes, limits: Limits) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=1024**2)
     app[NODE] = node
     app[TOKEN] = token
-    app[MAX_BODY] = max_body
+    app[LIMITS] = Uploads(limits)
     app[INFLIGHT] = InFlight()
+    app.on_response_prepare.append(_plain_server_header)
+    app.on_cleanup.append(_stop_upload_pool)
     app.router.add_get("/health", health)
     app.router.add_post("/v1/blocks", store)
     app.router.add_get("/v1/blocks/{block_id}", retrieve, allow_head=False)

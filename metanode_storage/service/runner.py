@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 from collections.abc import Callable
 from functools import partial
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_protocol import RequestHandler
 
 from metanode_storage.engine.node import Node
 from metanode_storage.engine.repair import (
@@ -19,10 +22,12 @@ from metanode_storage.engine.repair import (
     repair,
 )
 from metanode_storage.errors import MetanodeError, ServiceError
-from metanode_storage.service.api import INFLIGHT, make_app
+from metanode_storage.service.api import INFLIGHT, STARTED, Limits, make_app
 
 log = logging.getLogger("metanode.service")
 DEFAULT_MAX_BODY = 64 * 1024**3
+DEFAULT_LIMITS = Limits(max_body=DEFAULT_MAX_BODY, body_timeout=30.0, max_uploads=8)
+DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_REPAIR_INTERVAL = 60.0
 _SURVEY_EVERY = 10  # repair passes: every tenth one lists the providers for missing replicas
 _DRAIN_SECONDS = 300.0
@@ -55,23 +60,75 @@ async def _housekeeping(node: Node, interval: float, offline_grace: float, repai
             log.exception("housekeeping crashed")
 
 
+class QuietAccessLog(AbstractAccessLogger):
+    """One line per request without the query string: it can carry a file name (which
+    lives only in the sealed map) or a token someone put in a URL."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %s %d %d %.3fs",
+            request.remote or "-",
+            request.method,
+            request.path,
+            response.status,
+            response.body_length,
+            time,
+        )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _with_header_deadline(
+    server: web.Server, seconds: float, loop: asyncio.AbstractEventLoop
+) -> Callable[[], asyncio.Protocol]:
+    """A protocol factory whose connections are closed if no complete request head has
+    arrived within ``seconds`` (aiohttp has no such limit: slow-header clients would
+    keep their sockets for ever)."""
+
+    def close_if_idle(handler: RequestHandler) -> None:
+        if id(handler) in STARTED:
+            STARTED.discard(id(handler))
+        elif handler.transport is not None:
+            handler.transport.close()
+
+    def make() -> asyncio.Protocol:
+        handler = server()
+        loop.call_later(seconds, close_if_idle, handler)
+        return handler
+
+    return make
+
+
 async def serve(
     node: Node,
     host: str,
     port: int,
     *,
     backup_enabled: bool,
-    max_body: int = DEFAULT_MAX_BODY,
+    limits: Limits = DEFAULT_LIMITS,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
     repair_interval: float = DEFAULT_REPAIR_INTERVAL,
     offline_grace: float = DEFAULT_OFFLINE_GRACE,
     ready: Callable[[str], None] = lambda _: None,
 ) -> None:
-    app = make_app(node, node.keys.api_token.reveal(), max_body)
-    runner = web.AppRunner(app, access_log=log, handle_signals=False)
+    app = make_app(node, node.keys.api_token.reveal(), limits)
+    runner = web.AppRunner(
+        app, access_log=log, access_log_class=QuietAccessLog, handle_signals=False
+    )
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    loop = asyncio.get_running_loop()
+    assert runner.server is not None
     try:
-        await site.start()
+        listener = await loop.create_server(
+            _with_header_deadline(runner.server, header_timeout, loop), host, port
+        )
     except OSError as exc:
         await runner.cleanup()
         raise ServiceError(
@@ -79,7 +136,6 @@ async def serve(
             "choose another --port, or stop what holds it",
         ) from None
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     manager = asyncio.create_task(
@@ -88,7 +144,7 @@ async def serve(
     ready(f"listening on http://{host}:{port}")
     await stop.wait()
     log.info("stopping: refusing new requests, finishing %d in flight", len(app[INFLIGHT].tasks))
-    await site.stop()  # no new connections
+    listener.close()  # no new connections
     manager.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await manager

@@ -103,7 +103,7 @@ def test_auth_health_and_audited_refusals(service: Service) -> None:
 
 
 def test_store_head_retrieve_verify_delete_metrics(service: Service) -> None:
-    payload = os.urandom(3_000_000)
+    payload = os.urandom(3_050_123)
     status, _, body = service.request("POST", "/v1/blocks?name=x.bin", payload)
     assert status == 201, body
     block = json.loads(body)
@@ -116,8 +116,15 @@ def test_store_head_retrieve_verify_delete_metrics(service: Service) -> None:
     status, _, body = service.request("POST", f"{path}/verify")
     assert status == 200 and json.loads(body)["ok"]
     status, _, text = service.request("GET", "/metrics")
-    assert status == 200 and b"metanode_store_ops_total 1" in text
-    assert b"metanode_retrieve_ops_total 1" in text
+    assert status == 200
+    samples = dict(
+        line.rsplit(" ", 1) for line in text.decode().splitlines() if not line.startswith("#")
+    )
+    assert float(samples["metanode_store_ops_total"]) == 1
+    assert float(samples["metanode_retrieve_ops_total"]) == 1
+    # every byte counted, exactly (a printf-style %g would say 3.05012e+06)
+    assert float(samples["metanode_store_bytes_total"]) == 3_050_123
+    assert b"# HELP metanode_store_bytes_total" in text
     assert service.request("DELETE", path)[0] == 200
     assert service.request("GET", path)[0] == 404
 
