@@ -359,6 +359,15 @@ class BlockMap:
                 if not updated:
                     raise BlockMapDamaged(f"chunk {record.chunk_id.hex()[:12]} vanished")
 
+    def audit_coverage(self) -> tuple[int, int | None]:
+        """(blocks never checked by an integrity audit, when the least recently checked
+        of the others was checked): how old `status`'s integrity figure is."""
+        checked, oldest = self._db.execute(
+            "SELECT COUNT(*), MIN(a.at) FROM audited a JOIN blocks b ON a.block_id = b.block_id"
+        ).fetchone()
+        total = self._db.execute("SELECT COUNT(*) FROM blocks").fetchone()[0]
+        return int(total) - int(checked), None if oldest is None else int(oldest)
+
     def least_recently_audited(self, count: int) -> list[str]:
         """Block ids never audited first, then the longest ago; ties in random order.
         Daily samples of N therefore cover every block within blocks/N days."""

@@ -6,9 +6,11 @@ import ctypes
 import os
 import sys
 import traceback
-from typing import Annotated
+from types import MethodType
+from typing import Annotated, Any
 
 import typer
+import typer.core
 
 from metanode_storage import __version__
 from metanode_storage.cli import (
@@ -25,6 +27,7 @@ from metanode_storage.cli import (
 from metanode_storage.errors import ExitCode, MetanodeError
 
 app = typer.Typer(
+    rich_markup_mode=None,
     name="metanode",
     help="metanode: encrypted, replicated storage across several object stores.",
     no_args_is_help=True,
@@ -32,7 +35,9 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=True,
 )
-storage_app = typer.Typer(help="Store, retrieve and verify data.", no_args_is_help=True)
+storage_app = typer.Typer(
+    rich_markup_mode=None, help="Store, retrieve and verify data.", no_args_is_help=True
+)
 app.add_typer(storage_app, name="storage")
 storage_app.add_typer(distributed_cmd.app, name="distributed")
 storage_app.add_typer(providers_cmd.app, name="providers")
@@ -83,6 +88,25 @@ def _return_large_buffers_to_the_os() -> None:
         pass
 
 
+def _usage_pieces(self: Any, ctx: Any) -> list[str]:
+    """Arguments in usage lines as Click writes them (FILE, [BLOCK_ID]), where Typer
+    writes {file}: braces read as a literal to type, or as a shell brace expansion."""
+    pieces = [self.options_metavar] if self.options_metavar else []
+    for param in self.get_params(ctx):
+        if isinstance(param, typer.core.TyperArgument):
+            name = (param.metavar or param.name or "").upper()
+            name += "..." if param.nargs != 1 else ""
+            pieces.append(name if param.required else f"[{name}]")
+    return pieces
+
+
+def _classic_usage(command: Any) -> None:
+    command.collect_usage_pieces = MethodType(_usage_pieces, command)
+    if isinstance(command, typer.core.TyperGroup):
+        for sub in command.commands.values():
+            _classic_usage(sub)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (the console script exits with it)."""
     _return_large_buffers_to_the_os()
@@ -90,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     console.guard_standard_streams()
     console.configure_logging(_debug_requested(args))
     command = typer.main.get_command(app)
+    _classic_usage(command)
     try:
         # Standalone mode: Typer handles usage errors (exit 2), --help and typer.Exit
         # and ends with SystemExit; our own errors come through as exceptions.

@@ -17,7 +17,11 @@ from metanode_storage.cli.public_keys import PublicKeyOption, parse_public_keys
 from metanode_storage.engine.integrity import run_integrity_audit
 from metanode_storage.errors import ExitCode, InvalidSetting
 
-app = typer.Typer(help="Check and read the tamper-evident audit trail.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None,
+    help="Check and read the tamper-evident audit trail.",
+    no_args_is_help=True,
+)
 
 
 def summary(home: Path | None, json_output: bool) -> None:

@@ -17,6 +17,7 @@ from metanode_storage.cli.options import (
 )
 from metanode_storage.config.paths import NodeLayout, resolve_home
 from metanode_storage.config.settings import LOCAL_VENDOR
+from metanode_storage.engine.integrity import run_integrity_audit
 from metanode_storage.engine.keys import rotate_api_token
 from metanode_storage.engine.repair import DEFAULT_OFFLINE_GRACE
 from metanode_storage.engine.setup import (
@@ -24,9 +25,10 @@ from metanode_storage.engine.setup import (
     default_local_providers,
     init_node,
 )
+from metanode_storage.engine.status import NodeStatus
 from metanode_storage.errors import InvalidSetting
 
-app = typer.Typer(help="Set up the node and watch it.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="Set up the node and watch it.", no_args_is_help=True)
 
 
 @app.command()
@@ -100,9 +102,22 @@ def init(
 
 
 @app.command()
-def status(home: HomeOption = None, json_output: JsonOption = False) -> None:
-    """Providers reachable, blocks, bytes and replica health, measured now."""
+def status(
+    home: HomeOption = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Read and verify every replica first, so integrity is measured now."
+        ),
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Providers reachable and blocks, measured now; replica integrity as last known
+    (from integrity audits, verify and get), or measured now with --check."""
     with open_node(home) as node:
+        if check:
+            with console.count_progress("checking blocks", node.blockmap.stats().blocks) as bar:
+                run_integrity_audit(node, progress=bar.advance)
         report = node.status()
     if json_output:
         console.emit_json(report.to_dict())
@@ -112,7 +127,10 @@ def status(home: HomeOption = None, json_output: JsonOption = False) -> None:
             ("Distributed Storage Status", report.state),
             ("Active Providers", f"{report.active_providers}/{len(report.providers)}"),
             ("Total Blocks", f"{report.blocks:,}"),
-            ("Data Integrity", formatting.percent(report.data_integrity_percent)),
+            (
+                "Data Integrity",
+                f"{formatting.percent(report.data_integrity_percent)} ({_integrity_age(report)})",
+            ),
             ("Average Latency", formatting.millis(report.average_latency_ms)),
             ("Replicas Healthy", f"{report.healthy_replicas:,}/{report.replicas:,}"),
             ("Under-replicated Chunks", f"{report.short_chunks:,}"),
@@ -131,6 +149,17 @@ def status(home: HomeOption = None, json_output: JsonOption = False) -> None:
             for p in report.providers
         ],
     )
+
+
+def _integrity_age(report: NodeStatus) -> str:
+    if report.blocks == 0:
+        return "nothing to check"
+    parts = []
+    if report.oldest_check_at is not None:
+        parts.append(f"oldest block check {formatting.ago(report.oldest_check_at)}")
+    if report.blocks_never_checked:
+        parts.append(f"{report.blocks_never_checked:,} block(s) never checked")
+    return "as last known: " + "; ".join(parts) + "; `status --check` measures now"
 
 
 @app.command()
@@ -270,7 +299,9 @@ def start(
         )
 
 
-token_app = typer.Typer(help="The service's bearer token.", no_args_is_help=True)
+token_app = typer.Typer(
+    rich_markup_mode=None, help="The service's bearer token.", no_args_is_help=True
+)
 
 
 @token_app.command("show")

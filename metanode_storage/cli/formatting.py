@@ -18,6 +18,15 @@ def timestamp(seconds: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
 
 
+def ago(seconds: int) -> str:
+    """How long ago a Unix time was, roughly: '5 s ago', '3 h ago', '2 d ago'."""
+    delta = max(0, int(time.time()) - seconds)
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if delta >= size:
+            return f"{delta // size} {unit} ago"
+    return f"{delta} s ago"
+
+
 def percent(value: float | None) -> str:
     if value is None:
         return "n/a (nothing stored)"

@@ -12,7 +12,9 @@ from metanode_storage.cli.options import HomeOption, JsonOption, open_node
 from metanode_storage.crypto.signing import NodeSigner
 from metanode_storage.engine.keys import rotate_data_key, rotate_signing_key
 
-app = typer.Typer(help="Show and rotate the node's keys.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None, help="Show and rotate the node's keys.", no_args_is_help=True
+)
 
 
 @app.command()

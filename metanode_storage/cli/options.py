@@ -16,7 +16,7 @@ HomeOption = Annotated[
     typer.Option(
         "--home",
         envvar=HOME_ENV,
-        help="Node home directory [default: $XDG_DATA_HOME/metanode-storage].",
+        help="Node home directory (default: $XDG_DATA_HOME/metanode-storage).",
         show_default=False,
     ),
 ]

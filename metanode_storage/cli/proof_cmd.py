@@ -15,7 +15,9 @@ from metanode_storage.engine.proof import CryptographicProof, check_proof_docume
 from metanode_storage.errors import ExitCode, InputError
 from metanode_storage.fileio import output_file
 
-app = typer.Typer(help="Export and verify block proofs.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None, help="Export and verify block proofs.", no_args_is_help=True
+)
 
 
 @app.command()

@@ -21,7 +21,9 @@ from metanode_storage.errors import ExitCode, InvalidSetting
 from metanode_storage.providers.catalogue import endpoint_of
 from metanode_storage.providers.health import HealthBoard
 
-app = typer.Typer(help="Configure, list and test storage providers.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None, help="Configure, list and test storage providers.", no_args_is_help=True
+)
 
 Text = Annotated[str | None, typer.Option()]
 

@@ -446,7 +446,13 @@ class Node:
         return self._view(self.blockmap.get_block(block_id))
 
     def status(self) -> NodeStatus:
-        report = measure_status(self.settings, self.providers, self.health, self.blockmap.stats())
+        report = measure_status(
+            self.settings,
+            self.providers,
+            self.health,
+            self.blockmap.stats(),
+            self.blockmap.audit_coverage(),
+        )
         self.health.save()
         return report
 

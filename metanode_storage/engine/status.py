@@ -39,6 +39,9 @@ class NodeStatus:
     replicas: int
     short_chunks: int
     faulty_replicas: int
+    # The integrity figure is the last known state, not measured by `status` itself:
+    blocks_never_checked: int  # blocks no integrity audit has read yet
+    oldest_check_at: int | None  # when the least recently checked block was checked
 
     @property
     def active_providers(self) -> int:
@@ -84,6 +87,7 @@ def measure_status(
     providers: Mapping[str, BlobStore],
     health: HealthBoard,
     stats: MapStats,
+    coverage: tuple[int, int | None],
 ) -> NodeStatus:
     """Probe every provider now (in parallel); the probes also update the health board."""
     with ThreadPoolExecutor(max(1, len(providers))) as pool:
@@ -119,4 +123,6 @@ def measure_status(
         replicas=stats.replicas,
         short_chunks=stats.short_chunks,
         faulty_replicas=stats.faulty_replicas,
+        blocks_never_checked=coverage[0],
+        oldest_check_at=coverage[1],
     )

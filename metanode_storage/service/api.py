@@ -254,7 +254,8 @@ async def metrics(request: web.Request) -> web.Response:
     snapshot = await _run(request, node.metrics.snapshot)
     stats = await _run(request, node.blockmap.stats)
     return web.Response(
-        body=prometheus.exposition(snapshot, stats), headers={"Content-Type": prometheus.CONTENT_TYPE}
+        body=prometheus.exposition(snapshot, stats),
+        headers={"Content-Type": prometheus.CONTENT_TYPE},
     )
 
 

@@ -166,3 +166,35 @@ def test_passphrase_from_a_command(
     monkeypatch.setenv("METANODE_PASSCOMMAND", "no-such-program-here")
     missing = cli("storage", "ls")
     assert missing.exit_code == 4 and "could not be run" in _one_line(missing.stderr)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("storage", "put"),
+        ("storage", "verify"),
+        ("storage", "get"),
+        ("storage", "distributed", "init"),
+    ],
+)
+def test_help_reads_cleanly(cli: CliRunnerFn, command: tuple[str, ...]) -> None:
+    result = cli(*command, "--help")
+    assert result.exit_code == 0
+    text = result.stdout
+    assert "<bool>" not in text  # flags are switches, not values
+    assert "{" not in text.splitlines()[0]  # Click-style FILE, not {file}
+    assert "directory ." not in text and "(default: $XDG_DATA_HOME" in " ".join(text.split())
+
+
+def test_status_says_how_old_its_integrity_figure_is(cli: CliRunnerFn) -> None:
+    cli("storage", "put", "-", stdin=b"one")
+    cli("storage", "put", "-", stdin=b"two")
+    before = cli("storage", "distributed", "status")
+    assert "2 block(s) never checked" in before.stdout and "status --check" in before.stdout
+    report = json.loads(cli("storage", "distributed", "status", "--json").stdout)
+    assert report["blocks_never_checked"] == 2 and report["oldest_check_at"] is None
+    checked = cli("storage", "distributed", "status", "--check")
+    assert checked.exit_code == 0, checked.stderr
+    assert "never checked" not in checked.stdout and "oldest block check" in checked.stdout
+    report = json.loads(cli("storage", "distributed", "status", "--json").stdout)
+    assert report["blocks_never_checked"] == 0 and report["oldest_check_at"] is not None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 from metanode_storage.config.settings import VENDORS, ProviderSettings
 from metanode_storage.errors import InvalidSetting
-from metanode_storage.providers.catalogue import CATALOGUE, endpoint_of
+from metanode_storage.providers.catalogue import CATALOGUE, endpoint_of, open_provider
 
 
 def test_config_and_catalogue_name_the_same_vendors() -> None:
@@ -36,3 +38,16 @@ def test_an_override_wins_and_r2_needs_its_account() -> None:
     assert endpoint_of(override) == "http://127.0.0.1:9"
     with pytest.raises(InvalidSetting, match="--account"):
         endpoint_of(ProviderSettings("p", "cloudflare", region="auto", bucket="b"))
+
+
+def test_a_gcp_provider_without_a_project_opens_without_a_warning() -> None:
+    """gcsfs warns 'GCS project not set' at construction: on every command, for a setting
+    only bucket creation needs. (The suite turns warnings into errors.)"""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        store = open_provider(
+            ProviderSettings(
+                "g", "gcp", bucket="b", endpoint="http://127.0.0.1:9", credentials="anonymous"
+            )
+        )
+    assert store.name == "g"
