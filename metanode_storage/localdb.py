@@ -37,7 +37,7 @@ class DatabaseMissing(Exception):
     """The database file is absent or empty, and the caller did not ask to create it."""
 
 
-def describe(exc: sqlite3.Error) -> str:
+def describe(exc: Exception) -> str:
     """A short, one-line account of an SQLite error: its code name and the start of its
     message, which can quote stored bytes (never shown whole, never over lines)."""
     first = str(exc).splitlines()[0] if str(exc) else ""
@@ -46,10 +46,12 @@ def describe(exc: sqlite3.Error) -> str:
     return f"{name}: {shown}" if shown else name
 
 
-Translate = Callable[[sqlite3.DatabaseError], Exception]
+# A damaged file can also make SQLite's own error text undecodable.
+_DAMAGE = (sqlite3.DatabaseError, UnicodeDecodeError)
+Translate = Callable[[Exception], Exception]
 
 
-def _unchanged(exc: sqlite3.DatabaseError) -> Exception:
+def _unchanged(exc: Exception) -> Exception:
     return exc
 
 
@@ -89,28 +91,28 @@ class SharedConnection:
             self._db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
-        except sqlite3.DatabaseError as exc:
+        except _DAMAGE as exc:
             raise translate(exc) from exc
 
     def execute(self, sql: str, args: Any = ()) -> Rows:
         with self.lock:
             try:
                 return Rows(self._db.execute(sql, args))
-            except sqlite3.DatabaseError as exc:
+            except _DAMAGE as exc:
                 raise self._translate(exc) from exc
 
     def executemany(self, sql: str, rows: Any) -> Rows:
         with self.lock:
             try:
                 return Rows(self._db.executemany(sql, rows))
-            except sqlite3.DatabaseError as exc:
+            except _DAMAGE as exc:
                 raise self._translate(exc) from exc
 
     def executescript(self, script: str) -> None:
         with self.lock:
             try:
                 self._db.executescript(script)
-            except sqlite3.DatabaseError as exc:
+            except _DAMAGE as exc:
                 raise self._translate(exc) from exc
 
     @contextmanager
@@ -125,6 +127,18 @@ class SharedConnection:
                     self._db.execute("ROLLBACK")
                 raise
             self.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[SharedConnection]:
+        """A read transaction: every query inside sees the same state of the database,
+        whatever other connections commit meanwhile (WAL readers see one snapshot)."""
+        with self.lock:
+            self.execute("BEGIN DEFERRED")
+            try:
+                yield self
+            finally:
+                with suppress(sqlite3.Error):
+                    self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self.lock:

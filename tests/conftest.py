@@ -17,6 +17,7 @@ from metanode_storage.crypto.kdf import KdfParams
 from metanode_storage.crypto.keystore import KeyMaterial, read_keystore
 from metanode_storage.engine.auditing import checkpoint_blob_key
 from metanode_storage.engine.backup import Locator
+from metanode_storage.engine.blobformat import is_own_blob_key
 from tests.servers import (
     AZURITE_ACCOUNT,
     S3_ACCESS_KEY,
@@ -38,10 +39,10 @@ def cheap_kdf() -> KdfParams:
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    """A node on three local providers. Map backups are off here: each provider's backup
-    locator costs a full-strength Argon2id run (tests/faults/test_recovery.py covers them)."""
+    """A node on three local providers, with the defaults users get (map backups on).
+    Only the keystore's Argon2id cost is lowered; the backup locators keep theirs."""
     path = tmp_path / "node"
-    init_node(path, Secret(PASSPHRASE.encode()), kdf=cheap_kdf(), backup_enabled=False)
+    init_node(path, Secret(PASSPHRASE.encode()), kdf=cheap_kdf())
     return path
 
 
@@ -61,10 +62,12 @@ def blob_files(home: Path, passphrase: str = PASSPHRASE) -> list[Path]:
 
 
 def data_blobs(home: Path, provider: Path, passphrase: str = PASSPHRASE) -> list[Path]:
-    """The chunk blobs of one local provider, without its audit checkpoint and map backup."""
+    """The chunk blobs of one local provider, without its audit checkpoint and map backup
+    log: those of this node carry its ownership tag (engine/blobformat.py)."""
     keys = read_keystore(home / "keystore.mnk", Secret(passphrase.encode()))
-    reserved = reserved_blob_keys(keys, provider.name)
-    return sorted(p for p in provider.rglob("*") if p.is_file() and p.name not in reserved)
+    return sorted(
+        p for p in provider.rglob("*") if p.is_file() and is_own_blob_key(keys.owner_key, p.name)
+    )
 
 
 def reserved_blob_keys(keys: KeyMaterial, provider: str) -> set[str]:

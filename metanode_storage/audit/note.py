@@ -42,6 +42,16 @@ class Checkpoint:
     def text(self) -> str:
         return f"{self.origin}\n{self.size}\n{base64.b64encode(self.root).decode()}\n"
 
+    @classmethod
+    def parse_unverified(cls, note: str) -> Checkpoint:
+        """The checkpoint a note states, signature not checked: for notes this node wrote
+        and keeps locally (open_note is for anything that came from elsewhere)."""
+        try:
+            origin, size_text, root_text = note.split("\n\n", 1)[0].split("\n")
+            return cls(origin, int(size_text), base64.b64decode(root_text, validate=True))
+        except (ValueError, binascii.Error):
+            raise NoteInvalid("checkpoint text is malformed") from None
+
     def sign(self, signer: NodeSigner) -> str:
         text = self.text()
         signature = signer.sign(text.encode())

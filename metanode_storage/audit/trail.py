@@ -112,7 +112,7 @@ class AuditTrail:
             ) from None
         self._db.executescript(_SCHEMA)
 
-    def _damaged(self, exc: sqlite3.DatabaseError) -> Exception:
+    def _damaged(self, exc: Exception) -> Exception:
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             return NodeBusy("the audit trail is locked by another run", "retry in a moment")
         return AuditTrailDamaged(
@@ -192,6 +192,61 @@ class AuditTrail:
                 note = Checkpoint(self.origin, frontier.size, frontier.root()).sign(self._signer)
                 self._db.execute("INSERT INTO checkpoints VALUES (?, ?)", (frontier.size, note))
         return note
+
+    # -- backup and recovery ------------------------------------------------------------
+
+    def rows_since(self, events_from: int, checkpoints_after: int) -> dict[str, list[list[Any]]]:
+        """Events from sequence number ``events_from`` and checkpoints larger than
+        ``checkpoints_after``, read in one transaction: what a backup segment carries."""
+        with self._db.snapshot() as db:
+            events = db.execute(
+                "SELECT seq, time, type, block_id, status, body, leaf FROM events "
+                "WHERE seq >= ? ORDER BY seq",
+                (events_from,),
+            ).fetchall()
+            checkpoints = db.execute(
+                "SELECT size, note FROM checkpoints WHERE size > ? ORDER BY size",
+                (checkpoints_after,),
+            ).fetchall()
+        return {"events": [list(r) for r in events], "checkpoints": [list(r) for r in checkpoints]}
+
+    def root_at(self, size: int) -> bytes | None:
+        """The Merkle root of the first ``size`` events: from the local checkpoint of that
+        size when there is one, else computed from the events; None past the trail's end."""
+        row = self._db.execute("SELECT note FROM checkpoints WHERE size=?", (size,)).fetchone()
+        if row is not None:
+            return Checkpoint.parse_unverified(str(row[0])).root
+        frontier = Frontier()
+        for event in self._all_events():
+            if frontier.size == size:
+                break
+            frontier.append(event[6])
+        return frontier.root() if frontier.size == size else None
+
+    def marks(self) -> tuple[int, int]:
+        """(events held, largest checkpoint size): where the next backup segment starts."""
+        events = self._db.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM events").fetchone()[0]
+        largest = self._db.execute("SELECT COALESCE(MAX(size), 0) FROM checkpoints").fetchone()[0]
+        return int(events), int(largest)
+
+    def restore_rows(self, rows: Mapping[str, Sequence[Sequence[Any]]]) -> None:
+        """Recovery: add events and checkpoints from a backup (those already held are
+        skipped), then rebuild the Merkle frontier from every event, so appends go on."""
+        with self._db.transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows["events"]
+            )
+            db.executemany("INSERT OR IGNORE INTO checkpoints VALUES (?, ?)", rows["checkpoints"])
+            frontier, last = Frontier(), ""
+            for row in self._all_events():
+                frontier.append(row[6])
+                last = row[6].hex()
+            state = {
+                "size": frontier.size,
+                "hashes": [h.hex() for h in frontier.hashes],
+                "last": last,
+            }
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('frontier', ?)", (json.dumps(state),))
 
     # -- reading ---------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from metanode_storage.blockmap.records import BlockRecord, ChunkRecord
 from metanode_storage.crypto import aead
@@ -41,7 +42,26 @@ CREATE TABLE IF NOT EXISTS audited (block_id TEXT PRIMARY KEY, at INTEGER NOT NU
 -- Replicas found missing or corrupt; the row id is a keyed hash of (chunk, provider).
 CREATE TABLE IF NOT EXISTS faults (fault_id BLOB PRIMARY KEY, sealed BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS totals (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- Which rows changed, in order, so a map backup uploads the change and not the map
+-- (engine/backup_log.py); triggers below fill it, backups prune it.
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, key NOT NULL);
 """
+# Every table a backup must carry, with its primary key (triggers record that key).
+TRACKED = {
+    "meta": "key",
+    "blocks": "block_id",
+    "chunks": "chunk_id",
+    "audited": "block_id",
+    "faults": "fault_id",
+    "totals": "name",
+}
+_TRIGGERS = "".join(
+    f"CREATE TRIGGER IF NOT EXISTS track_{table}_{event} AFTER {event} ON {table} BEGIN "
+    f"INSERT INTO changes (tbl, key) VALUES ('{table}', {row}.{pk}); END;\n"
+    for table, pk in TRACKED.items()
+    for event, row in (("insert", "NEW"), ("update", "NEW"), ("delete", "OLD"))
+)
 _TOTALS = (
     "blocks",
     "logical_bytes",
@@ -80,7 +100,7 @@ class BlockMap:
                 create=create,
                 translate=self._damaged,
             )
-            self._db.executescript(_SCHEMA)  # idempotent; runs outside any transaction
+            self._db.executescript(_SCHEMA + _TRIGGERS)  # idempotent; outside any transaction
             with self._write():
                 self._db.execute(
                     "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
@@ -121,7 +141,7 @@ class BlockMap:
                 "the map was tampered with or damaged; restore it from a map backup",
             ) from None
 
-    def _damaged(self, exc: sqlite3.DatabaseError) -> Exception:
+    def _damaged(self, exc: Exception) -> Exception:
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             return NodeBusy("the block map is locked by another run", "retry in a moment")
         return BlockMapDamaged(
@@ -236,50 +256,61 @@ class BlockMap:
         replaced; those spare copies are returned so that the caller can delete
         their blobs once this returns.
         """
-        offered = {c.chunk_id: c for c in new_chunks}
+        return self.commit_blocks([(block, new_chunks)])
+
+    def commit_blocks(
+        self, blocks: Iterable[tuple[BlockRecord, Iterable[ChunkRecord]]]
+    ) -> list[ChunkRecord]:
+        """Several blocks in one transaction (one fsync): all of them, or none."""
         spare: list[ChunkRecord] = []
         with self._write() as db:
-            added_chunks = added_replicas = added_stored = added_short = 0
-            for chunk_id in dict.fromkeys(block.chunk_ids):
-                updated = db.execute(
-                    "UPDATE chunks SET refcount = refcount + 1 WHERE chunk_id=?", (chunk_id,)
-                ).rowcount
-                record = offered.pop(chunk_id, None)
-                if updated:
-                    if record is not None:
-                        spare.append(record)
-                    continue
-                if record is None:
-                    raise BlockMapDamaged(
-                        f"chunk {chunk_id.hex()[:12]} of block {block.block_id} vanished "
-                        "from the map during the store",
-                        "retry the store",
-                    )
-                db.execute(
-                    "INSERT INTO chunks VALUES (?, 1, ?)",
-                    (chunk_id, self._seal("chunks", chunk_id, record.to_bytes())),
+            for block, new_chunks in blocks:
+                spare += self._add_block(db, block, new_chunks)
+        return spare
+
+    def _add_block(
+        self, db: SharedConnection, block: BlockRecord, new_chunks: Iterable[ChunkRecord]
+    ) -> list[ChunkRecord]:
+        offered = {c.chunk_id: c for c in new_chunks}
+        spare: list[ChunkRecord] = []
+        added_chunks = added_replicas = added_stored = added_short = 0
+        for chunk_id in dict.fromkeys(block.chunk_ids):
+            updated = db.execute(
+                "UPDATE chunks SET refcount = refcount + 1 WHERE chunk_id=?", (chunk_id,)
+            ).rowcount
+            record = offered.pop(chunk_id, None)
+            if updated:
+                if record is not None:
+                    spare.append(record)
+                continue
+            if record is None:
+                raise BlockMapDamaged(
+                    f"chunk {chunk_id.hex()[:12]} of block {block.block_id} vanished "
+                    "from the map during the store",
+                    "retry the store",
                 )
-                added_chunks += 1
-                added_replicas += len(record.replicas)
-                added_stored += record.stored_size
-                added_short += record.is_short
-            spare.extend(offered.values())
             db.execute(
-                "INSERT INTO blocks VALUES (?, ?)",
-                (
-                    block.block_id,
-                    self._seal("blocks", block.block_id.encode(), block.to_bytes()),
-                ),
+                "INSERT INTO chunks VALUES (?, 1, ?)",
+                (chunk_id, self._seal("chunks", chunk_id, record.to_bytes())),
             )
-            self._add_totals(
-                db,
-                blocks=1,
-                logical_bytes=block.size,
-                chunks=added_chunks,
-                replicas=added_replicas,
-                stored_bytes=added_stored,
-                short_chunks=added_short,
-            )
+            added_chunks += 1
+            added_replicas += len(record.replicas)
+            added_stored += record.stored_size
+            added_short += record.is_short
+        spare.extend(offered.values())
+        db.execute(
+            "INSERT INTO blocks VALUES (?, ?)",
+            (block.block_id, self._seal("blocks", block.block_id.encode(), block.to_bytes())),
+        )
+        self._add_totals(
+            db,
+            blocks=1,
+            logical_bytes=block.size,
+            chunks=added_chunks,
+            replicas=added_replicas,
+            stored_bytes=added_stored,
+            short_chunks=added_short,
+        )
         return spare
 
     def delete_block(self, block_id: str) -> list[ChunkRecord]:
@@ -358,6 +389,48 @@ class BlockMap:
                 ).rowcount
                 if not updated:
                     raise BlockMapDamaged(f"chunk {record.chunk_id.hex()[:12]} vanished")
+
+    # -- change tracking, for incremental backups ----------------------------------------
+
+    def change_mark(self) -> int:
+        """The newest change's sequence number (0 with none)."""
+        return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0])
+
+    def changes_since(self, mark: int) -> tuple[int, list[tuple[str, Any, list[Any] | None]]]:
+        """(new mark, [(table, key, the row now or None if deleted)]) for every row changed
+        after ``mark``, read in one transaction so the rows are consistent with each other."""
+        with self._db.snapshot() as db:
+            newest = int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0])
+            keys = db.execute(
+                "SELECT tbl, key, MAX(seq) FROM changes WHERE seq > ? AND seq <= ? "
+                "GROUP BY tbl, key ORDER BY 3",
+                (mark, newest),
+            ).fetchall()
+            changed = []
+            for table, key, _ in keys:
+                row = db.execute(
+                    f"SELECT * FROM {table} WHERE {TRACKED[table]} = ?", (key,)
+                ).fetchone()
+                changed.append((str(table), key, None if row is None else list(row)))
+        return newest, changed
+
+    def forget_changes(self, upto: int) -> None:
+        """Drop change records every backup has carried (up to and including ``upto``)."""
+        with self._write() as db:
+            db.execute("DELETE FROM changes WHERE seq <= ?", (upto,))
+
+    def apply_changes(self, changed: Iterable[tuple[str, Any, list[Any] | None]]) -> None:
+        """Replay rows from a backup (recovery): upsert each row, or delete it."""
+        with self._write() as db:
+            for table, key, row in changed:
+                if table not in TRACKED:
+                    raise BlockMapDamaged(f"a map backup names unknown table {table!r}")
+                if row is None:
+                    db.execute(f"DELETE FROM {table} WHERE {TRACKED[table]} = ?", (key,))
+                else:
+                    marks = ", ".join("?" * len(row))
+                    db.execute(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", row)
+            db.execute("DELETE FROM changes")  # the recovered map starts a fresh history
 
     def audit_coverage(self) -> tuple[int, int | None]:
         """(blocks never checked by an integrity audit, when the least recently checked

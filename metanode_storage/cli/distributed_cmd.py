@@ -107,7 +107,8 @@ def status(
     check: Annotated[
         bool,
         typer.Option(
-            "--check", help="Read and verify every replica first, so integrity is measured now."
+            "--check",
+            help="Measure everything now: verify every replica, probe Offline providers too.",
         ),
     ] = False,
     json_output: JsonOption = False,
@@ -118,7 +119,7 @@ def status(
         if check:
             with console.count_progress("checking blocks", node.blockmap.stats().blocks) as bar:
                 run_integrity_audit(node, progress=bar.advance)
-        report = node.status()
+        report = node.status(probe_offline=check)
     if json_output:
         console.emit_json(report.to_dict())
         return
@@ -141,6 +142,7 @@ def status(
             ),
         ]
     )
+    console.key_values([("Map Backup", _map_backup_line(report))])
     console.table(
         "Providers",
         ["name", "vendor", "region", "state", "latency", "problem"],
@@ -149,6 +151,21 @@ def status(
             for p in report.providers
         ],
     )
+
+
+def _map_backup_line(report: NodeStatus) -> str:
+    backup = report.map_backup
+    if not backup.enabled:
+        return "off (init --backup-enabled false): losing this machine loses the map"
+    line = f"current on {len(backup.current)}/{len(report.providers)} providers"
+    if backup.last_written_at:
+        line += f", written {formatting.ago(int(backup.last_written_at))}"
+    if backup.last_failure and backup.last_failure_at:
+        line += (
+            f"; LAST BACKUP FAILED {formatting.ago(int(backup.last_failure_at))}: "
+            f"{backup.last_failure} (retried after the next change, or run `backup-map`)"
+        )
+    return line
 
 
 def _integrity_age(report: NodeStatus) -> str:

@@ -65,6 +65,7 @@ def recover(
     passphrase = read_passphrase()
     recovered = recover_home(target, passphrase, open_provider(settings))
     with Node.open(target, passphrase) as node:  # proves the keystore and map open
+        node.audit.adopt_tail(name)  # the events published with the newest checkpoint
         stats = node.blockmap.stats()
         trail = node.audit.verify()
     document = {

@@ -4,16 +4,24 @@ on the providers so that a local trail rolled back to an earlier state is caught
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+import json
+import logging
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import Any
 
+from metanode_storage.audit.note import Checkpoint, NoteInvalid, open_note
 from metanode_storage.audit.trail import OK, AuditTrail, TrailVerification
 from metanode_storage.crypto import aead
 from metanode_storage.crypto.keystore import KeyMaterial
 from metanode_storage.errors import ObjectNotFound, ProviderError
+from metanode_storage.jsonbytes import decode, encode
 from metanode_storage.providers.base import BlobStore
 
-_CHECKPOINT_AAD = b"metanode audit checkpoint v1"
+_CHECKPOINT_AAD_V1 = b"metanode audit checkpoint v1"
+_CHECKPOINT_AAD = b"metanode audit checkpoint v2"
+log = logging.getLogger("metanode.audit")
 
 
 def checkpoint_blob_key(keys: KeyMaterial, provider: str) -> str:
@@ -25,21 +33,46 @@ def checkpoint_blob_key(keys: KeyMaterial, provider: str) -> str:
     ].hex()
 
 
+@dataclass(frozen=True)
+class RemoteCheckpoint:
+    note: str
+    tail: dict[str, list[list[Any]]]  # audit rows no map backup on that provider holds yet
+
+
 class NodeAudit:
+    """Records events, and publishes signed checkpoints to the providers.
+
+    The publishing rule (docs/AUDIT.md): at most once per command (at close, and only
+    when it recorded events), to every provider not known to be Offline, in parallel;
+    never over a checkpoint the local trail does not extend (a larger one, or one whose
+    root differs): that one is evidence of a rolled-back or lost trail and stays.
+    Each checkpoint blob also carries the events since that provider's last map
+    backup segment, so a recovered node's trail reaches the checkpoint.
+    """
+
     def __init__(
         self,
         trail: AuditTrail,
         providers: Mapping[str, BlobStore],
         keys: KeyMaterial,
         enabled: bool,
+        io_pool: Executor | None = None,
+        is_offline: Callable[[str], bool] = lambda _: False,
     ) -> None:
         self.trail = trail
         self._providers = providers
         self._keys = keys
         self.enabled = enabled
+        self._io = io_pool
+        self._is_offline = is_offline
         self.recorded = 0  # events since the last checkpoint was published
         self.checkpoint_keys = {name: checkpoint_blob_key(keys, name) for name in providers}
         self._seal_key = aead.keyed_hash(keys.map_key.reveal(), b"audit checkpoint seal")
+
+    def use_keys(self, keys: KeyMaterial) -> None:
+        """After a key rotation: sign with the new key, trust every key the keystore holds."""
+        self._keys = keys
+        self.trail.use_signer(keys.signer)
 
     def record(
         self,
@@ -53,40 +86,112 @@ class NodeAudit:
             self.recorded += 1
 
     def close(self) -> None:
-        """Checkpoint what this run recorded and publish it to the providers."""
-        if self.enabled and self.recorded:
-            self.publish()
         self.trail.close()
 
-    def publish(self) -> dict[str, str]:
-        """Sign a checkpoint and write it, sealed, to every provider that answers.
-
-        A provider that is down just misses this checkpoint; the next one
-        supersedes it. Returns what happened per provider.
-        """
+    def publish(self, tail_from: Mapping[str, tuple[int, int]] | None = None) -> dict[str, str]:
+        """Sign a checkpoint and write it, sealed, to every provider that answers;
+        ``tail_from`` gives per provider the (events, checkpoints) marks its map backup
+        carries, so the blob adds what lies beyond. Returns what happened per provider."""
         note = self.trail.checkpoint()
         self.recorded = 0
-        sealed = aead.seal(self._seal_key, note.encode(), _CHECKPOINT_AAD)
+        mine = Checkpoint.parse_unverified(note)  # just signed here
         outcome: dict[str, str] = {}
+        jobs = {}
         for name, store in self._providers.items():
-            try:
-                store.put(self.checkpoint_keys[name], sealed)
-                outcome[name] = "ok"
-            except ProviderError as exc:
-                outcome[name] = exc.message
+            if self._is_offline(name):
+                outcome[name] = "Offline: skipped, catches up when it answers"
+                continue
+            marks = (tail_from or {}).get(name)
+            if self._io is None:
+                outcome[name] = self._publish_to(name, store, note, mine, marks)
+            else:
+                jobs[name] = self._io.submit(self._publish_to, name, store, note, mine, marks)
+        for name, job in jobs.items():
+            outcome[name] = job.result()
         return outcome
+
+    def _publish_to(
+        self,
+        name: str,
+        store: BlobStore,
+        note: str,
+        mine: Checkpoint,
+        marks: tuple[int, int] | None,
+    ) -> str:
+        try:
+            current = self._read(store, name)
+            if current is not None:
+                problem = self._not_extended(current.note, mine)
+                if problem:
+                    log.warning("not publishing the checkpoint to %s: %s", name, problem)
+                    return f"kept the provider's checkpoint: {problem}"
+            tail = self.trail.rows_since(*marks) if marks else {"events": [], "checkpoints": []}
+            body = json.dumps({"note": note, "tail": encode(tail)}).encode()
+            store.put(self.checkpoint_keys[name], aead.seal(self._seal_key, body, _CHECKPOINT_AAD))
+            return "ok"
+        except ProviderError as exc:
+            return exc.message
+
+    def _not_extended(self, remote_note: str, mine: Checkpoint) -> str:
+        """Why the local trail does not extend the provider's checkpoint ("" when it does)."""
+        try:
+            remote = open_note(remote_note, list(self._keys.public_keys().values()))
+        except NoteInvalid as exc:
+            return f"its checkpoint does not verify ({exc}); run `metanode storage audit verify`"
+        if remote.size > mine.size:
+            return (
+                f"it covers {remote.size} events and the local trail holds {mine.size}: the "
+                "trail was rolled back or lost; run `metanode storage audit verify`"
+            )
+        if self.trail.root_at(remote.size) != remote.root:
+            return (
+                f"its checkpoint at {remote.size} events disagrees with the local trail; "
+                "run `metanode storage audit verify`"
+            )
+        return ""
+
+    def _read(self, store: BlobStore, name: str) -> RemoteCheckpoint | None:
+        """The provider's checkpoint blob, in either format; None if it has none."""
+        try:
+            sealed = store.get(self.checkpoint_keys[name])
+        except ObjectNotFound:
+            return None
+        try:
+            body = aead.open_sealed(self._seal_key, sealed, _CHECKPOINT_AAD)
+            doc = json.loads(body)
+            return RemoteCheckpoint(str(doc["note"]), decode(doc["tail"]))
+        except (aead.OpenFailed, ValueError, KeyError, TypeError):
+            pass
+        try:  # written by versions before 0.2: the note alone
+            note = aead.open_sealed(self._seal_key, sealed, _CHECKPOINT_AAD_V1).decode()
+            return RemoteCheckpoint(note, {"events": [], "checkpoints": []})
+        except (aead.OpenFailed, UnicodeDecodeError):
+            return RemoteCheckpoint("(sealed checkpoint does not open)", {})
+
+    def adopt_tail(self, name: str) -> int:
+        """Recovery: add the events and checkpoint that provider ``name``'s checkpoint blob
+        carries beyond its map backup, so the trail reaches the published checkpoint.
+        Returns how many events were added."""
+        found = self._read(self._providers[name], name)
+        if found is None or not found.tail:
+            return 0
+        checkpoint = open_note(found.note, list(self._keys.public_keys().values()))
+        before, _ = self.trail.marks()
+        rows = {
+            "events": found.tail.get("events", []),
+            "checkpoints": [*found.tail.get("checkpoints", []), [checkpoint.size, found.note]],
+        }
+        self.trail.restore_rows(rows)
+        return self.trail.marks()[0] - before
 
     def remote_notes(self) -> list[tuple[str, str]]:
         """(provider, checkpoint note) from every provider that holds one."""
         notes = []
         for name, store in self._providers.items():
-            with contextlib.suppress(ObjectNotFound, ProviderError):
-                sealed = store.get(self.checkpoint_keys[name])
-                try:
-                    note = aead.open_sealed(self._seal_key, sealed, _CHECKPOINT_AAD).decode()
-                except (aead.OpenFailed, UnicodeDecodeError):
-                    note = "(sealed checkpoint does not open)"
-                notes.append((f"provider {name}", note))
+            with contextlib.suppress(ProviderError):
+                found = self._read(store, name)
+                if found is not None:
+                    notes.append((f"provider {name}", found.note))
         return notes
 
     def verify(self) -> TrailVerification:

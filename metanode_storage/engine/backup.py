@@ -1,10 +1,9 @@
-"""Backups of the VM-only map, so that losing the machine does not lose the data.
+"""Where a node's map backup lives on each provider, and backups of versions before 0.2.
 
-A backup bundles the node's config, keystore, block map and audit trail
-(consistent SQLite snapshots), compresses and seals it, and writes it to
-every provider that answers (at least two are needed for success). To find
-and open a bundle on a fresh machine, all one needs is the passphrase and
-one provider's configuration: the blob's name and key come from
+Losing the machine must not lose the data. Since 0.2 the map backup is an
+incremental log per provider (engine/backup_log.py); this module says how a
+fresh machine finds it with nothing but the passphrase and one provider's
+configuration: the blob's name and key come from
 
     Argon2id(passphrase, salt = SHA-256("metanode map backup v1\\n" || provider name)[:16],
              t=3, m=64 MiB, p=4) -> 64 bytes: name = hex(bytes 0-15), key = bytes 16-47
@@ -13,7 +12,8 @@ so the name differs on every provider (nothing links them), and a provider
 can neither find nor open it without the passphrase. The KDF runs once per
 provider when the provider is set up; the result is kept in the keystore.
 
-Bundle, inside AES-256-GCM (associated data "metanode map backup v1")::
+Versions before 0.2 wrote one bundle of every file at that name, inside
+AES-256-GCM (associated data "metanode map backup v1"); `recover` still reads it::
 
     b"MNBK" | version (1) | u32 header length | header JSON
         {"node_id", "created_at", "files": [{"name", "offset", "length", "sha256"}]}
@@ -24,11 +24,7 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import struct
-import tempfile
-import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
@@ -42,9 +38,7 @@ from metanode_storage.crypto.kdf import KdfParams, derive
 from metanode_storage.errors import (
     AlreadyInitialised,
     KeystoreDamaged,
-    NotEnoughProviders,
     ObjectNotFound,
-    ProviderError,
     WrongPassphrase,
 )
 from metanode_storage.providers.base import BlobStore
@@ -79,75 +73,6 @@ def derive_locator(passphrase: Secret, provider_name: str) -> Locator:
     return Locator(derived[:16].hex(), Secret(derived[16:48]))
 
 
-def _snapshot(source: Path) -> bytes:
-    """A consistent copy of a live SQLite database (its WAL included)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        target = Path(tmp) / "copy.sqlite"
-        src, dst = sqlite3.connect(source), sqlite3.connect(target)
-        try:
-            src.backup(dst)
-        finally:
-            src.close()
-            dst.close()
-        return target.read_bytes()
-
-
-def make_bundle(layout: NodeLayout, node_id: str) -> bytes:
-    compressor = zstandard.ZstdCompressor(level=3)
-    files, blobs, offset = [], [], 0
-    for name in (*_PLAIN_FILES, *_SQLITE_FILES):
-        path = layout.home / name
-        if not path.exists():
-            continue
-        raw = _snapshot(path) if name in _SQLITE_FILES else path.read_bytes()
-        packed = compressor.compress(raw)
-        files.append(
-            {
-                "name": name,
-                "offset": offset,
-                "length": len(packed),
-                "sha256": sha256(raw).hexdigest(),
-            }
-        )
-        blobs.append(packed)
-        offset += len(packed)
-    header = json.dumps(
-        {"node_id": node_id, "created_at": int(time.time()), "files": files}
-    ).encode()
-    return _HEAD.pack(MAGIC, VERSION, len(header)) + header + b"".join(blobs)
-
-
-def write_backup(
-    layout: NodeLayout,
-    node_id: str,
-    providers: Mapping[str, BlobStore],
-    locators: Mapping[str, Locator],
-) -> dict[str, str]:
-    """Seal and write the bundle to every provider with a locator; "ok" or the error, each.
-
-    Raises NotEnoughProviders when fewer than two copies could be written.
-    """
-    bundle = make_bundle(layout, node_id)
-    outcome: dict[str, str] = {}
-    for name, store in providers.items():
-        locator = locators.get(name)
-        if locator is None:
-            outcome[name] = "no backup locator (reconfigure the provider)"
-            continue
-        try:
-            store.put(locator.blob_key, aead.seal(locator.seal_key.reveal(), bundle, _AAD))
-            outcome[name] = "ok"
-        except ProviderError as exc:
-            outcome[name] = exc.message
-    if sum(v == "ok" for v in outcome.values()) < MIN_COPIES:
-        raise NotEnoughProviders(
-            f"the map backup reached {sum(v == 'ok' for v in outcome.values())} provider(s), "
-            f"fewer than {MIN_COPIES}: " + "; ".join(f"{k}: {v}" for k, v in outcome.items()),
-            "bring providers back and run `metanode storage backup-map`",
-        )
-    return outcome
-
-
 @dataclass(frozen=True)
 class Recovered:
     node_id: str
@@ -156,7 +81,10 @@ class Recovered:
 
 
 def recover_home(home: Path, passphrase: Secret, provider: BlobStore) -> Recovered:
-    """Rebuild a node home from the newest map backup on ``provider``."""
+    """Rebuild a node home from the map backup on ``provider``: the incremental log
+    (engine/backup_log.py), or a full bundle written by versions before 0.2."""
+    from metanode_storage.engine.backup_log import open_head, restore_log
+
     layout = NodeLayout(home)
     if layout.config.exists():
         raise AlreadyInitialised(f"a node already exists at {home}", "recover into an empty --home")
@@ -169,6 +97,16 @@ def recover_home(home: Path, passphrase: Secret, provider: BlobStore) -> Recover
             "holds no map backup for this passphrase and provider name",
             "check the passphrase and that --name is the provider's name in the lost node",
         ) from None
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    head = open_head(provider, locator, sealed)
+    if head is not None:
+        log = restore_log(home, provider, locator, head)
+        return Recovered(log.node_id, log.created_at, log.files)
+    return _recover_bundle(home, provider, locator, sealed)
+
+
+def _recover_bundle(home: Path, provider: BlobStore, locator: Locator, sealed: bytes) -> Recovered:
+    """A version-1 backup: one sealed bundle of every file (see the module docstring)."""
     try:
         bundle = aead.open_sealed(locator.seal_key.reveal(), sealed, _AAD)
     except aead.OpenFailed:
@@ -179,7 +117,6 @@ def recover_home(home: Path, passphrase: Secret, provider: BlobStore) -> Recover
     header = json.loads(bundle[_HEAD.size : _HEAD.size + header_len])
     body = bundle[_HEAD.size + header_len :]
     decompressor = zstandard.ZstdDecompressor()
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
     restored = []
     for entry in header["files"]:
         raw = decompressor.decompress(body[entry["offset"] : entry["offset"] + entry["length"]])

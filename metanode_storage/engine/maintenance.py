@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from metanode_storage.audit.trail import FAILED
 from metanode_storage.config.secrets import Secret
 from metanode_storage.crypto.keystore import KeyMaterial, update_keystore
-from metanode_storage.engine.backup import Locator, derive_locator, write_backup
+from metanode_storage.engine.backup import Locator, derive_locator
+from metanode_storage.engine.backup_log import BACKUP_STATE_FILE, BackupLog, BackupState
 from metanode_storage.engine.blobformat import is_own_blob_key
-from metanode_storage.errors import KeystoreError, ProviderError
+from metanode_storage.errors import KeystoreError
 
 if TYPE_CHECKING:
     from metanode_storage.engine.node import Node
 
 
-def backup_map(node: Node) -> dict[str, str]:
-    """Write the sealed map backup to every provider that answers (two at least)."""
+def backup_locators(node: Node) -> dict[str, Locator]:
+    """Where each provider's map backup lives; derived from the passphrase once per
+    provider (a full-strength Argon2id run) and then kept in the keystore."""
     missing = [n for n in node.providers if n not in node.keys.backup_locators]
     if missing:
         if node.passphrase is None:
@@ -27,20 +28,38 @@ def backup_map(node: Node) -> dict[str, str]:
             material.backup_locators.update({n: Secret(v.encode()) for n, v in found.items()})
 
         node.reload_keys(update_keystore(node.layout.keystore, node.passphrase, remember))
-    locators = {
-        n: Locator.from_hex(v.reveal().decode()) for n, v in node.keys.backup_locators.items()
-    }
-    # Audit and checkpoint first, so the bundle carries the trail up to and including
-    # the newest checkpoint that the providers hold.
-    node.audit.record("map_backup", detail={"providers": sorted(locators)})
-    node.audit.publish()
-    try:
-        outcome = write_backup(node.layout, node.settings.node_id, node.providers, locators)
-    except ProviderError as exc:
-        node.audit.record("map_backup", status=FAILED, detail={"error": exc.message})
-        raise
+    return {n: Locator.from_hex(v.reveal().decode()) for n, v in node.keys.backup_locators.items()}
+
+
+def backup_log(node: Node, try_offline: bool = False) -> BackupLog:
+    return BackupLog(
+        node.layout,
+        node.settings.node_id,
+        node.providers,
+        backup_locators(node),
+        node.blockmap,
+        node.audit.trail,
+        node.io_pool,
+        (lambda _: False) if try_offline else node.health.is_offline,
+    )
+
+
+def backup_map(node: Node, try_offline: bool = False) -> dict[str, str]:
+    """Bring the map backup on every provider that answers up to date (two at least):
+    a segment with what changed, or a snapshot where one is due. Providers known to be
+    Offline are skipped, unless ``try_offline`` (an operator's explicit `backup-map`)."""
+    outcome = backup_log(node, try_offline).write()
     node.changed = False
     return outcome
+
+
+def tail_marks(node: Node) -> dict[str, tuple[int, int]]:
+    """Per provider, the (events, checkpoints) marks its map backup carries: a published
+    checkpoint adds the audit rows beyond them."""
+    if not node.settings.backup_enabled:
+        return {}
+    logs = BackupState.load(node.layout.home / BACKUP_STATE_FILE).logs
+    return {n: (log.events_mark, log.checkpoints_mark) for n, log in logs.items()}
 
 
 def collect_garbage(node: Node, dry_run: bool = False) -> dict[str, int]:

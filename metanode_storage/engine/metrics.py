@@ -30,6 +30,7 @@ COUNTERS = (
     "proof_seconds",
     "failovers",
     "repairs",
+    "housekeeping_failures",
 )
 _DAY = 86_400
 log = logging.getLogger("metanode.metrics")
@@ -90,10 +91,10 @@ class Metrics:
                 "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value REAL NOT NULL);"
                 "CREATE TABLE IF NOT EXISTS failovers (at REAL NOT NULL);"
             )
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
             self._give_up(exc)
 
-    def _give_up(self, exc: sqlite3.Error) -> None:
+    def _give_up(self, exc: Exception) -> None:
         """Stop counting for this run, with one warning; the command goes on."""
         log.warning(
             "metrics are not being recorded: %s cannot be used (%s); "
@@ -115,7 +116,7 @@ class Metrics:
                 return
             try:
                 self._add(self._db, amounts)
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, UnicodeDecodeError) as exc:
                 self._give_up(exc)
 
     @staticmethod
@@ -149,7 +150,7 @@ class Metrics:
                     recent = self._db.execute(
                         "SELECT COUNT(*) FROM failovers WHERE at >= ?", (time.time() - _DAY,)
                     ).fetchone()[0]
-                except sqlite3.Error as exc:
+                except (sqlite3.Error, UnicodeDecodeError) as exc:
                     self._give_up(exc)
         return MetricsSnapshot({n: float(stored.get(n, 0.0)) for n in COUNTERS}, int(recent))
 

@@ -6,9 +6,9 @@ that receives the number of bytes just processed.
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import io
+import logging
 import random
 import time
 import uuid
@@ -38,14 +38,15 @@ from metanode_storage.config.settings import NodeSettings, load_settings
 from metanode_storage.crypto.aead import keyed_hash
 from metanode_storage.crypto.keystore import KeyMaterial, read_keystore
 from metanode_storage.engine.auditing import NodeAudit
+from metanode_storage.engine.backup_log import BACKUP_STATE_FILE, BackupState
 from metanode_storage.engine.chunker import Chunker
-from metanode_storage.engine.maintenance import backup_map, collect_garbage
+from metanode_storage.engine.maintenance import backup_map, collect_garbage, tail_marks
 from metanode_storage.engine.metrics import Metrics
 from metanode_storage.engine.model import ContainerBlock
 from metanode_storage.engine.proof import block_message, make_proof, manifest_hash
 from metanode_storage.engine.qlock import NodeLock
 from metanode_storage.engine.reader import ChunkReader, ReplicaCheck
-from metanode_storage.engine.status import NodeStatus, measure_status
+from metanode_storage.engine.status import MapBackupStatus, NodeStatus, measure_status
 from metanode_storage.engine.verification import (
     BlockVerification,
     check_block_signatures,
@@ -67,6 +68,8 @@ from metanode_storage.providers.health import HealthBoard, MonitoredBlobStore
 Progress = Callable[[int], None]
 _CHUNKS_IN_FLIGHT = 4  # bounds memory: at most this many chunks are being sealed or fetched
 _IO_THREADS = 16
+_AUDIT_TAIL = 200  # events beyond the last map backup segment before one is written
+log = logging.getLogger("metanode.node")
 _rng = random.SystemRandom()
 
 
@@ -100,7 +103,14 @@ class Node:
         self.passphrase: Secret | None = None
         self.changed = False  # the map changed in this run: back it up at close
         trail = AuditTrail(layout.audit, audit_origin(settings.node_id), keys.signer)
-        self.audit = NodeAudit(trail, self.providers, keys, settings.audit_enabled)
+        self.audit = NodeAudit(
+            trail,
+            self.providers,
+            keys,
+            settings.audit_enabled,
+            self.io_pool,
+            self.health.is_offline,
+        )
         self.metrics = Metrics(layout.metrics)  # never raises: metrics are housekeeping
 
     @classmethod
@@ -122,22 +132,46 @@ class Node:
         self.keys = keys
         self._trusted_keys = keys.public_keys()
         self.reader.use_data_keys({k.key_id: k.key.reveal() for k in keys.data_keys})
-        self.audit.trail.use_signer(keys.signer)
+        self.audit.use_keys(keys)
 
     def close(self) -> None:
-        # Back up after any change or audited event, so that a recovered node's trail is
-        # as long as the newest checkpoint on the providers.
-        if self.settings.backup_enabled and (self.changed or self.audit.recorded):
-            # A failed backup must not fail the operation that already succeeded; it is
-            # audited, and `backup-map` reports it.
-            with contextlib.suppress(MetanodeError):
-                backup_map(self)
         self._workers.shutdown(wait=True)
-        self.audit.close()  # publishes a checkpoint through the I/O pool's providers
+        self.housekeeping()
+        self.audit.close()
         self.io_pool.shutdown(wait=True)
         self.health.save()
         self.metrics.close()
         self.blockmap.close()
+
+    def housekeeping(self) -> None:
+        """After the work: back up what changed, then publish the audit checkpoint.
+
+        Reads change nothing, so they upload no map backup; a command that recorded
+        events publishes one checkpoint (carrying the events no backup holds yet).
+        Neither may fail a command whose work succeeded: a failure is a warning, a
+        counter in the metrics, a line in `status`, and is caught up by the next run.
+        """
+        if self.settings.backup_enabled:
+            if self.changed or self._audit_tail_is_long():
+                self._attempt("map backup", lambda: backup_map(self))
+        else:
+            self.blockmap.forget_changes(self.blockmap.change_mark())  # no backup needs them
+        if self.audit.enabled and self.audit.recorded:
+            self._attempt("audit checkpoint", lambda: self.audit.publish(tail_marks(self)))
+
+    def _audit_tail_is_long(self) -> bool:
+        """A node that only reads still gets its audit events into a backup segment,
+        every _AUDIT_TAIL events, so checkpoint blobs stay small."""
+        marks = tail_marks(self)
+        held, _ = self.audit.trail.marks()
+        return bool(marks) and held - min(m[0] for m in marks.values()) > _AUDIT_TAIL
+
+    def _attempt(self, what: str, work: Callable[[], object]) -> None:
+        try:
+            work()
+        except MetanodeError as exc:
+            log.warning("%s did not complete (the next run retries): %s", what, exc)
+            self.metrics.add(housekeeping_failures=1)
 
     def __enter__(self) -> Node:
         return self
@@ -436,7 +470,8 @@ class Node:
         return collect_garbage(self, dry_run)
 
     def backup_map(self) -> dict[str, str]:
-        return backup_map(self)
+        """An explicit backup: every provider is tried, those known Offline too."""
+        return backup_map(self, try_offline=True)
 
     def blocks(self) -> Iterator[ContainerBlock]:
         for block in self.blockmap.blocks():
@@ -445,16 +480,35 @@ class Node:
     def describe(self, block_id: str) -> ContainerBlock:
         return self._view(self.blockmap.get_block(block_id))
 
-    def status(self) -> NodeStatus:
+    def status(self, probe_offline: bool = False) -> NodeStatus:
+        """Measured now; providers known Offline are probed only with ``probe_offline``
+        (or once the health board's retry window has passed)."""
         report = measure_status(
             self.settings,
             self.providers,
             self.health,
+            probe_offline,
             self.blockmap.stats(),
             self.blockmap.audit_coverage(),
+            self._map_backup_status(),
         )
         self.health.save()
         return report
+
+    def backup_log_state(self) -> BackupState:
+        """What each provider's map backup log holds, as this node last wrote it."""
+        return BackupState.load(self.layout.home / BACKUP_STATE_FILE)
+
+    def _map_backup_status(self) -> MapBackupStatus:
+        state = self.backup_log_state()
+        written = [log.written_at for log in state.logs.values()]
+        return MapBackupStatus(
+            enabled=self.settings.backup_enabled,
+            current=sorted(state.logs),
+            last_written_at=max(written) if written else None,
+            last_failure=state.last_failure,
+            last_failure_at=state.last_failure_at or None,
+        )
 
     def _view(self, block: BlockRecord) -> ContainerBlock:
         return container_view(block, self.blockmap.get_chunk, self.settings.providers)

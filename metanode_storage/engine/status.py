@@ -21,9 +21,18 @@ class ProviderStatus:
     vendor: str
     region: str
     state: str  # Active, Degraded or Offline, after a reachability check made just now
-    latency_ms: float  # how long that check took
+    latency_ms: float | None  # how long that check took; None when not probed
     average_latency_ms: float | None  # moving average over this node's recent operations
     error: str = ""
+
+
+@dataclass(frozen=True)
+class MapBackupStatus:
+    enabled: bool
+    current: list[str]  # providers whose map backup log is up to the last backup
+    last_written_at: float | None
+    last_failure: str  # why the last backup reached fewer than two providers ("" if it did)
+    last_failure_at: float | None
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,7 @@ class NodeStatus:
     # The integrity figure is the last known state, not measured by `status` itself:
     blocks_never_checked: int  # blocks no integrity audit has read yet
     oldest_check_at: int | None  # when the least recently checked block was checked
+    map_backup: MapBackupStatus
 
     @property
     def active_providers(self) -> int:
@@ -59,7 +69,7 @@ class NodeStatus:
 
     @property
     def average_latency_ms(self) -> float | None:
-        active = [p.latency_ms for p in self.providers if p.state == ACTIVE]
+        active = [p.latency_ms for p in self.providers if p.state == ACTIVE and p.latency_ms]
         return sum(active) / len(active) if active else None
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,7 +83,7 @@ class NodeStatus:
         return doc
 
 
-def _probe(store: BlobStore) -> tuple[float, str]:
+def _probe(store: BlobStore) -> tuple[float | None, str]:
     started = time.perf_counter()
     try:
         store.check_reachable()
@@ -86,12 +96,23 @@ def measure_status(
     settings: NodeSettings,
     providers: Mapping[str, BlobStore],
     health: HealthBoard,
+    probe_offline: bool,
     stats: MapStats,
     coverage: tuple[int, int | None],
+    map_backup: MapBackupStatus,
 ) -> NodeStatus:
-    """Probe every provider now (in parallel); the probes also update the health board."""
-    with ThreadPoolExecutor(max(1, len(providers))) as pool:
-        probes = dict(zip(providers, pool.map(_probe, providers.values()), strict=True))
+    """Probe every provider now (in parallel); the probes also update the health board.
+
+    A provider known Offline within the health board's retry window is not probed:
+    a provider that is down costs nothing once it is known down (a hung one would
+    cost a full timeout per probe). It is probed again once the window has passed.
+    """
+    probed = {n: s for n, s in providers.items() if probe_offline or not health.is_offline(n)}
+    with ThreadPoolExecutor(max(1, len(probed))) as pool:
+        probes = dict(zip(probed, pool.map(_probe, probed.values()), strict=True))
+    for name in providers:
+        if name not in probed:
+            probes[name] = (None, f"not probed: known Offline ({health.get(name).last_error})")
     rows = []
     for p in settings.providers:
         latency, error = probes[p.name]
@@ -125,4 +146,5 @@ def measure_status(
         faulty_replicas=stats.faulty_replicas,
         blocks_never_checked=coverage[0],
         oldest_check_at=coverage[1],
+        map_backup=map_backup,
     )

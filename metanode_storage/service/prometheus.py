@@ -29,6 +29,7 @@ _COUNTER_HELP = {
     "proof_seconds": "Seconds spent generating proofs",
     "failovers": "Chunk reads served by another replica after one failed",
     "repairs": "Chunks repaired",
+    "housekeeping_failures": "Map backups or checkpoint publications that failed (retried)",
 }
 _GAUGE_HELP = {
     "blocks": "Blocks in the map",

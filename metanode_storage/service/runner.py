@@ -50,10 +50,7 @@ async def _housekeeping(node: Node, interval: float, offline_grace: float, repai
                 )
                 if report.actions:
                     log.info("repair: %d repaired, %d failed", report.repaired, report.failed)
-                if node.changed or node.audit.recorded:
-                    await loop.run_in_executor(None, node.backup_map)
-            elif node.audit.recorded:
-                await loop.run_in_executor(None, node.audit.publish)
+            await loop.run_in_executor(None, node.housekeeping)
         except MetanodeError as exc:
             log.warning("housekeeping failed: %s", exc)
         except Exception:  # a bug: log it, keep the service alive

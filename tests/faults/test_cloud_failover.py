@@ -3,8 +3,10 @@ store and retrieve, kill a server mid-run, keep reading, see it Offline, bring i
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import signal
 import statistics
 import time
 import uuid
@@ -88,7 +90,8 @@ def test_three_families_store_and_providers_see_only_opaque_blobs(
         checkpoint = checkpoint_blob_key(keys, family)
         assert any(name.endswith(checkpoint) for name in held)  # the sealed audit checkpoint
         reserved = reserved_blob_keys(keys, family)
-        assert len(reserved) == 2  # the checkpoint and the sealed map backup
+        assert len(reserved) == 2  # the checkpoint and the map backup's head
+        assert reserved <= {name.split("/")[1] for name in held}
         for name, body in held.items():
             assert re.fullmatch(r"[0-9a-f]{2}/([0-9a-f]{32}|[0-9a-f]{48})", name), name
             assert name.split("/")[1] not in names  # no name shared across providers
@@ -96,7 +99,10 @@ def test_three_families_store_and_providers_see_only_opaque_blobs(
             assert marker[:10] not in body
             for identifier in (big.block_id, small.block_id, big.data_hash, "results", "key-notes"):
                 assert identifier.encode() not in body and identifier not in name
-    assert len(names) == expected + 2 * len(FAMILIES)
+    # chunk replicas carry the 48-hex owner-tagged names; the rest (32 hex) are each
+    # provider's checkpoint and its map backup log: head, snapshot part, segments
+    assert len([n for n in names if len(n) == 48]) == expected
+    assert len([n for n in names if len(n) == 32]) >= 3 * len(FAMILIES)
 
 
 def test_a_killed_server_is_survived_and_reported(
@@ -133,8 +139,8 @@ def test_a_killed_server_is_survived_and_reported(
         assert {loc.provider for loc in written.distribution_map} == {"s3", "azure", "local"}
 
     servers["gcs"].start()
-    with _open(home) as node:
-        rows = {p.name: p for p in node.status().providers}
+    with _open(home) as node:  # known Offline: status skips it unless asked to probe
+        rows = {p.name: p for p in node.status(probe_offline=True).providers}
         assert rows["gcs"].state == "Active"
         for block_id, data in payloads.items():
             assert node.retrieve_bytes(block_id) == data
@@ -185,3 +191,42 @@ def test_a_stopped_server_costs_the_user_no_tracebacks(
     assert len(lines) == 1 and "Traceback" not in refused.stderr, refused.stderr
     assert "not enough providers: 2 of 3 replicas" in lines[0]
     assert "provider 'store'" not in lines[0]
+
+
+def test_a_hung_provider_costs_nothing_once_known_offline(
+    cli: CliRunnerFn,
+    tmp_path: Path,
+    servers: dict[str, ServerProcess],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Four providers, one frozen (SIGSTOP: every call to it would wait out the 3 s
+    timeout). Once a command has found it Offline, get, put and status make no call to
+    it: the health board records no new failure and each command stays under the timeout."""
+    (tmp_path / "cloud").mkdir()
+    home, _ = _cloud_node(tmp_path / "cloud", servers, with_local=True)
+    monkeypatch.setenv("METANODE_HOME", str(home))
+    data = os.urandom(100_000)
+    block_id = cli("storage", "put", "-", stdin=data).stdout.strip()
+    frozen = servers["gcs"].process
+    assert frozen is not None
+    os.kill(frozen.pid, signal.SIGSTOP)
+    try:
+        found = cli("storage", "distributed", "status", "--json")  # pays one timeout
+        rows = {p["name"]: p for p in json.loads(found.stdout)["providers"]}
+        assert rows["gcs"]["state"] == "Offline"
+        seen = json.loads((home / "health.json").read_text())["gcs"]["updated_at"]
+        for args in (
+            ("storage", "get", block_id),
+            ("storage", "put", "-"),
+            ("storage", "distributed", "status"),
+        ):
+            started = time.monotonic()
+            result = cli(*args, stdin=b"written while gcs hangs")
+            elapsed = time.monotonic() - started
+            assert result.exit_code == 0, (args, result.stderr)
+            assert elapsed < 3.0, (args, elapsed)  # no call waited on the frozen server
+            board = json.loads((home / "health.json").read_text())["gcs"]
+            assert board["updated_at"] == seen, args  # and none was even attempted
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+    assert cli("storage", "get", block_id).stdout_bytes == data

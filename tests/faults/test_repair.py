@@ -38,7 +38,7 @@ def test_a_corrupt_replica_is_replaced_and_deleted(cli: CliRunnerFn, home: Path)
 
 def test_an_offline_provider_is_replaced_then_cleaned_up(tmp_path: Path) -> None:
     home = tmp_path / "node"
-    init_node(home, Secret(PASSPHRASE.encode()), kdf=cheap_kdf(), backup_enabled=False)
+    init_node(home, Secret(PASSPHRASE.encode()), kdf=cheap_kdf())
     # a fourth, spare provider
     from dataclasses import replace
 
@@ -94,7 +94,7 @@ def test_reads_fall_back_to_backup_locations(tmp_path: Path) -> None:
     from metanode_storage.config.settings import ProviderSettings, load_settings, save_settings
 
     home = tmp_path / "node"
-    init_node(home, Secret(PASSPHRASE.encode()), kdf=cheap_kdf(), backup_enabled=False)
+    init_node(home, Secret(PASSPHRASE.encode()), kdf=cheap_kdf())
     settings = load_settings(home / "config.toml")
     (tmp_path / "spare").mkdir()
     spare = ProviderSettings("spare", "local", str(tmp_path / "spare"), "local")

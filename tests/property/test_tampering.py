@@ -96,7 +96,7 @@ def test_swapped_blobs_are_caught(node: Node, home: Path) -> None:
 
 def test_a_blob_from_another_node_is_rejected(tmp_path: Path, node: Node, home: Path) -> None:
     other_home = tmp_path / "other"
-    init_node(other_home, Secret(PASSPHRASE.encode()), kdf=cheap_kdf(), backup_enabled=False)
+    init_node(other_home, Secret(PASSPHRASE.encode()), kdf=cheap_kdf())
     data = os.urandom(5000)
     with Node.open(other_home, Secret(PASSPHRASE.encode())) as other:
         other.store_bytes(data)

@@ -261,7 +261,6 @@ def test_a_provider_lost_while_serving_is_healed(tmp_path: Path) -> None:
         Secret(PASSPHRASE.encode()),
         providers=providers,
         kdf=cheap_kdf(),
-        backup_enabled=False,
     )
     service = _start(
         home, "--backup-enabled", "true", "--repair-interval", "1", "--offline-grace", "0"

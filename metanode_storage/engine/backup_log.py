@@ -1,0 +1,635 @@
+"""Incremental map backups: per provider, a snapshot and a journal of segments.
+
+Losing the machine must not lose the data, and backing the map up must cost
+what changed, not what the node holds. Each provider keeps, under names only
+this node can derive, a **snapshot** of the node's state and a **journal** of
+segments, each carrying only what changed after the one before it:
+
+- a snapshot: the config, keystore, block map and audit trail (consistent
+  SQLite copies), as one stream cut into parts of ``PART_SIZE`` bytes, each
+  part compressed and sealed on its own (bounded memory, no size limit);
+- a segment: the map rows changed since the previous one (or their deletion),
+  the audit events and checkpoints added, and the config or keystore when
+  they changed, compressed, padded to a Padmé length and sealed;
+- the head, at the name recovery finds from the passphrase and the provider's
+  name alone (engine/backup.py's locator): which snapshot, how many parts, and
+  the SHA-256 of every segment in order.
+
+Every sealed piece is bound by its AEAD associated data to its snapshot id and
+its position, so recovery refuses a missing segment (a gap), a segment moved
+to another place (a reordering), or one from an older snapshot. After
+``MAX_SEGMENTS`` segments, or when they outgrow half the snapshot, the next
+backup writes a new snapshot and deletes the old one's pieces.
+
+What each provider holds is recorded locally in ``backup-state.json`` (not
+secret: every name is keyed). A provider that misses a backup (down, or a
+failed write) gets a fresh snapshot the next time it answers; losing the file
+costs one snapshot per provider, nothing else.
+
+Formats (all JSON inside AES-256-GCM under the provider's locator key)::
+
+    head    {"v": 2, "node_id", "snapshot": {"id", "parts", "sha256", "bytes"},
+             "segments": [sha256 hex, ...], "written_at"}      aad HEAD_AAD
+    part i  zstd(the stream's bytes i*PART_SIZE ..)           aad PART_AAD|id|i
+    stream  u32 manifest length | manifest JSON {"files": [{"name", "size", "sha256"}]}
+            | the files back to back
+    seg i   pad(zstd(JSON {"v": 1, "snapshot", "index", "prev", "map": [[table, key,
+            row|null]], "audit": {"events", "checkpoints"}, "files": {name: base64}}))
+                                                             aad SEGMENT_AAD|id|i
+Bytes inside JSON are written as {"b": base64}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import struct
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Executor
+from contextlib import closing
+from dataclasses import asdict, dataclass, field
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+
+import zstandard
+
+from metanode_storage.audit.trail import AuditTrail
+from metanode_storage.blockmap.store import BlockMap
+from metanode_storage.config.paths import NodeLayout
+from metanode_storage.crypto import aead
+from metanode_storage.engine.backup import Locator
+from metanode_storage.engine.blobformat import padme
+from metanode_storage.engine.qlock import NodeLock
+from metanode_storage.errors import (
+    KeystoreDamaged,
+    NotEnoughProviders,
+    ObjectNotFound,
+    ProviderError,
+)
+from metanode_storage.fileio import atomic_write
+from metanode_storage.jsonbytes import decode, encode
+from metanode_storage.providers.base import BlobStore
+
+HEAD_AAD = b"metanode map backup head v2"
+PART_AAD = b"metanode map backup part v2"
+SEGMENT_AAD = b"metanode map backup segment v2"
+PART_SIZE = 4 * 1024 * 1024
+MAX_SEGMENTS = 64
+MIN_COPIES = 2
+_SQLITE_FILES = ("blockmap.sqlite", "audit.sqlite")
+_PLAIN_FILES = ("config.toml", "keystore.mnk")
+BACKUP_STATE_FILE = "backup-state.json"
+_MANIFEST = struct.Struct(">I")
+
+
+def _one(db: sqlite3.Connection, query: str) -> int:
+    return int(db.execute(query).fetchone()[0])
+
+
+# -- names and sealing ----------------------------------------------------------------------
+
+
+def piece_name(locator: Locator, kind: str, snapshot_id: str, index: int) -> str:
+    """Where a part or segment lives: keyed by the locator's key, so a provider cannot
+    tell which blobs belong together, or to which node."""
+    digest = aead.keyed_hash(
+        locator.seal_key.reveal(), b"backup-piece", kind.encode(), snapshot_id.encode(),
+        index.to_bytes(8, "big"),
+    )  # fmt: skip
+    return digest[:16].hex()
+
+
+def _position(aad: bytes, snapshot_id: str, index: int) -> bytes:
+    return aad + b"\0" + snapshot_id.encode() + b"\0" + index.to_bytes(8, "big")
+
+
+def _pad(data: bytes) -> bytes:
+    """u32 length, the data, zeros up to the Padmé length (a provider sees a rounded size)."""
+    body = len(data).to_bytes(4, "big") + data
+    return body + bytes(padme(len(body)) - len(body))
+
+
+def _unpad(padded: bytes) -> bytes:
+    length = int.from_bytes(padded[:4], "big")
+    if length > len(padded) - 4:
+        raise ValueError("padding length is inconsistent")
+    return padded[4 : 4 + length]
+
+
+# -- what the node remembers about each provider's log ------------------------------------
+
+
+@dataclass
+class ProviderLog:
+    snapshot_id: str
+    parts: int
+    snapshot_sha: str
+    snapshot_bytes: int
+    segments: list[str] = field(default_factory=list)  # SHA-256 of each segment, in order
+    journal_bytes: int = 0
+    change_mark: int = 0  # map changes up to here are carried
+    events_mark: int = 0  # audit events before this sequence number are carried
+    checkpoints_mark: int = 0  # checkpoints up to this size are carried
+    files: dict[str, str] = field(default_factory=dict)  # config/keystore SHA-256 carried
+    written_at: float = 0.0
+
+    def wants_snapshot(self) -> bool:
+        return len(self.segments) >= MAX_SEGMENTS or self.journal_bytes > max(
+            1 << 20, self.snapshot_bytes // 2
+        )
+
+
+@dataclass
+class BackupState:
+    logs: dict[str, ProviderLog] = field(default_factory=dict)
+    doomed: dict[str, list[str]] = field(default_factory=dict)  # superseded pieces to delete
+    last_failure: str = ""
+    last_failure_at: float = 0.0
+
+    @classmethod
+    def load(cls, path: Path) -> BackupState:
+        try:
+            doc = json.loads(path.read_text())
+            return cls(
+                logs={n: ProviderLog(**v) for n, v in doc.get("logs", {}).items()},
+                doomed={n: list(v) for n, v in doc.get("doomed", {}).items()},
+                last_failure=str(doc.get("last_failure", "")),
+                last_failure_at=float(doc.get("last_failure_at", 0.0)),
+            )
+        except (OSError, ValueError, TypeError):
+            return cls()  # lost or damaged: every provider gets a fresh snapshot
+
+    def save(self, path: Path) -> None:
+        doc = {
+            "logs": {n: asdict(v) for n, v in self.logs.items()},
+            "doomed": self.doomed,
+            "last_failure": self.last_failure,
+            "last_failure_at": self.last_failure_at,
+        }
+        atomic_write(path, json.dumps(doc, indent=1).encode())
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Snapshot:
+    """A snapshot stream written once to a local temp file, uploaded to each provider."""
+
+    path: Path
+    size: int
+    sha256: str
+    change_mark: int
+    events_mark: int
+    checkpoints_mark: int
+    files: dict[str, str]
+
+
+class BackupLog:
+    def __init__(
+        self,
+        layout: NodeLayout,
+        node_id: str,
+        providers: Mapping[str, BlobStore],
+        locators: Mapping[str, Locator],
+        blockmap: BlockMap,
+        trail: AuditTrail,
+        io_pool: Executor,
+        is_offline: Callable[[str], bool],
+    ) -> None:
+        self._layout = layout
+        self._node_id = node_id
+        self._providers = providers
+        self._locators = locators
+        self._blockmap = blockmap
+        self._trail = trail
+        self._io = io_pool
+        self._is_offline = is_offline
+        self._state_path = layout.home / BACKUP_STATE_FILE
+        self._state_lock = threading.Lock()
+
+    def state(self) -> BackupState:
+        return BackupState.load(self._state_path)
+
+    def write(self) -> dict[str, str]:
+        """Bring every provider that answers up to date; "ok" (or what went wrong) each.
+
+        Runs under a file lock of its own, so two runs never write the same provider's
+        log at once. Raises NotEnoughProviders when fewer than two providers are current.
+        """
+        with NodeLock(self._layout.home / "backup.lock").exclusive("back up the map"):
+            state = self.state()
+            outcome = self._write_locked(state)
+            current = [n for n, v in outcome.items() if v == "ok"]
+            if current:
+                keep = min(state.logs[n].change_mark for n in current)
+                self._blockmap.forget_changes(keep)
+            if len(current) < MIN_COPIES:
+                state.last_failure = "; ".join(f"{k}: {v}" for k, v in outcome.items())
+                state.last_failure_at = time.time()
+            else:
+                state.last_failure = ""
+            state.save(self._state_path)
+        if len(current) < MIN_COPIES:
+            raise NotEnoughProviders(
+                f"the map backup is current on {len(current)} provider(s), fewer than "
+                f"{MIN_COPIES}: " + "; ".join(f"{k}: {v}" for k, v in outcome.items()),
+                "bring providers back; the next change (or `metanode storage backup-map`) "
+                "catches them up",
+            )
+        return outcome
+
+    def _write_locked(self, state: BackupState) -> dict[str, str]:
+        outcome: dict[str, str] = {}
+        targets = []
+        for name in self._providers:
+            if name not in self._locators:
+                outcome[name] = "no backup locator (reconfigure the provider)"
+            elif self._is_offline(name):
+                outcome[name] = "Offline: skipped; it gets a fresh snapshot when it answers"
+                state.logs.pop(name, None)
+            else:
+                targets.append(name)
+        need_snapshot = [
+            n for n in targets if n not in state.logs or state.logs[n].wants_snapshot()
+        ]
+        with tempfile.TemporaryDirectory(dir=self._layout.home, prefix=".backup-") as tmp:
+            snapshot = self._take_snapshot(Path(tmp)) if need_snapshot else None
+            segments: dict[tuple[int, int, int, tuple[tuple[str, str], ...]], bytes | None] = {}
+            jobs = {
+                name: self._io.submit(self._write_provider, name, state, snapshot, segments)
+                for name in targets
+            }
+            for name, job in jobs.items():
+                try:
+                    outcome[name] = job.result()
+                except ProviderError as exc:
+                    outcome[name] = exc.message
+                    with self._state_lock:
+                        state.logs.pop(name, None)  # whatever it holds now: snapshot next time
+        return outcome
+
+    def _write_provider(
+        self,
+        name: str,
+        state: BackupState,
+        snapshot: _Snapshot | None,
+        segments: dict[tuple[int, int, int, tuple[tuple[str, str], ...]], bytes | None],
+    ) -> str:
+        store, locator = self._providers[name], self._locators[name]
+        with self._state_lock:
+            log = state.logs.get(name)
+            doomed = list(state.doomed.get(name, []))
+        if log is None or log.wants_snapshot():
+            assert snapshot is not None
+            old = log
+            log = self._upload_snapshot(store, locator, snapshot)
+            if old is not None:
+                doomed += self._pieces(locator, old)
+        else:
+            marks = (log.change_mark, log.events_mark, log.checkpoints_mark)
+            key = (*marks, tuple(sorted(log.files.items())))
+            with self._state_lock:
+                known = key in segments
+                built = segments.get(key)
+            if not known:
+                built = self._build_segment(log)
+                with self._state_lock:
+                    segments[key] = built
+            if built is None:
+                return "ok"  # nothing changed for this provider
+            self._append_segment(store, locator, log, built)
+        self._write_head(store, locator, log)
+        with self._state_lock:
+            state.logs[name] = log
+        remaining = [key for key in doomed if not self._deleted(store, key)]
+        with self._state_lock:
+            state.doomed[name] = remaining
+        return "ok"
+
+    @staticmethod
+    def _deleted(store: BlobStore, key: str) -> bool:
+        try:
+            store.delete(key)
+            return True
+        except ProviderError:
+            return False
+
+    def _pieces(self, locator: Locator, log: ProviderLog) -> list[str]:
+        parts = [piece_name(locator, "part", log.snapshot_id, i) for i in range(log.parts)]
+        return parts + [
+            piece_name(locator, "segment", log.snapshot_id, i) for i in range(len(log.segments))
+        ]
+
+    # -- snapshots
+
+    def _take_snapshot(self, tmp: Path) -> _Snapshot:
+        copies = {}
+        for name in _SQLITE_FILES:
+            target = tmp / name
+            source = sqlite3.connect(self._layout.home / name)
+            copy = sqlite3.connect(target)
+            try:
+                source.backup(copy)
+            finally:
+                source.close()
+                copy.close()
+            copies[name] = target
+        files = {}
+        for name in _PLAIN_FILES:
+            target = tmp / name
+            target.write_bytes((self._layout.home / name).read_bytes())
+            copies[name] = target
+            files[name] = sha256(target.read_bytes()).hexdigest()
+        with closing(sqlite3.connect(copies["blockmap.sqlite"])) as db:
+            change_mark = _one(db, "SELECT COALESCE(MAX(seq), 0) FROM changes")
+        with closing(sqlite3.connect(copies["audit.sqlite"])) as db:
+            events_mark = _one(db, "SELECT COALESCE(MAX(seq) + 1, 0) FROM events")
+            checkpoints_mark = _one(db, "SELECT COALESCE(MAX(size), 0) FROM checkpoints")
+        manifest = []
+        for name in (*_PLAIN_FILES, *_SQLITE_FILES):
+            digest = sha256()
+            with open(copies[name], "rb") as fh:
+                for piece in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(piece)
+            manifest.append(
+                {"name": name, "size": copies[name].stat().st_size, "sha256": digest.hexdigest()}
+            )
+        head = json.dumps({"files": manifest}).encode()
+        stream = tmp / "stream"
+        whole = sha256()
+        with open(stream, "wb") as out:
+            for piece in (_MANIFEST.pack(len(head)), head):
+                out.write(piece)
+                whole.update(piece)
+            for entry in manifest:
+                with open(copies[str(entry["name"])], "rb") as fh:
+                    for piece in iter(lambda: fh.read(1 << 20), b""):
+                        out.write(piece)
+                        whole.update(piece)
+        return _Snapshot(
+            stream,
+            stream.stat().st_size,
+            whole.hexdigest(),
+            change_mark,
+            events_mark,
+            checkpoints_mark,
+            files,
+        )
+
+    def _upload_snapshot(
+        self, store: BlobStore, locator: Locator, snapshot: _Snapshot
+    ) -> ProviderLog:
+        snapshot_id = uuid.uuid4().hex
+        key = locator.seal_key.reveal()
+        compressor = zstandard.ZstdCompressor(level=3)
+        parts = 0
+        with open(snapshot.path, "rb") as fh:
+            while True:
+                piece = fh.read(PART_SIZE)
+                if not piece and parts:
+                    break
+                sealed = aead.seal(
+                    key, compressor.compress(piece), _position(PART_AAD, snapshot_id, parts)
+                )
+                store.put(piece_name(locator, "part", snapshot_id, parts), sealed)
+                parts += 1
+                if not piece:
+                    break
+        return ProviderLog(
+            snapshot_id=snapshot_id,
+            parts=parts,
+            snapshot_sha=snapshot.sha256,
+            snapshot_bytes=snapshot.size,
+            change_mark=snapshot.change_mark,
+            events_mark=snapshot.events_mark,
+            checkpoints_mark=snapshot.checkpoints_mark,
+            files=dict(snapshot.files),
+            written_at=time.time(),
+        )
+
+    # -- segments
+
+    def _build_segment(self, log: ProviderLog) -> bytes | None:
+        """The plaintext of the next segment for a provider at these marks; None if
+        nothing changed since."""
+        change_mark, changed = self._blockmap.changes_since(log.change_mark)
+        rows = self._trail.rows_since(log.events_mark, log.checkpoints_mark)
+        files = {}
+        for name in _PLAIN_FILES:
+            raw = (self._layout.home / name).read_bytes()
+            if sha256(raw).hexdigest() != log.files.get(name):
+                files[name] = raw
+        if not changed and not rows["events"] and not rows["checkpoints"] and not files:
+            return None
+        document = {
+            "v": 1,
+            "map": changed,
+            "audit": rows,
+            "files": files,
+            "marks": {
+                "change": change_mark,
+                "events": max([log.events_mark] + [r[0] + 1 for r in rows["events"]]),
+                "checkpoints": max([log.checkpoints_mark] + [r[0] for r in rows["checkpoints"]]),
+            },
+        }
+        return json.dumps(encode(document)).encode()
+
+    def _append_segment(
+        self, store: BlobStore, locator: Locator, log: ProviderLog, body: bytes
+    ) -> None:
+        index = len(log.segments)
+        prev = log.segments[-1] if log.segments else log.snapshot_sha
+        framed = (
+            json.dumps({"snapshot": log.snapshot_id, "index": index, "prev": prev}).encode()
+            + b"\n"
+            + body
+        )
+        sealed = aead.seal(
+            locator.seal_key.reveal(),
+            _pad(zstandard.ZstdCompressor(level=3).compress(framed)),
+            _position(SEGMENT_AAD, log.snapshot_id, index),
+        )
+        store.put(piece_name(locator, "segment", log.snapshot_id, index), sealed)
+        marks = json.loads(body)["marks"]
+        log.segments.append(sha256(framed).hexdigest())
+        log.journal_bytes += len(sealed)
+        log.change_mark = int(marks["change"])
+        log.events_mark = int(marks["events"])
+        log.checkpoints_mark = int(marks["checkpoints"])
+        for name in _PLAIN_FILES:
+            log.files[name] = sha256((self._layout.home / name).read_bytes()).hexdigest()
+        log.written_at = time.time()
+
+    def _write_head(self, store: BlobStore, locator: Locator, log: ProviderLog) -> None:
+        head = {
+            "v": 2,
+            "node_id": self._node_id,
+            "snapshot": {
+                "id": log.snapshot_id,
+                "parts": log.parts,
+                "sha256": log.snapshot_sha,
+                "bytes": log.snapshot_bytes,
+            },
+            "segments": log.segments,
+            "written_at": int(time.time()),
+        }
+        store.put(
+            locator.blob_key,
+            aead.seal(locator.seal_key.reveal(), json.dumps(head).encode(), HEAD_AAD),
+        )
+
+
+# -- reading (recovery) ---------------------------------------------------------------------
+
+
+class BackupLogDamaged(KeystoreDamaged):
+    """A backup log that does not hold together: a gap, a reordering, a foreign piece."""
+
+    reference = "MN-205"
+
+
+@dataclass(frozen=True)
+class RecoveredLog:
+    node_id: str
+    created_at: int
+    files: list[str]
+    segments: int
+
+
+def open_head(store: BlobStore, locator: Locator, sealed: bytes) -> dict[str, Any] | None:
+    """The v2 head in ``sealed``, or None when it is not one (a v1 full bundle)."""
+    try:
+        doc = json.loads(aead.open_sealed(locator.seal_key.reveal(), sealed, HEAD_AAD))
+    except aead.OpenFailed:
+        return None
+    if not isinstance(doc, dict) or doc.get("v") != 2:
+        raise BackupLogDamaged(f"the map backup head on {store.name} has an unknown format")
+    return doc
+
+
+def _fetch(store: BlobStore, key: str, what: str) -> bytes:
+    try:
+        return store.get(key)
+    except ObjectNotFound:
+        raise BackupLogDamaged(
+            f"the map backup on {store.name} is missing {what}",
+            "recover from another provider",
+        ) from None
+
+
+def restore_log(
+    home: Path, store: BlobStore, locator: Locator, head: Mapping[str, Any]
+) -> RecoveredLog:
+    """Rebuild the node's files in ``home`` from the snapshot and every segment in order."""
+    key = locator.seal_key.reveal()
+    snap = head["snapshot"]
+    snapshot_id, parts = str(snap["id"]), int(snap["parts"])
+    decompressor = zstandard.ZstdDecompressor()
+    with tempfile.TemporaryDirectory(dir=home, prefix=".recovering-") as tmp:
+        stream = Path(tmp) / "stream"
+        whole = sha256()
+        with open(stream, "wb") as out:
+            for index in range(parts):
+                sealed = _fetch(
+                    store, piece_name(locator, "part", snapshot_id, index), f"part {index}"
+                )
+                try:
+                    packed = aead.open_sealed(key, sealed, _position(PART_AAD, snapshot_id, index))
+                except aead.OpenFailed:
+                    raise BackupLogDamaged(
+                        f"part {index} of the snapshot on {store.name} does not belong there"
+                    ) from None
+                piece = decompressor.decompress(packed, max_output_size=PART_SIZE)
+                out.write(piece)
+                whole.update(piece)
+        if whole.hexdigest() != snap["sha256"]:
+            raise BackupLogDamaged(f"the snapshot on {store.name} does not match its head")
+        written = _unpack_stream(stream, home)
+        changes = list(_segments(store, locator, head))
+    for name, target in written.items():
+        if name in _SQLITE_FILES:
+            os.replace(target, home / name)
+    blockmap = BlockMap(home / "blockmap.sqlite", bytes(32))  # rows replay sealed: no key
+    trail = AuditTrail(home / "audit.sqlite", "")
+    files: dict[str, bytes] = {}
+    try:
+        for segment in changes:
+            blockmap.apply_changes(segment["map"])
+            trail.restore_rows(segment["audit"])
+            files.update(segment["files"])
+    finally:
+        blockmap.close()
+        trail.close()
+    for name in _PLAIN_FILES:  # config last: the home counts as initialised only then
+        target = written[name]
+        if name in files:
+            target.write_bytes(files[name])
+    os.replace(written["keystore.mnk"], home / "keystore.mnk")
+    os.replace(written["config.toml"], home / "config.toml")
+    return RecoveredLog(
+        str(head["node_id"]), int(head["written_at"]), sorted(written), len(changes)
+    )
+
+
+def _unpack_stream(stream: Path, home: Path) -> dict[str, Path]:
+    """Write each file of a snapshot stream beside its final place; their paths by name."""
+    written = {}
+    with open(stream, "rb") as fh:
+        (length,) = _MANIFEST.unpack(fh.read(_MANIFEST.size))
+        manifest = json.loads(fh.read(length))
+        for entry in manifest["files"]:
+            name = os.path.basename(str(entry["name"]))  # never outside the home
+            if name not in (*_PLAIN_FILES, *_SQLITE_FILES):
+                raise BackupLogDamaged(f"the snapshot holds an unexpected file {name!r}")
+            target = home / f".{name}.recovering"
+            digest, left = sha256(), int(entry["size"])
+            with open(target, "wb") as out:
+                while left:
+                    piece = fh.read(min(left, 1 << 20))
+                    if not piece:
+                        raise BackupLogDamaged("the snapshot stream ends early")
+                    out.write(piece)
+                    digest.update(piece)
+                    left -= len(piece)
+            os.chmod(target, 0o600)
+            if digest.hexdigest() != entry["sha256"]:
+                raise BackupLogDamaged(f"the snapshot's copy of {name} is damaged")
+            written[name] = target
+    return written
+
+
+def _segments(
+    store: BlobStore, locator: Locator, head: Mapping[str, Any]
+) -> Iterator[dict[str, Any]]:
+    """Each segment, checked against the head's list: in place, in order, of this snapshot."""
+    key = locator.seal_key.reveal()
+    snapshot_id = str(head["snapshot"]["id"])
+    prev = str(head["snapshot"]["sha256"])
+    decompressor = zstandard.ZstdDecompressor()
+    for index, expected in enumerate(head["segments"]):
+        sealed = _fetch(
+            store, piece_name(locator, "segment", snapshot_id, index), f"segment {index} (a gap)"
+        )
+        try:
+            padded = aead.open_sealed(key, sealed, _position(SEGMENT_AAD, snapshot_id, index))
+            framed = decompressor.decompress(_unpad(padded), max_output_size=1 << 34)
+        except (aead.OpenFailed, ValueError, zstandard.ZstdError):
+            raise BackupLogDamaged(
+                f"segment {index} on {store.name} does not belong at that place "
+                "(reordered, or from another snapshot)"
+            ) from None
+        if sha256(framed).hexdigest() != expected:
+            raise BackupLogDamaged(f"segment {index} on {store.name} does not match its head")
+        line, _, body = framed.partition(b"\n")
+        position = json.loads(line)
+        if position != {"snapshot": snapshot_id, "index": index, "prev": prev}:
+            raise BackupLogDamaged(f"segment {index} on {store.name} is out of its chain")
+        prev = expected
+        yield decode(json.loads(body))
