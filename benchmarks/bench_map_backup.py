@@ -2,7 +2,7 @@
 
     python benchmarks/bench_map_backup.py [--blocks 10000,100000]
 
-For each map size: a node on three local providers is filled with that many
+For each map size: a node on four local providers (replication factor 3) is filled with that many
 blocks (rows written straight into the sealed map, as stores would leave them),
 its first backup (the snapshot) is taken, and then, measured:
 
@@ -10,6 +10,7 @@ its first backup (the snapshot) is taken, and then, measured:
   its backup segment and checkpoint) and the bytes written to the providers
   beyond the chunk replicas (the map backup's share);
 - one retrieve: the same figures (a read uploads only the audit checkpoint);
+- store and retrieve again with one provider's directory gone (known Offline);
 - the snapshot's size on one provider: what versions before 0.2 uploaded to
   every provider after every command, reads included.
 
@@ -31,6 +32,7 @@ from report_table import print_table  # benchmarks/ is on sys.path when run as a
 
 from metanode_storage import Node, Secret, init_node
 from metanode_storage.blockmap.records import BlockRecord, ChunkRecord, Replica
+from metanode_storage.config.settings import ProviderSettings
 from metanode_storage.crypto.kdf import KdfParams
 
 PASSPHRASE = Secret(b"benchmark passphrase")
@@ -42,12 +44,10 @@ def _fill(node: Node, blocks: int) -> None:
     record = node.blockmap.get_block(template.block_id)
     chunk = node.blockmap.get_chunk(record.chunk_ids[0])
     assert chunk is not None
-    batch: list[tuple[BlockRecord, ChunkRecord]] = []
+    batch: list[tuple[BlockRecord, list[ChunkRecord]]] = []
     for i in range(blocks - 1):
         chunk_id = os.urandom(32)
-        replicas = tuple(
-            Replica(r.provider, os.urandom(24).hex(), r.stored_size) for r in chunk.replicas
-        )
+        replicas = tuple(Replica(r.provider, os.urandom(24).hex(), r.size) for r in chunk.replicas)
         batch.append(
             (
                 BlockRecord(
@@ -61,15 +61,17 @@ def _fill(node: Node, blocks: int) -> None:
                     name="",
                     encrypted=True,
                 ),
-                ChunkRecord(
-                    chunk_id, 4096, chunk.data_key_id, chunk.wrapped_key, replicas, chunk.wanted
-                ),
+                [
+                    ChunkRecord(
+                        chunk_id, 4096, chunk.data_key_id, chunk.wrapped_key, replicas, chunk.wanted
+                    )
+                ],
             )
         )
         if len(batch) == 5000 or i == blocks - 2:
             node.blockmap.commit_blocks(batch)
             batch = []
-    node.changed = True
+    node.changed = False  # the snapshot is taken, and timed, by the caller
 
 
 def _provider_files(root: Path) -> dict[str, tuple[int, int]]:
@@ -106,7 +108,13 @@ def main() -> None:
     for blocks in (int(b) for b in args.blocks.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             home = Path(tmp) / "node"
-            init_node(home, PASSPHRASE, kdf=KdfParams.fresh(1, 8 * 1024, 1))
+            disks = [
+                ProviderSettings(f"local-{i}", "local", str(home / "providers" / f"local-{i}"))
+                for i in (1, 2, 3, 4)
+            ]
+            for disk in disks:
+                Path(disk.path).mkdir(parents=True)
+            init_node(home, PASSPHRASE, providers=disks, kdf=KdfParams.fresh(1, 8 * 1024, 1))
             with Node.open(home, PASSPHRASE) as node:
                 _fill(node, blocks)
                 block_id = next(node.blocks()).block_id
@@ -118,6 +126,12 @@ def main() -> None:
                 snapshot_bytes = log.snapshot_bytes
             store_s, store_bytes = _measure(home, "store", block_id)
             get_s, get_bytes = _measure(home, "retrieve", block_id)
+            # one provider down (its directory unmounted), once the node knows it
+            down = home / "providers" / "local-1"
+            down.rename(down.with_name("unplugged"))
+            _measure(home, "store", block_id)  # learns local-1 is Offline
+            down_store_s, _ = _measure(home, "store", block_id)
+            down_get_s, _ = _measure(home, "retrieve", block_id)
             rows.append(
                 (
                     f"{blocks:,}",
@@ -126,6 +140,7 @@ def main() -> None:
                     f"{store_bytes / 1e3:,.1f} kB",
                     f"{get_s * 1000:,.0f} ms",
                     f"{get_bytes / 1e3:,.1f} kB",
+                    f"{down_store_s * 1000:,.0f} / {down_get_s * 1000:,.0f} ms",
                 )
             )
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
@@ -134,9 +149,10 @@ def main() -> None:
             "blocks",
             "snapshot (per provider)",
             "store 4 KiB",
-            "uploaded (3 providers)",
+            "uploaded (4 providers)",
             "retrieve",
-            "uploaded (3 providers)",
+            "uploaded (4 providers)",
+            "store / retrieve, 1 of 4 down",
         ),
         rows,
     )

@@ -17,6 +17,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from metanode_storage.errors import NodeBusy
+
 
 class Rows:
     def __init__(self, cursor: sqlite3.Cursor) -> None:
@@ -49,6 +51,22 @@ def describe(exc: Exception) -> str:
 # A damaged file can also make SQLite's own error text undecodable.
 _DAMAGE = (sqlite3.DatabaseError, UnicodeDecodeError)
 Translate = Callable[[Exception], Exception]
+
+
+def translator(what: str, path: Path, damaged: Callable[[str, str], Exception]) -> Translate:
+    """The usual translation for one of the node's databases: a lock held by another run
+    is NodeBusy (exit 8); anything else means the file is damaged (``damaged``)."""
+
+    def translate(exc: Exception) -> Exception:
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            return NodeBusy(f"the {what} is locked by another run", "retry in a moment")
+        return damaged(
+            f"{what} {path} cannot be used: {describe(exc)}",
+            "restore the node from its map backup with `metanode storage recover` into a "
+            "new --home",
+        )
+
+    return translate
 
 
 def _unchanged(exc: Exception) -> Exception:

@@ -20,7 +20,6 @@ Stored in ``audit.sqlite`` (WAL, synchronous=FULL)::
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,8 +29,8 @@ from typing import Any
 from metanode_storage.audit.merkle import Frontier, leaf_hash
 from metanode_storage.audit.note import Checkpoint, NoteInvalid, open_note
 from metanode_storage.crypto.signing import NodeSigner, verify_signature
-from metanode_storage.errors import AuditTrailDamaged, LocalStateError, NodeBusy
-from metanode_storage.localdb import DatabaseMissing, SharedConnection, describe
+from metanode_storage.errors import AuditTrailDamaged, LocalStateError
+from metanode_storage.localdb import DatabaseMissing, SharedConnection, translator
 
 EVENT_VERSION = 1
 OK, VIOLATION, FAILED, DENIED = "ok", "violation", "failed", "denied"
@@ -102,7 +101,10 @@ class AuditTrail:
         self._signer = signer
         try:
             self._db = SharedConnection(
-                path, synchronous="FULL", create=create, translate=self._damaged
+                path,
+                synchronous="FULL",
+                create=create,
+                translate=translator("audit trail", path, AuditTrailDamaged),
             )
         except DatabaseMissing as exc:
             raise AuditTrailDamaged(
@@ -111,14 +113,6 @@ class AuditTrail:
                 "a new trail would hide what the old one recorded",
             ) from None
         self._db.executescript(_SCHEMA)
-
-    def _damaged(self, exc: Exception) -> Exception:
-        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-            return NodeBusy("the audit trail is locked by another run", "retry in a moment")
-        return AuditTrailDamaged(
-            f"audit trail {self.path} cannot be used: {describe(exc)}",
-            "restore the node with `metanode storage recover` into a new --home",
-        )
 
     def close(self) -> None:
         self._db.close()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
@@ -24,8 +23,8 @@ from typing import Any
 
 from metanode_storage.blockmap.records import BlockRecord, ChunkRecord
 from metanode_storage.crypto import aead
-from metanode_storage.errors import AmbiguousBlockId, BlockMapDamaged, BlockNotFound, NodeBusy
-from metanode_storage.localdb import DatabaseMissing, SharedConnection, describe
+from metanode_storage.errors import AmbiguousBlockId, BlockMapDamaged, BlockNotFound
+from metanode_storage.localdb import DatabaseMissing, SharedConnection, translator
 
 SCHEMA_VERSION = 1
 MIN_PREFIX = 6  # shortest block id prefix accepted in place of the whole id
@@ -98,7 +97,7 @@ class BlockMap:
                 synchronous="FULL",
                 timeout=_BUSY_TIMEOUT_MS / 1000,
                 create=create,
-                translate=self._damaged,
+                translate=translator("block map", path, BlockMapDamaged),
             )
             self._db.executescript(_SCHEMA + _TRIGGERS)  # idempotent; outside any transaction
             with self._write():
@@ -140,14 +139,6 @@ class BlockMap:
                 f"a {table} row of the block map failed authentication",
                 "the map was tampered with or damaged; restore it from a map backup",
             ) from None
-
-    def _damaged(self, exc: Exception) -> Exception:
-        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-            return NodeBusy("the block map is locked by another run", "retry in a moment")
-        return BlockMapDamaged(
-            f"block map {self.path} cannot be used: {describe(exc)}",
-            "restore the node from its map backup with `metanode storage recover`",
-        )
 
     def _write(self) -> AbstractContextManager[SharedConnection]:
         """One write transaction, holding the connection's lock (SQLite errors translated)."""

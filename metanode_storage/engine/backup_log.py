@@ -552,7 +552,12 @@ def restore_log(
         if whole.hexdigest() != snap["sha256"]:
             raise BackupLogDamaged(f"the snapshot on {store.name} does not match its head")
         written = _unpack_stream(stream, home)
-        changes = list(_segments(store, locator, head))
+        try:
+            changes = list(_segments(store, locator, head))  # all checked before any is used
+        except BaseException:
+            for leftover in written.values():
+                leftover.unlink(missing_ok=True)
+            raise
     for name, target in written.items():
         if name in _SQLITE_FILES:
             os.replace(target, home / name)
