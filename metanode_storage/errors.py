@@ -26,6 +26,7 @@ class ExitCode(IntEnum):
     BUSY = 8  # another run holds the node lock past the time limit
     LOCAL_STATE = 9  # the block map or audit trail is missing or damaged: recover
     INTEGRITY = 10  # stored data failed verification and no good copy exists
+    UNTRUSTED = 11  # consistent, but not checked against a key the caller trusts
     INTERNAL = 70  # a bug: an unexpected exception (EX_SOFTWARE)
     INTERRUPTED = 130  # Ctrl-C
 

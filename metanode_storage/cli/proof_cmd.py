@@ -52,7 +52,9 @@ def verify(
 ) -> None:
     """Check a proof with nothing but the public key: no keystore, no providers, no network.
 
-    Exit 0 when it holds, 10 when it does not.
+    Exit 0 when it holds against the --public-key given, 10 when it does not, 11 when
+    it holds only against the key the proof itself carries (no --public-key: anyone
+    could have made it with a key of their own).
     """
     try:
         document = json.loads(proof.read_text())
@@ -82,12 +84,14 @@ def verify(
     elif problems:
         for problem in problems:
             console.line(f"INVALID: {problem}")
+    elif expected is None:
+        console.line(
+            "UNTRUSTED: consistent, but checked only against the key inside the proof; "
+            "pass --public-key (from `metanode storage keys show`) to check who signed it"
+        )
     else:
         console.line("proof valid" + ("" if data is None else "; the data matches"))
-        if expected is None:
-            console.note(
-                "note: checked against the key inside the proof; pass --public-key "
-                "to check who signed it"
-            )
     if problems:
         raise typer.Exit(int(ExitCode.INTEGRITY))
+    if expected is None:
+        raise typer.Exit(int(ExitCode.UNTRUSTED))

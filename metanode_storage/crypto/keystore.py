@@ -17,12 +17,14 @@ material, the last 32 key the check value.
 
 from __future__ import annotations
 
+import fcntl
 import hmac
 import json
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
@@ -31,7 +33,7 @@ from metanode_storage.config.secrets import Secret
 from metanode_storage.crypto import aead
 from metanode_storage.crypto.kdf import KdfParams, derive
 from metanode_storage.crypto.signing import NodeSigner
-from metanode_storage.errors import KeystoreDamaged, WrongPassphrase
+from metanode_storage.errors import KeystoreDamaged, NodeBusy, WrongPassphrase
 from metanode_storage.fileio import atomic_write
 
 MAGIC = b"MNKS"
@@ -246,15 +248,44 @@ def write_keystore(
 def update_keystore(
     path: Path, passphrase: Secret, change: Callable[[KeyMaterial], None]
 ) -> KeyMaterial:
-    """Open, change and rewrite the keystore, keeping its KDF cost (with a fresh salt)."""
-    material = read_keystore(path, passphrase)
-    header_len = int.from_bytes(path.read_bytes()[5:9], "big")
-    params = KdfParams.from_header(json.loads(path.read_bytes()[_PREFIX : _PREFIX + header_len]))
-    change(material)
-    material._signer = None  # the signing keys may have changed
-    fresh = KdfParams.fresh(params.iterations, params.memory_kib, params.lanes)
-    write_keystore(path, material, passphrase, fresh)
+    """Open, change and rewrite the keystore, keeping its KDF cost (with a fresh salt).
+
+    The read, change and write happen under an exclusive lock on ``keystore.lock``,
+    so two runs rotating a token and adding backup locators at once never lose
+    each other's change (the write itself is atomic: unique temp name, fsync, rename).
+    """
+    with _exclusive(path.with_name(path.name + ".lock")):
+        material = read_keystore(path, passphrase)
+        raw = path.read_bytes()
+        header_len = int.from_bytes(raw[5:9], "big")
+        params = KdfParams.from_header(json.loads(raw[_PREFIX : _PREFIX + header_len]))
+        change(material)
+        material._signer = None  # the signing keys may have changed
+        fresh = KdfParams.fresh(params.iterations, params.memory_kib, params.lanes)
+        write_keystore(path, material, passphrase, fresh)
     return material
+
+
+@contextmanager
+def _exclusive(lock_path: Path, timeout: float = 60.0) -> Iterator[None]:
+    """An flock held for the block: the kernel drops it if the holder dies."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise NodeBusy(
+                        "another run has been changing the keystore for over a minute",
+                        "retry when it has finished",
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
 
 
 def read_keystore(path: Path, passphrase: Secret) -> KeyMaterial:

@@ -188,3 +188,17 @@ def test_integrity_audit_reports_an_unreachable_provider(cli: CliRunnerFn, home:
     result = cli("storage", "distributed", "audit", "--integrity", "--json")
     assert result.exit_code == 6
     assert json.loads(result.stdout)["unreachable"] == ["local-1"]
+
+
+def test_a_proof_re_signed_with_a_throwaway_key_does_not_pass(
+    exported: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    """Without --public-key nothing says who signed: the exit code must not say 'valid'."""
+    proof, data, public_key = exported
+    done = _third_party(str(proof), "--data", str(data), cwd=tmp_path)
+    assert done.returncode == 11, done.stdout + done.stderr
+    assert "UNTRUSTED" in done.stdout and "proof valid" not in done.stdout
+    trusted = _third_party(
+        str(proof), "--data", str(data), "--public-key", public_key, cwd=tmp_path
+    )
+    assert trusted.returncode == 0 and "proof valid" in trusted.stdout

@@ -47,6 +47,7 @@ def test_exit_code_values_are_stable() -> None:
         "BUSY": 8,
         "LOCAL_STATE": 9,
         "INTEGRITY": 10,
+        "UNTRUSTED": 11,
         "INTERNAL": 70,
         "INTERRUPTED": 130,
     }
