@@ -38,6 +38,7 @@ from metanode_storage.errors import (
     ProviderError,
 )
 from metanode_storage.service import prometheus
+from metanode_storage.service.auth_failures import AuthFailures
 from metanode_storage.service.streams import (
     BodyStalled,
     BodyTooLarge,
@@ -66,6 +67,7 @@ class Uploads:
 
 
 LIMITS = web.AppKey("limits", Uploads)
+AUTH_FAILURES = web.AppKey("auth_failures", AuthFailures)
 
 
 class InFlight:
@@ -116,21 +118,13 @@ def _status_for(exc: MetanodeError) -> int:
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Authentication, then one place where engine errors become HTTP errors."""
-    node = request.app[NODE]
     STARTED.add(id(request.protocol))
     if request.path != "/health":
         # aiohttp decodes header bytes that are not UTF-8 as surrogates: compare the bytes
         given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
         expected = b"Bearer " + request.app[TOKEN]
         if not hmac.compare_digest(given, expected):
-            await _run(
-                request,
-                node.audit.record,
-                "auth_failure",
-                "",
-                DENIED,
-                {"method": request.method, "path": request.path, "peer": request.remote or ""},
-            )
+            request.app[AUTH_FAILURES].count(request.remote or "", request.method, request.path)
             return _error(401, "missing or wrong bearer token")
     task = asyncio.current_task()
     if task is not None:
@@ -273,6 +267,9 @@ def make_app(node: Node, token: bytes, limits: Limits) -> web.Application:
     app[TOKEN] = token
     app[LIMITS] = Uploads(limits)
     app[INFLIGHT] = InFlight()
+    app[AUTH_FAILURES] = AuthFailures(
+        lambda detail: node.audit.record("auth_failure", "", DENIED, detail)
+    )
     app.on_response_prepare.append(_plain_server_header)
     app.on_cleanup.append(_stop_upload_pool)
     app.router.add_get("/health", health)

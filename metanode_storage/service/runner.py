@@ -22,7 +22,8 @@ from metanode_storage.engine.repair import (
     repair,
 )
 from metanode_storage.errors import MetanodeError, ServiceError
-from metanode_storage.service.api import INFLIGHT, STARTED, Limits, make_app
+from metanode_storage.service.api import AUTH_FAILURES, INFLIGHT, STARTED, Limits, make_app
+from metanode_storage.service.auth_failures import AuthFailures
 
 log = logging.getLogger("metanode.service")
 DEFAULT_MAX_BODY = 64 * 1024**3
@@ -33,9 +34,12 @@ _SURVEY_EVERY = 10  # repair passes: every tenth one lists the providers for mis
 _DRAIN_SECONDS = 300.0
 
 
-async def _housekeeping(node: Node, interval: float, offline_grace: float, repairs: bool) -> None:
-    """On a timer: with backups on, probe and repair (the backup manager) and back the map up
-    after changes; in any case, checkpoint the audit trail onto the providers."""
+async def _housekeeping(
+    node: Node, failures: AuthFailures, interval: float, offline_grace: float, repairs: bool
+) -> None:
+    """On a timer: with backups on, probe and repair (the backup manager); in any case,
+    audit the interval's authentication failures, back the map up after changes and
+    checkpoint the audit trail onto the providers."""
     loop = asyncio.get_running_loop()
     passes = 0
     while True:
@@ -50,6 +54,7 @@ async def _housekeeping(node: Node, interval: float, offline_grace: float, repai
                 )
                 if report.actions:
                     log.info("repair: %d repaired, %d failed", report.repaired, report.failed)
+            await loop.run_in_executor(None, failures.flush)
             await loop.run_in_executor(None, node.housekeeping)
         except MetanodeError as exc:
             log.warning("housekeeping failed: %s", exc)
@@ -136,7 +141,9 @@ async def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     manager = asyncio.create_task(
-        _housekeeping(node, repair_interval, offline_grace, repairs=backup_enabled)
+        _housekeeping(
+            node, app[AUTH_FAILURES], repair_interval, offline_grace, repairs=backup_enabled
+        )
     )
     ready(f"listening on http://{host}:{port}")
     await stop.wait()
@@ -149,4 +156,5 @@ async def serve(
     if pending:
         await asyncio.wait(pending, timeout=_DRAIN_SECONDS)
     await runner.cleanup()
+    app[AUTH_FAILURES].flush()  # the last interval's refusals, before the node closes
     log.info("stopped")

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from metanode_storage import Node, Secret
 from tests.conftest import PASSPHRASE
 from tests.servers import LOOPBACK
 from tests.service.test_service import START, Service, _start, _stop
@@ -105,8 +106,8 @@ def test_bad_bytes_secrets_in_urls_and_what_a_client_learns(home: Path) -> None:
         assert errors and not any(str(home) in e or "/" in e.replace("<path>", "") for e in errors)
     finally:
         service.process.send_signal(15)
-        _, stderr = service.process.communicate(timeout=60)
-    log = stderr.decode(errors="replace")
+        service.process.communicate(timeout=60)
+    log = service.log.read_text(errors="replace")
     assert "POST /v1/blocks 201" in log  # the access log is there, without its query
     assert "quarterly-secret-plan" not in log and "leaked-in-url" not in log
     assert "Traceback" not in log
@@ -144,3 +145,24 @@ def test_the_api_matches_its_openapi_description(home: Path) -> None:
         _stop(service)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert " passed" in done.stdout
+
+
+def test_a_flood_of_bad_tokens_costs_the_trail_a_bounded_amount(home: Path) -> None:
+    trail = home / "audit.sqlite"
+    service = _start(home)
+    try:
+        conn = http.client.HTTPConnection(LOOPBACK, service.port, timeout=10)
+        for i in range(3000):
+            conn.request("GET", "/v1/status", headers={"Authorization": f"Bearer wrong-{i}"})
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 401
+        conn.close()
+        assert service.request("GET", "/v1/status")[0] == 200  # the right token still works
+    finally:
+        _stop(service)
+    with Node.open(home, Secret(PASSPHRASE.encode())) as node:
+        refusals = list(node.audit.trail.events(event_type="auth_failure"))
+    assert sum(int(r.detail["count"]) for r in refusals) == 3000
+    assert len(refusals) <= 2  # one per source per interval (and the flush at stop)
+    assert trail.stat().st_size < 256 * 1024
