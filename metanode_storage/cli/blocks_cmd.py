@@ -28,36 +28,89 @@ def _input_size(path: str) -> int | None:
 
 
 def put(
-    file: Annotated[str, typer.Argument(help="File to store, or - for standard input.")],
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            help="A file, - for standard input, or directories and several paths "
+            "(stored together as one directory-tree block).",
+            show_default=False,
+        ),
+    ],
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict", help="Trees: fail on an unreadable or special file instead of skipping."
+        ),
+    ] = False,
     home: HomeOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Store a file; print its block id once every replica is durable."""
-    with open_node(home) as node, console.byte_progress("storing", _input_size(file)) as bar:
-        if file == "-":
-            block = node.store(console.binary_stdin(), "", bar.advance)
-        else:  # a directory or unreadable path is refused by the engine (InputError)
-            block = node.store_file(file, bar.advance)
+    """Store a file or a tree; print its block id once every replica is durable.
+
+    A tree keeps names, modes, modification times, symlinks and empty
+    directories. Devices, sockets and FIFOs are skipped with a warning; an
+    unreadable file is reported, the rest is stored, and the exit code is 7.
+    """
+    single = len(paths) == 1 and (paths[0] == "-" or not Path(paths[0]).is_dir())
+    problems: list[str] = []
+    with open_node(home) as node:
+        if single and paths[0] == "-":
+            with console.byte_progress("storing", None) as bar:
+                block = node.store(console.binary_stdin(), "", bar.advance)
+        elif single:
+            with console.byte_progress("storing", _input_size(paths[0])) as bar:
+                block = node.store_file(paths[0], bar.advance)
+        else:
+            if "-" in paths:
+                raise InvalidSetting("- (standard input) cannot be part of a tree")
+            with console.byte_progress("storing", None) as bar:
+                block, report = node.store_tree([Path(p) for p in paths], bar.advance, strict)
+            for skipped in report.skipped:
+                console.warn(f"skipped {skipped}")
+            problems = report.unreadable
+            for problem in problems:
+                console.warn(f"not stored: {problem}")
     if json_output:
-        console.emit_json(block.to_dict())
+        console.emit_json({**block.to_dict(), "not_stored": problems})
     else:
         console.line(block.block_id)
+    if problems:
+        raise typer.Exit(int(ExitCode.INPUT))
 
 
 def get(
     block_id: Annotated[str, typer.Argument(help="The block id that put printed.")],
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write here instead of stdout (a tree: the directory)."
+        ),
+    ] = None,
+    path: Annotated[
+        str | None, typer.Option("--path", help="Trees: only this file or directory.")
     ] = None,
     home: HomeOption = None,
 ) -> None:
-    """Retrieve a block, verified, to stdout or a file."""
+    """Retrieve a block, verified, to stdout or a file; a tree into a directory."""
     to_stdout = output is None or str(output) == "-"
     sink = console.binary_stdout() if to_stdout else None  # refuse a closed stdout up front
     with open_node(home) as node:
         total = node.describe(block_id).size_bytes
         with console.byte_progress("retrieving", total) as bar:
-            if sink is not None:
+            if node.is_tree(block_id):
+                if sink is not None:
+                    if path is None:
+                        raise InvalidSetting(
+                            "a directory tree needs -o DIR (or --path FILE for one file)"
+                        )
+                    node.retrieve_tree_file(block_id, path, sink, bar.advance)
+                    sink.flush()
+                else:
+                    assert output is not None
+                    node.retrieve_tree(block_id, output, path, bar.advance)
+            elif path is not None:
+                raise InvalidSetting("--path is for directory-tree blocks")
+            elif sink is not None:
                 node.retrieve(block_id, sink, bar.advance)
                 sink.flush()
             else:
@@ -143,8 +196,25 @@ def _summary(block: ContainerBlock) -> dict[str, Any]:
     }
 
 
-def ls(home: HomeOption = None, json_output: JsonOption = False) -> None:
-    """List stored blocks."""
+def ls(
+    block_id: Annotated[
+        str | None, typer.Argument(help="A directory-tree block: list its files.")
+    ] = None,
+    home: HomeOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List stored blocks, or the files of one tree block."""
+    if block_id is not None:
+        with open_node(home) as node:
+            entries = node.tree_entries(block_id)
+        if json_output:
+            console.emit_json([e.to_dict() for e in entries])
+            return
+        for entry in entries:
+            suffix = "/" if entry.type == "dir" else (f" -> {entry.target}" if entry.target else "")
+            size = formatting.size(entry.size) if entry.type == "file" else ""
+            console.line(f"{size:>10}  {entry.path}{suffix}")
+        return
     with open_node(home) as node:
         blocks = [_summary(b) for b in node.blocks()]
     if json_output:

@@ -87,6 +87,10 @@ def note(text: str) -> None:
     _err().print(text, markup=False)
 
 
+def warn(text: str) -> None:
+    _err().print(f"metanode: warning: {text}", markup=False)
+
+
 def emit_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
     sys.stdout.flush()

@@ -9,15 +9,17 @@ from __future__ import annotations
 import hmac
 import io
 import logging
+import os
 import random
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from hashlib import sha256
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from metanode_storage.audit.trail import (
     DELETE,
@@ -37,6 +39,7 @@ from metanode_storage.config.secrets import Secret
 from metanode_storage.config.settings import NodeSettings, load_settings
 from metanode_storage.crypto.aead import keyed_hash
 from metanode_storage.crypto.keystore import KeyMaterial, read_keystore
+from metanode_storage.engine import tree
 from metanode_storage.engine.auditing import NodeAudit
 from metanode_storage.engine.backup_log import BACKUP_STATE_FILE, BackupState
 from metanode_storage.engine.chunker import Chunker
@@ -75,6 +78,24 @@ _rng = random.SystemRandom()
 
 def _no_progress(_: int) -> None:
     return None
+
+
+@dataclass(frozen=True)
+class _StreamResult:
+    first_chunk: int  # index in the block's chunk ids
+    chunks: int
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class _Written:
+    """Chunks written for a block that is not committed yet."""
+
+    writer: ChunkWriter
+    chunk_ids: list[bytes]
+    streams: list[_StreamResult]
+    new_chunks: list[ChunkRecord]
 
 
 class Node:
@@ -216,8 +237,13 @@ class Node:
             ) from None
 
     def _store_locked(self, stream: BinaryIO, name: str, progress: Progress) -> ContainerBlock:
+        written = self._put_chunks([stream], progress)
+        (whole,) = written.streams
+        return self._commit(written, whole.sha256, whole.size, name)
+
+    def _writer(self) -> ChunkWriter:
         keys = self.keys
-        writer = ChunkWriter(
+        return ChunkWriter(
             self.providers,
             self.io_pool,
             replication_factor=self.settings.replication_factor,
@@ -228,6 +254,17 @@ class Node:
             compress=self.settings.compression,
             encrypt=self.settings.encryption,
         )
+
+    def _put_chunks(
+        self,
+        streams: Iterable[BinaryIO],
+        progress: Progress,
+        finished: Callable[[_StreamResult], None] = lambda _: None,
+    ) -> _Written:
+        """Chunk every stream in turn and write each chunk the map lacks (all replicas
+        durable before this returns); ``finished`` hears of each stream as it ends.
+        Nothing is in the map yet: see _commit."""
+        writer = self._writer()
         # At most max_cloud_providers per block, drawn at random, those known Offline
         # held back as a last resort.
         names = _rng.sample(list(self.providers), len(self.providers))
@@ -236,27 +273,31 @@ class Node:
         chosen = chosen[: self.settings.max_cloud_providers]
         candidates = [n for n in chosen if not self.health.is_offline(n)]
         last_resort = [n for n in chosen if n not in candidates]
-        dedup_key = keys.dedup_key.reveal()
-        whole = sha256()
-        size = 0
+        dedup_key = self.keys.dedup_key.reveal()
         chunk_ids: list[bytes] = []
+        results: list[_StreamResult] = []
         pending: dict[bytes, Future[ChunkRecord]] = {}
         in_flight: deque[Future[ChunkRecord]] = deque()
         try:
-            for data in self._read_chunks(stream):
-                whole.update(data)
-                size += len(data)
-                chunk_id = keyed_hash(dedup_key, data)
-                chunk_ids.append(chunk_id)
-                if chunk_id not in pending and not self.blockmap.has_chunk(chunk_id):
-                    future = self._workers.submit(
-                        writer.write, chunk_id, data, candidates, last_resort
-                    )
-                    pending[chunk_id] = future
-                    in_flight.append(future)
-                    while len(in_flight) >= _CHUNKS_IN_FLIGHT:
-                        in_flight.popleft().result()
-                progress(len(data))
+            for stream in streams:
+                whole, size, first = sha256(), 0, len(chunk_ids)
+                for data in self._read_chunks(stream):
+                    whole.update(data)
+                    size += len(data)
+                    chunk_id = keyed_hash(dedup_key, data)
+                    chunk_ids.append(chunk_id)
+                    if chunk_id not in pending and not self.blockmap.has_chunk(chunk_id):
+                        future = self._workers.submit(
+                            writer.write, chunk_id, data, candidates, last_resort
+                        )
+                        pending[chunk_id] = future
+                        in_flight.append(future)
+                        while len(in_flight) >= _CHUNKS_IN_FLIGHT:
+                            in_flight.popleft().result()
+                    progress(len(data))
+                result = _StreamResult(first, len(chunk_ids) - first, whole.hexdigest(), size)
+                results.append(result)
+                finished(result)
             new_chunks = [f.result() for f in pending.values()]
         except BaseException:
             for future in pending.values():
@@ -265,15 +306,28 @@ class Node:
                 if not future.cancelled() and future.exception() is None:
                     writer.discard(future.result().replicas)
             raise
-        block = self._sign_block(str(uuid.uuid4()), whole.hexdigest(), size, chunk_ids, name)
+        return _Written(writer, chunk_ids, results, new_chunks)
+
+    def _commit(
+        self,
+        written: _Written,
+        data_hash: str,
+        size: int,
+        name: str,
+        extra: dict[str, Any] | None = None,
+    ) -> ContainerBlock:
+        """Sign the block and commit its map row: only now does it exist."""
+        block = self._sign_block(str(uuid.uuid4()), data_hash, size, written.chunk_ids, name)
+        if extra:
+            block = replace(block, extra=extra)
         try:
-            spare = self.blockmap.commit_block(block, new_chunks)
+            spare = self.blockmap.commit_block(block, written.new_chunks)
         except BaseException:
-            for record in new_chunks:
-                writer.discard(record.replicas)
+            for record in written.new_chunks:
+                written.writer.discard(record.replicas)
             raise
         for record in spare:
-            writer.discard(record.replicas)
+            written.writer.discard(record.replicas)
         view = self._view(block)
         self.changed = True
         self.audit.record(
@@ -281,12 +335,170 @@ class Node:
             block.block_id,
             detail={
                 "size": size,
-                "chunks": len(chunk_ids),
-                "new_chunks": len(new_chunks),
+                "chunks": len(written.chunk_ids),
+                "new_chunks": len(written.new_chunks),
                 "providers": [loc.provider for loc in view.distribution_map],
+                **({"tree": True} if extra and "tree" in extra else {}),
             },
         )
         return view
+
+    # -- directory trees (engine/tree.py) ----------------------------------------------
+
+    def store_tree(
+        self, roots: Sequence[Path], progress: Progress = _no_progress, strict: bool = False
+    ) -> tuple[ContainerBlock, tree.WalkReport]:
+        """Store files, directories, symlinks and empty directories below ``roots`` as one
+        block. Devices, sockets and FIFOs are skipped; an unreadable entry is reported in
+        the returned report and the rest is stored, unless ``strict``."""
+        report = tree.WalkReport()
+        entries = tree.walk(roots, report)
+        if strict and (report.unreadable or report.skipped):
+            raise InputError(
+                "cannot store everything: " + "; ".join(report.unreadable + report.skipped),
+                "fix the paths, or leave --strict off to store the rest",
+            )
+        stored: list[tree.Entry] = []
+        results: list[_StreamResult] = []
+        manifest = b""
+
+        def streams() -> Iterator[BinaryIO]:
+            """Every file, then the manifest, built once every file's chunks are known."""
+            nonlocal manifest
+            for entry in entries:
+                if entry.type != tree.FILE:
+                    stored.append(entry)
+                    continue
+                assert entry.source is not None
+                try:
+                    fh = open(entry.source, "rb")  # noqa: SIM115 - closed right below
+                except OSError as exc:
+                    if strict:
+                        raise InputError(f"cannot read {entry.path}: {exc.strerror}") from None
+                    report.unreadable.append(f"{entry.path}: {exc.strerror}")
+                    continue
+                with fh:
+                    stored.append(entry)
+                    yield fh
+            for entry, result in zip(tree.files_of(stored), results, strict=True):
+                entry.first_chunk, entry.chunks = result.first_chunk, result.chunks
+                entry.sha256, entry.size = result.sha256, result.size
+            manifest = tree.manifest_bytes(stored)
+            yield io.BytesIO(manifest)
+
+        with self.lock.shared("store a tree"):
+            started = time.perf_counter()
+            written = self._put_chunks(streams(), progress, results.append)
+            size = sum(e.size for e in tree.files_of(stored))
+            view = self._commit(
+                written,
+                sha256(manifest).hexdigest(),
+                size,
+                roots[0].name if len(roots) == 1 else "",
+                extra={"tree": {"manifest_chunks": written.streams[-1].chunks}},
+            )
+            self.metrics.add(
+                store_ops=1, store_bytes=size, store_seconds=time.perf_counter() - started
+            )
+            return view, report
+
+    def is_tree(self, block_id: str) -> bool:
+        return "tree" in self.blockmap.get_block(block_id).extra
+
+    def tree_entries(self, block_id: str) -> list[tree.Entry]:
+        """The manifest of a tree block, checked against the block's signed data hash."""
+        with self.lock.shared("read a tree"):
+            block = self.blockmap.get_block(block_id)
+            return self._manifest(block)
+
+    def _manifest(self, block: BlockRecord) -> list[tree.Entry]:
+        count = int(block.extra.get("tree", {}).get("manifest_chunks", -1))
+        if count < 0:
+            raise InputError(f"block {block.block_id} is a file, not a directory tree")
+        check_block_signatures(block, self._trusted_keys)
+        raw = b"".join(self._chunk_data(block, block.chunk_ids[len(block.chunk_ids) - count :]))
+        if not hmac.compare_digest(sha256(raw).hexdigest(), block.data_hash):
+            raise IntegrityError(f"block {block.block_id}: the tree's manifest does not match")
+        return tree.parse_manifest(raw)
+
+    def _chunk_data(self, block: BlockRecord, chunk_ids: Sequence[bytes]) -> Iterator[bytes]:
+        for chunk_id in chunk_ids:
+            record = self.blockmap.get_chunk(chunk_id)
+            if record is None:
+                raise IntegrityError(
+                    f"block {block.block_id} names chunk {chunk_id.hex()[:12]}, "
+                    "which the map does not hold"
+                )
+            data, checks = self.reader.read(record)
+            self._record_checks(chunk_id, checks)
+            yield data
+
+    def retrieve_tree(
+        self,
+        block_id: str,
+        target: Path,
+        only: str | None = None,
+        progress: Progress = _no_progress,
+    ) -> list[tree.Entry]:
+        """Restore a tree block (or the entry ``only`` and what is below it) into the
+        directory ``target``, created if missing; every file checked against the manifest."""
+        with self.lock.shared("retrieve a tree"):
+            block = self.blockmap.get_block(block_id)
+            entries = tree.select(self._manifest(block), only)
+            target.mkdir(parents=True, exist_ok=True)
+            for entry in entries:
+                path = tree.create_parents(target, tree.safe_path(entry.path))
+                if entry.type == tree.DIR:
+                    path.mkdir(exist_ok=True, mode=0o700)
+                elif entry.type == tree.SYMLINK:
+                    os.symlink(entry.target, path)
+                else:
+                    self._restore_file(block, entry, path, progress)
+            for entry in reversed(entries):  # directories last: writing inside changes mtime
+                if entry.type != tree.SYMLINK:
+                    tree.finish(target / entry.path, entry)
+            self.audit.record(RETRIEVE, block.block_id, OK, {"tree_entries": len(entries)})
+            return entries
+
+    def retrieve_tree_file(
+        self, block_id: str, path: str, sink: BinaryIO, progress: Progress = _no_progress
+    ) -> tree.Entry:
+        """One file of a tree block, verified, to ``sink``."""
+        with self.lock.shared("retrieve a file of a tree"):
+            block = self.blockmap.get_block(block_id)
+            found = [e for e in self._manifest(block) if e.path == path.strip("/")]
+            if not found or found[0].type != tree.FILE:
+                raise InputError(f"the tree holds no file {path!r}", "give -o DIR for more")
+            entry = found[0]
+            whole = sha256()
+            for data in self._chunk_data(block, self._file_chunks(block, entry)):
+                whole.update(data)
+                try:
+                    sink.write(data)
+                except OSError as exc:
+                    raise InputError(f"cannot write the output: {exc.strerror or exc}") from None
+                progress(len(data))
+            if not hmac.compare_digest(whole.hexdigest(), entry.sha256):
+                raise IntegrityError(f"{entry.path}: the bytes do not match the manifest")
+            self.audit.record(RETRIEVE, block.block_id, OK, {"tree_entries": 1})
+            return entry
+
+    @staticmethod
+    def _file_chunks(block: BlockRecord, entry: tree.Entry) -> Sequence[bytes]:
+        return block.chunk_ids[entry.first_chunk : entry.first_chunk + entry.chunks]
+
+    def _restore_file(
+        self, block: BlockRecord, entry: tree.Entry, path: Path, progress: Progress
+    ) -> None:
+        whole = sha256()
+        with os.fdopen(tree.open_new_file(path), "wb") as out:
+            for data in self._chunk_data(block, self._file_chunks(block, entry)):
+                whole.update(data)
+                out.write(data)
+                progress(len(data))
+        if not hmac.compare_digest(whole.hexdigest(), entry.sha256):
+            path.unlink()
+            raise IntegrityError(f"{entry.path}: the restored bytes do not match the manifest")
 
     def _read_chunks(self, stream: BinaryIO) -> Iterator[bytes]:
         """The stream's chunks; a chunker per store, as pyfastcdc's is not thread-safe."""
@@ -335,6 +547,11 @@ class Node:
         with self.lock.shared("retrieve"):
             block = self.blockmap.get_block(block_id)
             block_id = block.block_id  # the full id, when a prefix was given
+            if "tree" in block.extra:
+                raise InputError(
+                    f"block {block_id} is a directory tree",
+                    "restore it with -o DIR, or one file with --path",
+                )
             started = time.perf_counter()
             faults: list[list[str]] = []
             try:

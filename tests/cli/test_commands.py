@@ -117,7 +117,7 @@ def test_gc_removes_its_own_orphans_only(cli: CliRunnerFn, home: Path) -> None:
         ("uninitialised", ("storage", "ls"), 3, "no node"),
         ("none", ("storage", "get", "no-such-block"), 5, "no block"),
         ("none", ("storage", "put", "/no/such/file"), 7, "cannot read"),
-        ("none", ("storage", "put", "/"), 7, "directory"),
+        ("none", ("storage", "put", "/"), 7, "root"),
         ("none", ("storage", "verify"), 2, "block id or --all"),
         ("none", ("storage", "frobnicate"), 2, "No such command"),
         ("damaged_map", ("storage", "ls"), 9, "block map"),

@@ -65,3 +65,33 @@ def test_sigkill_during_put_never_leaves_a_partial_block(home: Path, tmp_path: P
         fresh = os.urandom(100_000)
         block = node.store_bytes(fresh)
         assert node.retrieve_bytes(block.block_id) == fresh
+
+
+def test_sigkill_during_a_tree_put_leaves_whole_trees_only(home: Path, tmp_path: Path) -> None:
+    source = tmp_path / "tree"
+    for d in range(6):
+        (source / f"dir-{d}").mkdir(parents=True)
+        for f in range(5):
+            (source / f"dir-{d}" / f"file-{f}").write_bytes(os.urandom(400_000))
+    started = time.monotonic()
+    first = _put(home, source)
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    full_run = time.monotonic() - started
+    rng = random.Random(os.urandom(8))
+    for _ in range(4):
+        (source / "dir-0" / "file-0").write_bytes(os.urandom(400_000))  # new content each time
+        victim = _put(home, source)
+        time.sleep(rng.uniform(0.0, full_run))
+        victim.send_signal(signal.SIGKILL)
+        victim.communicate(timeout=60)
+    restored = tmp_path / "restored"
+    with Node.open(home, Secret(PASSPHRASE.encode())) as node:
+        trees = [b.block_id for b in node.blocks()]
+        assert out.decode().strip() in trees
+        for i, block_id in enumerate(trees):  # every listed tree is whole and verifies
+            assert node.verify(block_id).ok
+            entries = node.retrieve_tree(block_id, restored / str(i))
+            assert len([e for e in entries if e.type == "file"]) == 30
+        node.collect_garbage()
+        assert len(blob_files(home)) == node.status().replicas  # killed runs' orphans gone

@@ -1,0 +1,152 @@
+"""Directory trees as one block: `put DIR`, `get ID -o DIR`, `get ID --path`, `ls ID`.
+A hypothesis property restores random trees (unicode names, empty files and directories,
+deep paths, symlinks) exactly; special files are skipped, unreadable ones reported."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import CliRunnerFn
+
+_NAME = st.text(
+    alphabet=st.characters(
+        blacklist_categories=("Cs", "Cc"), blacklist_characters="/\\\0", max_codepoint=0x2FFF
+    ),
+    min_size=1,
+    max_size=12,
+).filter(lambda n: n not in (".", ".."))
+
+# A tree: {name: bytes (a file) | dict (a directory) | ("link", target)}
+_TREE = st.recursive(
+    st.dictionaries(_NAME, st.binary(max_size=3000), max_size=3),
+    lambda children: st.dictionaries(
+        _NAME, st.one_of(children, st.binary(max_size=70_000)), max_size=4
+    ),
+    max_leaves=12,
+)
+
+
+def _build(root: Path, spec: dict[str, object]) -> None:
+    root.mkdir()
+    for name, value in spec.items():
+        if isinstance(value, dict):
+            _build(root / name, value)
+        else:
+            assert isinstance(value, bytes)
+            (root / name).write_bytes(value)
+            os.chmod(root / name, 0o640 if len(value) % 2 else 0o600)
+
+
+def _snapshot(root: Path) -> dict[str, tuple[str, bytes | str, int, int]]:
+    """Every entry below root: kind, content or link target, mode, mtime (directories too)."""
+    seen: dict[str, tuple[str, bytes | str, int, int]] = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        rel = str(path.relative_to(root))
+        if path.is_symlink():
+            seen[rel] = ("link", os.readlink(path), 0, 0)
+        elif path.is_dir():
+            seen[rel] = ("dir", b"", stat.S_IMODE(info.st_mode), info.st_mtime_ns)
+        else:
+            seen[rel] = ("file", path.read_bytes(), stat.S_IMODE(info.st_mode), info.st_mtime_ns)
+    return seen
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(spec=_TREE)
+def test_random_trees_round_trip_exactly(
+    cli: CliRunnerFn, tmp_path_factory: pytest.TempPathFactory, spec: dict[str, object]
+) -> None:
+    work = tmp_path_factory.mktemp("tree")
+    source = work / "project"
+    _build(source, spec)
+    (source / "empty-dir" / "deeper" / "still").mkdir(parents=True)
+    (source / "link").symlink_to("empty-dir/deeper")
+    stored = cli("storage", "put", str(source))
+    assert stored.exit_code == 0, stored.stderr
+    block_id = stored.stdout.strip()
+    restored = work / "restored"
+    got = cli("storage", "get", block_id, "-o", str(restored))
+    assert got.exit_code == 0, got.stderr
+    assert _snapshot(restored / "project") == _snapshot(source)
+
+
+def test_one_file_a_listing_and_the_proof(cli: CliRunnerFn, tmp_path: Path) -> None:
+    source = tmp_path / "artifacts"
+    (source / "bin").mkdir(parents=True)
+    (source / "bin" / "tool").write_bytes(os.urandom(200_000))
+    (source / "notes.txt").write_text("hello")
+    block_id = cli("storage", "put", str(source), "--json").stdout
+    block_id = json.loads(block_id)["block_id"]
+    one = cli("storage", "get", block_id, "--path", "artifacts/bin/tool")
+    assert one.exit_code == 0 and one.stdout_bytes == (source / "bin" / "tool").read_bytes()
+    sub = tmp_path / "only-bin"
+    assert cli("storage", "get", block_id, "-o", str(sub), "--path", "artifacts/bin").exit_code == 0
+    assert sorted(p.name for p in sub.rglob("*")) == ["artifacts", "bin", "tool"]
+    listing = json.loads(cli("storage", "ls", block_id, "--json").stdout)
+    assert [e["path"] for e in listing] == [
+        "artifacts",
+        "artifacts/bin",
+        "artifacts/bin/tool",
+        "artifacts/notes.txt",
+    ]
+    whole = cli("storage", "get", block_id)  # a tree does not go to stdout whole
+    assert whole.exit_code == 2 and "-o DIR" in whole.stderr
+    assert cli("storage", "verify", block_id).exit_code == 0
+    again = tmp_path / "again"
+    assert cli("storage", "get", block_id, "-o", str(again)).exit_code == 0
+    clash = cli("storage", "get", block_id, "-o", str(again))  # never overwrites
+    assert clash.exit_code == 7 and "exists already" in clash.stderr
+
+
+def test_special_files_are_skipped_and_unreadable_ones_reported(
+    cli: CliRunnerFn, tmp_path: Path
+) -> None:
+    source = tmp_path / "mixed"
+    source.mkdir()
+    (source / "fine.txt").write_text("kept")
+    os.mkfifo(source / "pipe")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(source / "sock"))
+    blocked = source / "blocked"
+    blocked.mkdir()
+    (blocked / "secret").write_text("x")
+    os.chmod(blocked, 0)
+    try:
+        readable = os.access(blocked, os.R_OK)  # root reads anything: then only skips show
+        result = cli("storage", "put", str(source))
+        assert "skipped mixed/pipe" in result.stderr and "skipped mixed/sock" in result.stderr
+        assert result.exit_code == (0 if readable else 7), result.stderr
+        strict = cli("storage", "put", str(source), "--strict")
+        assert strict.exit_code == 7 and strict.stdout == ""
+    finally:
+        os.chmod(blocked, 0o700)
+        server.close()
+    out = tmp_path / "out"
+    assert cli("storage", "get", result.stdout.strip(), "-o", str(out)).exit_code == 0
+    assert (out / "mixed" / "fine.txt").read_text() == "kept"
+    assert not (out / "mixed" / "pipe").exists()
+
+
+def test_names_never_reach_a_provider(cli: CliRunnerFn, home: Path, tmp_path: Path) -> None:
+    source = tmp_path / "Quarterly-Board-Minutes"
+    source.mkdir()
+    (source / "acquisition-plan-draft.txt").write_text("confidential " * 100)
+    assert cli("storage", "put", str(source)).exit_code == 0
+    for blob in (home / "providers").rglob("*"):
+        if blob.is_file():
+            body = blob.read_bytes()
+            assert b"acquisition" not in body and b"Quarterly" not in body
+            assert "acquisition" not in blob.name
