@@ -92,3 +92,53 @@ def verify_inclusion(
         fn >>= 1
         sn >>= 1
     return sn == 0 and computed == root
+
+
+def consistency_proof(leaves: Sequence[bytes], old_size: int) -> list[bytes]:
+    """RFC 6962 section 2.1.2: PROOF(m, D[n]), that the tree of the first ``old_size``
+    leaves is a prefix of the tree of all ``leaves``."""
+    if not 0 < old_size <= len(leaves):
+        raise ValueError(f"old size {old_size} is not in 1..{len(leaves)}")
+    return _subproof(old_size, leaves, True)
+
+
+def _subproof(m: int, leaves: Sequence[bytes], complete: bool) -> list[bytes]:
+    n = len(leaves)
+    if m == n:
+        return [] if complete else [root_of(leaves)]
+    split = 1 << ((n - 1).bit_length() - 1)
+    if m <= split:
+        return [*_subproof(m, leaves[:split], complete), root_of(leaves[split:])]
+    return [*_subproof(m - split, leaves[split:], False), root_of(leaves[:split])]
+
+
+def verify_consistency(
+    old_size: int, new_size: int, proof: Sequence[bytes], old_root: bytes, new_root: bytes
+) -> bool:
+    """RFC 9162 section 2.1.4.2: does ``proof`` show the old tree is a prefix of the new?"""
+    if old_size == new_size:
+        return not proof and old_root == new_root
+    if not 0 < old_size < new_size or not proof:
+        return False
+    path = list(proof)
+    if old_size & (old_size - 1) == 0:  # a power of two: the old root starts the path
+        path.insert(0, old_root)
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            while fn and not fn & 1:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and fr == old_root and sr == new_root

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from metanode_storage.audit.merkle import Frontier, leaf_hash
+from metanode_storage.audit.merkle import Frontier, consistency_proof, leaf_hash
 from metanode_storage.audit.note import Checkpoint, NoteInvalid, open_note
 from metanode_storage.crypto.signing import NodeSigner, verify_signature
 from metanode_storage.errors import AuditTrailDamaged, LocalStateError
@@ -216,6 +216,14 @@ class AuditTrail:
                 break
             frontier.append(event[6])
         return frontier.root() if frontier.size == size else None
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        """RFC 6962 proof that the trail's first ``old_size`` events are a prefix of its
+        first ``new_size`` (reads the leaf hashes, 32 bytes an event)."""
+        leaves = [row[6] for row, _ in zip(self._all_events(), range(new_size), strict=False)]
+        if len(leaves) < new_size:
+            raise LocalStateError(f"the trail holds {len(leaves)} events, not {new_size}")
+        return consistency_proof(leaves, old_size)
 
     def marks(self) -> tuple[int, int]:
         """(events held, largest checkpoint size): where the next backup segment starts."""

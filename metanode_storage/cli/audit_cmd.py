@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -10,12 +12,15 @@ from typing import Annotated
 
 import typer
 
+from metanode_storage.audit.consistency import check_extension
+from metanode_storage.audit.note import Checkpoint
 from metanode_storage.audit.trail import AuditTrail, TrailVerification
 from metanode_storage.cli import console, formatting
 from metanode_storage.cli.options import HomeOption, JsonOption, open_node
 from metanode_storage.cli.public_keys import PublicKeyOption, parse_public_keys
 from metanode_storage.engine.integrity import run_integrity_audit
-from metanode_storage.errors import ExitCode, InvalidSetting
+from metanode_storage.errors import ExitCode, InputError, InvalidSetting
+from metanode_storage.fileio import output_file
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -100,12 +105,28 @@ def verify(
         typer.Option(help="Check this audit.sqlite offline (needs --public-key, no keystore)."),
     ] = None,
     public_key: PublicKeyOption = None,
+    since: Annotated[
+        Path | None,
+        typer.Option(help="Offline: a checkpoint kept earlier (with --checkpoint, --public-key)."),
+    ] = None,
+    newer: Annotated[
+        Path | None,
+        typer.Option("--checkpoint", help="With --since: `audit checkpoint --since` output."),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Check every event, link and checkpoint, and the checkpoints kept on the providers.
 
+    With --since OLD --checkpoint NEW --public-key KEY: check, with no trail, that the
+    newer checkpoint extends the one kept (RFC 6962 consistency proof).
+
     Exit 0 when intact, 10 at the first tampered event (named in the output).
     """
+    if since is not None or newer is not None:
+        if since is None or newer is None:
+            raise InvalidSetting("--since and --checkpoint go together")
+        _verify_since(since, newer, public_key, json_output)
+        return
     if trail is not None:
         keys = parse_public_keys(public_key)
         if not keys:
@@ -121,6 +142,78 @@ def verify(
     with open_node(home) as node:
         result = node.audit.verify()
     _report(result, json_output)
+
+
+@app.command()
+def checkpoint(
+    home: HomeOption = None,
+    since: Annotated[
+        Path | None,
+        typer.Option(help="A checkpoint kept earlier: add the proof that this one extends it."),
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write it here.")] = None,
+) -> None:
+    """Print the newest signed checkpoint, for an auditor to keep; with --since, a JSON
+    document with the consistency proof from the kept one (for `audit verify --since`)."""
+    with open_node(home) as node:
+        note = node.audit.trail.checkpoint()
+        if since is None:
+            text = note
+        else:
+            kept = Checkpoint.parse_unverified(_read_text(since))
+            new = Checkpoint.parse_unverified(note)
+            proof = node.audit.trail.consistency_proof(kept.size, new.size) if kept.size else []
+            text = (
+                json.dumps(
+                    {"checkpoint": note, "since": kept.size, "proof": [p.hex() for p in proof]},
+                    indent=2,
+                )
+                + "\n"
+            )
+    if output is None:
+        sys.stdout.write(text)
+        return
+    with output_file(output) as fh:
+        fh.write(text.encode())
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+
+
+def _verify_since(kept: Path, newer: Path, public_key: list[str] | None, json_output: bool) -> None:
+    keys = list(parse_public_keys(public_key).values())
+    if not keys:
+        raise InvalidSetting("--since needs --public-key (the node's keys: `keys show`)")
+    try:
+        document = json.loads(_read_text(newer))
+        proof = [bytes.fromhex(h) for h in document["proof"]]
+        note = str(document["checkpoint"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{newer} is not a checkpoint with a proof: {exc}") from None
+    result = check_extension(_read_text(kept), note, proof, keys)
+    if json_output:
+        console.emit_json(
+            {
+                "ok": not result.problem,
+                "problem": result.problem,
+                "old_size": result.old.size if result.old else None,
+                "new_size": result.new.size if result.new else None,
+            }
+        )
+    elif result.problem:
+        console.line(f"NOT EXTENDED: {result.problem}")
+    else:
+        assert result.old is not None and result.new is not None
+        console.line(
+            f"the checkpoint at {result.new.size:,} events extends the one kept at "
+            f"{result.old.size:,}: nothing it covered was removed or changed"
+        )
+    if result.problem:
+        raise typer.Exit(int(ExitCode.INTEGRITY))
 
 
 def _origin_of(trail: Path) -> str:

@@ -202,3 +202,32 @@ def test_a_proof_re_signed_with_a_throwaway_key_does_not_pass(
         str(proof), "--data", str(data), "--public-key", public_key, cwd=tmp_path
     )
     assert trusted.returncode == 0 and "proof valid" in trusted.stdout
+
+
+def test_an_auditor_checks_a_newer_checkpoint_against_a_kept_one(
+    cli: CliRunnerFn, home: Path, tmp_path: Path
+) -> None:
+    for data in (b"one", b"two", b"three"):
+        cli("storage", "put", "-", stdin=data)
+    kept = tmp_path / "kept.note"
+    assert cli("storage", "audit", "checkpoint", "-o", str(kept)).exit_code == 0
+    for data in (b"four", b"five"):
+        cli("storage", "put", "-", stdin=data)
+    newer = tmp_path / "newer.json"
+    made = cli("storage", "audit", "checkpoint", "--since", str(kept), "-o", str(newer))
+    assert made.exit_code == 0, made.stderr
+    key = _public_key(cli)
+    args = ("audit", "verify", "--since", str(kept), "--checkpoint", str(newer))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METANODE_")}
+    auditor = subprocess.run(  # no node, no keystore: the two files and the public key
+        [sys.executable, "-m", "metanode_storage", "storage", *args, "--public-key", key],
+        capture_output=True, text=True, env=env, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert auditor.returncode == 0, auditor.stdout + auditor.stderr
+    assert "extends the one kept" in auditor.stdout
+    document = json.loads(newer.read_text())
+    document["proof"][0] = "00" * 32  # a trail that dropped or changed an event
+    newer.write_text(json.dumps(document))
+    forged = cli("storage", *args, "--public-key", key)
+    assert forged.exit_code == 10 and "does not extend" in forged.stdout
+    assert cli("storage", *args).exit_code == 2  # no trusted key: refused, never 0
