@@ -80,6 +80,13 @@ def _no_progress(_: int) -> None:
     return None
 
 
+def _write_out(sink: BinaryIO, data: bytes) -> None:
+    try:
+        sink.write(data)
+    except OSError as exc:
+        raise InputError(f"cannot write the output: {exc.strerror or exc}") from None
+
+
 @dataclass(frozen=True)
 class _StreamResult:
     first_chunk: int  # index in the block's chunk ids
@@ -473,10 +480,7 @@ class Node:
             whole = sha256()
             for data in self._chunk_data(block, self._file_chunks(block, entry)):
                 whole.update(data)
-                try:
-                    sink.write(data)
-                except OSError as exc:
-                    raise InputError(f"cannot write the output: {exc.strerror or exc}") from None
+                _write_out(sink, data)
                 progress(len(data))
             if not hmac.compare_digest(whole.hexdigest(), entry.sha256):
                 raise IntegrityError(f"{entry.path}: the bytes do not match the manifest")
@@ -586,10 +590,7 @@ class Node:
             failovers += len(checks) > 1
             faults.extend([c.provider, c.state] for c in checks if c.is_fault)
             whole.update(data)
-            try:
-                sink.write(data)
-            except OSError as exc:
-                raise InputError(f"cannot write the output: {exc.strerror or exc}") from None
+            _write_out(sink, data)
             progress(len(data))
         if not hmac.compare_digest(whole.hexdigest(), block.data_hash):
             raise IntegrityError(
