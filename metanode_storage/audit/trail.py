@@ -123,6 +123,10 @@ class AuditTrail:
 
     # -- writing ---------------------------------------------------------------------
 
+    def frontier(self) -> tuple[Frontier, str]:
+        """The Merkle frontier of the trail now, and the last event's leaf hash (hex)."""
+        return self._frontier()
+
     def _frontier(self) -> tuple[Frontier, str]:
         row = self._db.execute("SELECT value FROM meta WHERE key='frontier'").fetchone()
         if row is None:

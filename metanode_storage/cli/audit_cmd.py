@@ -31,7 +31,7 @@ app = typer.Typer(
 
 def summary(home: Path | None, json_output: bool) -> None:
     """The seed's audit summary, computed from the trail."""
-    with open_node(home) as node:
+    with open_node(home, read_only=True) as node:
         result = node.audit.trail.summary()
     if json_output:
         console.emit_json(asdict(result))
@@ -139,7 +139,7 @@ def verify(
         finally:
             offline.close()
         return
-    with open_node(home) as node:
+    with open_node(home, read_only=True) as node:
         result = node.audit.verify()
     _report(result, json_output)
 
@@ -155,7 +155,7 @@ def checkpoint(
 ) -> None:
     """Print the newest signed checkpoint, for an auditor to keep; with --since, a JSON
     document with the consistency proof from the kept one (for `audit verify --since`)."""
-    with open_node(home) as node:
+    with open_node(home, read_only=True) as node:
         note = node.audit.trail.checkpoint()
         if since is None:
             text = note
@@ -175,6 +175,31 @@ def checkpoint(
         return
     with output_file(output) as fh:
         fh.write(text.encode())
+
+
+@app.command("acknowledge-cut")
+def acknowledge_cut(
+    reason: Annotated[
+        str, typer.Option(help="Why the cut is accepted (recorded in the signed event).")
+    ],
+    home: HomeOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Accept that the trail does not extend a provider's checkpoint (after a rollback or
+    a lost trail was investigated), so commands may record again.
+
+    The acknowledgement is itself a signed event holding the providers' checkpoints,
+    so an auditor sees the cut and who accepted it; then a new checkpoint is published.
+    """
+    with open_node(home, read_only=True) as node:
+        acknowledged = node.audit.acknowledge_cuts(reason)
+    if json_output:
+        console.emit_json([{"provider": p, "problem": why} for p, why in acknowledged])
+        return
+    if not acknowledged:
+        console.line("nothing to acknowledge: the trail extends every provider's checkpoint")
+    for provider, why in acknowledged:
+        console.line(f"acknowledged the cut on {provider}: {why}")
 
 
 def _read_text(path: Path) -> str:
@@ -248,7 +273,7 @@ def list_events(
     json_output: JsonOption = False,
 ) -> None:
     """Events of the trail, oldest first, filtered."""
-    with open_node(home) as node:
+    with open_node(home, read_only=True) as node:
         events = list(
             node.audit.trail.events(
                 block_id=block,

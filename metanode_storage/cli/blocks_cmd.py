@@ -205,7 +205,7 @@ def ls(
 ) -> None:
     """List stored blocks, or the files of one tree block."""
     if block_id is not None:
-        with open_node(home) as node:
+        with open_node(home, read_only=True) as node:
             entries = node.tree_entries(block_id)
         if json_output:
             console.emit_json([e.to_dict() for e in entries])
@@ -215,7 +215,7 @@ def ls(
             size = formatting.size(entry.size) if entry.type == "file" else ""
             console.line(f"{size:>10}  {entry.path}{suffix}")
         return
-    with open_node(home) as node:
+    with open_node(home, read_only=True) as node:
         blocks = [_summary(b) for b in node.blocks()]
     if json_output:
         console.emit_json(blocks)

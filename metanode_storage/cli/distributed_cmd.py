@@ -115,7 +115,7 @@ def status(
 ) -> None:
     """Providers reachable and blocks, measured now; replica integrity as last known
     (from integrity audits, verify and get), or measured now with --check."""
-    with open_node(home) as node:
+    with open_node(home, read_only=not check) as node:
         if check:
             with console.count_progress("checking blocks", node.blockmap.stats().blocks) as bar:
                 run_integrity_audit(node, progress=bar.advance)
@@ -220,7 +220,7 @@ def _throughput(ops: float | None, megabytes: float | None, unit: str) -> str:
 @app.command()
 def metrics(home: HomeOption = None, json_output: JsonOption = False) -> None:
     """Throughputs measured over every operation so far, and failovers in the last 24 h."""
-    with open_node(home) as node:
+    with open_node(home, read_only=True) as node:
         snapshot = node.metrics.snapshot()
     if json_output:
         console.emit_json(snapshot.to_dict())
@@ -324,7 +324,7 @@ token_app = typer.Typer(
 @token_app.command("show")
 def token_show(home: HomeOption = None) -> None:
     """Print the bearer token that the service's API expects."""
-    with open_node(home) as node:
+    with open_node(home, read_only=True) as node:
         console.line(node.keys.api_token.reveal().decode())
 
 

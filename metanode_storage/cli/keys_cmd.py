@@ -20,7 +20,7 @@ app = typer.Typer(
 @app.command()
 def show(home: HomeOption = None, json_output: JsonOption = False) -> None:
     """Public signing keys (give these to auditors) and data key ids. No secret is shown."""
-    with open_node(home) as node:
+    with open_node(home, read_only=True) as node:
         keys = node.keys
     signers = [(NodeSigner(k.seed), k) for k in keys.signing_keys]
     if json_output:

@@ -32,8 +32,18 @@ def read_passphrase(confirm: bool = False) -> Secret:
     return passphrase_from_environment(prompt_passphrase, confirm=confirm)
 
 
-def open_node(home: Path | None) -> Node:
-    return Node.open(home, read_passphrase())
+def open_node(home: Path | None, read_only: bool = False) -> Node:
+    """The node; unless ``read_only`` (the command records no audit event), first make
+    sure its trail extends the providers' checkpoints, so a command refuses before doing
+    work it could not audit (exit 10 after a rollback)."""
+    node = Node.open(home, read_passphrase())
+    if not read_only and node.audit.enabled:
+        try:
+            node.audit.ensure_extends_providers()
+        except BaseException:
+            node.close()
+            raise
+    return node
 
 
 def parse_bool(value: str) -> bool:

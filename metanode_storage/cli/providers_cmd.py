@@ -195,7 +195,7 @@ def test(
 
     Exit 0 when the provider works, 6 when it does not.
     """
-    with open_node(home) as node:
+    with open_node(home, read_only=True) as node:
         store = node.providers.get(name)
         if store is None:
             raise InvalidSetting(f"no provider named {name!r}", "see `providers list`")

@@ -15,13 +15,20 @@ from metanode_storage.audit.note import Checkpoint, NoteInvalid, open_note
 from metanode_storage.audit.trail import OK, AuditTrail, TrailVerification
 from metanode_storage.crypto import aead
 from metanode_storage.crypto.keystore import KeyMaterial
-from metanode_storage.errors import ObjectNotFound, ProviderError
+from metanode_storage.errors import IntegrityError, ObjectNotFound, ProviderError
 from metanode_storage.jsonbytes import decode, encode
 from metanode_storage.providers.base import BlobStore
 
 _CHECKPOINT_AAD_V1 = b"metanode audit checkpoint v1"
 _CHECKPOINT_AAD = b"metanode audit checkpoint v2"
 log = logging.getLogger("metanode.audit")
+CUT_ACKNOWLEDGED = "cut_acknowledged"
+
+
+class TrailCut(IntegrityError):
+    """The local trail does not extend a checkpoint the providers hold (exit 10)."""
+
+    reference = "MN-503"
 
 
 def checkpoint_blob_key(keys: KeyMaterial, provider: str) -> str:
@@ -66,6 +73,7 @@ class NodeAudit:
         self._io = io_pool
         self._is_offline = is_offline
         self.recorded = 0  # events since the last checkpoint was published
+        self._checked = False  # the trail was found to extend the providers' checkpoints
         self.checkpoint_keys = {name: checkpoint_blob_key(keys, name) for name in providers}
         self._seal_key = aead.keyed_hash(keys.map_key.reveal(), b"audit checkpoint seal")
 
@@ -82,8 +90,87 @@ class NodeAudit:
         detail: Mapping[str, Any] | None = None,
     ) -> None:
         if self.enabled:
+            self.ensure_extends_providers()
             self.trail.append(event_type, block_id, status, detail)
             self.recorded += 1
+
+    def ensure_extends_providers(self) -> None:
+        """Refuse to add to a trail that does not extend the newest checkpoint a provider
+        holds (rolled back, or replaced): adding to it, and publishing, would bury the
+        evidence. Checked once per run, against every provider not known Offline, in
+        parallel; an operator lifts it with `audit acknowledge-cut`, which is recorded."""
+        if self._checked:
+            return
+        cuts = self.unacknowledged_cuts()
+        if cuts:
+            name, problem = cuts[0]
+            raise TrailCut(
+                f"the audit trail does not extend the checkpoint on provider {name}: {problem}",
+                "investigate, then record that you did with "
+                "`metanode storage audit acknowledge-cut`",
+            )
+        self._checked = True
+
+    def unacknowledged_cuts(self) -> list[tuple[str, str]]:
+        """(provider, what is wrong) for every provider checkpoint the trail does not extend
+        and no `acknowledge-cut` event has accepted."""
+        mine = self._current()
+        acknowledged = self._acknowledged()
+        names = [n for n in self._providers if not self._is_offline(n)]
+        found = self._map(lambda n: self._read(self._providers[n], n), names)
+        cuts = []
+        for name, remote in zip(names, found, strict=True):
+            if isinstance(remote, RemoteCheckpoint) and remote.note not in acknowledged:
+                problem = self._not_extended(remote.note, mine)
+                if problem:
+                    cuts.append((name, problem))
+        return cuts
+
+    def acknowledge_cuts(self, reason: str) -> list[tuple[str, str]]:
+        """Record, signed, that an operator accepts the providers' checkpoints the trail
+        does not extend (their notes go into the event), then publish a new checkpoint
+        over them. Returns what was acknowledged."""
+        cuts = self.unacknowledged_cuts()
+        if not cuts:
+            return []
+        notes = {}
+        for name, _ in cuts:
+            remote = self._read(self._providers[name], name)
+            if remote is not None:
+                notes[name] = remote.note
+        self._checked = True  # this event is the acknowledgement itself
+        self.trail.append(
+            CUT_ACKNOWLEDGED,
+            detail={"reason": reason, "problems": dict(cuts), "notes": notes},
+        )
+        self.recorded += 1
+        return cuts
+
+    def _acknowledged(self) -> set[str]:
+        return {
+            str(note)
+            for event in self.trail.events(event_type=CUT_ACKNOWLEDGED)
+            for note in dict(event.detail.get("notes", {})).values()
+        }
+
+    def _current(self) -> Checkpoint:
+        """The trail as it is now, as a checkpoint (unsigned: only size and root count)."""
+        frontier, _ = self.trail.frontier()
+        return Checkpoint(self.trail.origin, frontier.size, frontier.root())
+
+    def _map(self, fn: Callable[[str], Any], names: list[str]) -> list[Any]:
+        """``fn`` over ``names``, in parallel on the I/O pool when there is one; a provider
+        error becomes None."""
+
+        def safe(name: str) -> Any:
+            try:
+                return fn(name)
+            except ProviderError:
+                return None
+
+        if self._io is None:
+            return [safe(n) for n in names]
+        return [f.result() for f in [self._io.submit(safe, n) for n in names]]
 
     def close(self) -> None:
         self.trail.close()
@@ -120,7 +207,7 @@ class NodeAudit:
     ) -> str:
         try:
             current = self._read(store, name)
-            if current is not None:
+            if current is not None and current.note not in self._acknowledged():
                 problem = self._not_extended(current.note, mine)
                 if problem:
                     log.warning("not publishing the checkpoint to %s: %s", name, problem)

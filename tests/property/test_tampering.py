@@ -142,6 +142,14 @@ def test_a_block_signed_by_an_untrusted_key_is_refused(home: Path) -> None:
 
     _rewrite_keystore(home, replace_signing_key)
     with Node.open(home, Secret(PASSPHRASE.encode())) as node:
+        # refused twice over: the block's signature, and the trail (the providers'
+        # checkpoints were signed by the real key, which this keystore no longer trusts)
+        with pytest.raises(IntegrityError):
+            node.retrieve_bytes(block.block_id)
+        with pytest.raises(IntegrityError, match="does not extend"):
+            node.verify(block.block_id)
+    with Node.open(home, Secret(PASSPHRASE.encode())) as node:
+        node.audit.enabled = False  # the block's own check, without the trail's
         with pytest.raises(SignatureInvalid):
             node.retrieve_bytes(block.block_id)
         assert not node.verify(block.block_id).ok
