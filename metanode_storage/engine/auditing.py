@@ -3,7 +3,6 @@ on the providers so that a local trail rolled back to an earlier state is caught
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -114,6 +113,10 @@ class NodeAudit:
     def unacknowledged_cuts(self) -> list[tuple[str, str]]:
         """(provider, what is wrong) for every provider checkpoint the trail does not extend
         and no `acknowledge-cut` event has accepted."""
+        return [(name, problem) for name, problem, _ in self._cuts()]
+
+    def _cuts(self) -> list[tuple[str, str, str]]:
+        """(provider, what is wrong, its checkpoint note) for each unacknowledged cut."""
         mine = self._current()
         acknowledged = self._acknowledged()
         names = [n for n in self._providers if not self._is_offline(n)]
@@ -123,28 +126,27 @@ class NodeAudit:
             if isinstance(remote, RemoteCheckpoint) and remote.note not in acknowledged:
                 problem = self._not_extended(remote.note, mine)
                 if problem:
-                    cuts.append((name, problem))
+                    cuts.append((name, problem, remote.note))
         return cuts
 
     def acknowledge_cuts(self, reason: str) -> list[tuple[str, str]]:
         """Record, signed, that an operator accepts the providers' checkpoints the trail
         does not extend (their notes go into the event), then publish a new checkpoint
         over them. Returns what was acknowledged."""
-        cuts = self.unacknowledged_cuts()
+        cuts = self._cuts()
         if not cuts:
             return []
-        notes = {}
-        for name, _ in cuts:
-            remote = self._read(self._providers[name], name)
-            if remote is not None:
-                notes[name] = remote.note
         self._checked = True  # this event is the acknowledgement itself
         self.trail.append(
             CUT_ACKNOWLEDGED,
-            detail={"reason": reason, "problems": dict(cuts), "notes": notes},
+            detail={
+                "reason": reason,
+                "problems": {name: problem for name, problem, _ in cuts},
+                "notes": {name: note for name, _, note in cuts},
+            },
         )
         self.recorded += 1
-        return cuts
+        return [(name, problem) for name, problem, _ in cuts]
 
     def _acknowledged(self) -> set[str]:
         return {
@@ -182,32 +184,28 @@ class NodeAudit:
         note = self.trail.checkpoint()
         self.recorded = 0
         mine = Checkpoint.parse_unverified(note)  # just signed here
-        outcome: dict[str, str] = {}
-        jobs = {}
-        for name, store in self._providers.items():
-            if self._is_offline(name):
-                outcome[name] = "Offline: skipped, catches up when it answers"
-                continue
-            marks = (tail_from or {}).get(name)
-            if self._io is None:
-                outcome[name] = self._publish_to(name, store, note, mine, marks)
-            else:
-                jobs[name] = self._io.submit(self._publish_to, name, store, note, mine, marks)
-        for name, job in jobs.items():
-            outcome[name] = job.result()
+        acknowledged = self._acknowledged()
+        names = [n for n in self._providers if not self._is_offline(n)]
+        done = self._map(
+            lambda n: self._publish_to(n, note, mine, (tail_from or {}).get(n), acknowledged),
+            names,
+        )
+        outcome = dict.fromkeys(self._providers, "Offline: skipped, catches up when it answers")
+        outcome.update(zip(names, done, strict=True))
         return outcome
 
     def _publish_to(
         self,
         name: str,
-        store: BlobStore,
         note: str,
         mine: Checkpoint,
         marks: tuple[int, int] | None,
+        acknowledged: set[str],
     ) -> str:
+        store = self._providers[name]
         try:
             current = self._read(store, name)
-            if current is not None and current.note not in self._acknowledged():
+            if current is not None and current.note not in acknowledged:
                 problem = self._not_extended(current.note, mine)
                 if problem:
                     log.warning("not publishing the checkpoint to %s: %s", name, problem)
@@ -273,13 +271,13 @@ class NodeAudit:
 
     def remote_notes(self) -> list[tuple[str, str]]:
         """(provider, checkpoint note) from every provider that holds one."""
-        notes = []
-        for name, store in self._providers.items():
-            with contextlib.suppress(ProviderError):
-                found = self._read(store, name)
-                if found is not None:
-                    notes.append((f"provider {name}", found.note))
-        return notes
+        names = list(self._providers)
+        found = self._map(lambda n: self._read(self._providers[n], n), names)
+        return [
+            (f"provider {name}", remote.note)
+            for name, remote in zip(names, found, strict=True)
+            if remote is not None
+        ]
 
     def verify(self) -> TrailVerification:
         return self.trail.verify(self._keys.public_keys(), self.remote_notes())

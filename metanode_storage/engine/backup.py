@@ -83,7 +83,7 @@ class Recovered:
 def recover_home(home: Path, passphrase: Secret, provider: BlobStore) -> Recovered:
     """Rebuild a node home from the map backup on ``provider``: the incremental log
     (engine/backup_log.py), or a full bundle written by versions before 0.2."""
-    from metanode_storage.engine.backup_log import open_head, restore_log
+    from metanode_storage.engine.backup_restore import open_head, restore_log
 
     layout = NodeLayout(home)
     if layout.config.exists():

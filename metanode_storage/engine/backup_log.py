@@ -33,29 +33,28 @@ Formats (all JSON inside AES-256-GCM under the provider's locator key)::
     part i  zstd(the stream's bytes i*PART_SIZE ..)           aad PART_AAD|id|i
     stream  u32 manifest length | manifest JSON {"files": [{"name", "size", "sha256"}]}
             | the files back to back
-    seg i   pad(zstd(JSON {"v": 1, "snapshot", "index", "prev", "map": [[table, key,
-            row|null]], "audit": {"events", "checkpoints"}, "files": {name: base64}}))
+    seg i   pad(zstd(JSON {"snapshot", "index", "prev"} "\n" JSON {"v": 1, "map": [[table,
+            key, row|null]], "audit": {"events", "checkpoints"}, "files": {name: bytes}}))
                                                              aad SEGMENT_AAD|id|i
-Bytes inside JSON are written as {"b": base64}.
+Bytes inside JSON are written as {"b": base64}. Reading it back: engine/backup_restore.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import sqlite3
 import struct
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from hashlib import sha256
 from pathlib import Path
-from typing import Any
 
 import zstandard
 
@@ -67,13 +66,11 @@ from metanode_storage.engine.backup import Locator
 from metanode_storage.engine.blobformat import padme
 from metanode_storage.engine.qlock import NodeLock
 from metanode_storage.errors import (
-    KeystoreDamaged,
     NotEnoughProviders,
-    ObjectNotFound,
     ProviderError,
 )
 from metanode_storage.fileio import atomic_write
-from metanode_storage.jsonbytes import decode, encode
+from metanode_storage.jsonbytes import encode
 from metanode_storage.providers.base import BlobStore
 
 HEAD_AAD = b"metanode map backup head v2"
@@ -82,10 +79,10 @@ SEGMENT_AAD = b"metanode map backup segment v2"
 PART_SIZE = 4 * 1024 * 1024
 MAX_SEGMENTS = 64
 MIN_COPIES = 2
-_SQLITE_FILES = ("blockmap.sqlite", "audit.sqlite")
-_PLAIN_FILES = ("config.toml", "keystore.mnk")
+SQLITE_FILES = ("blockmap.sqlite", "audit.sqlite")
+PLAIN_FILES = ("config.toml", "keystore.mnk")
 BACKUP_STATE_FILE = "backup-state.json"
-_MANIFEST = struct.Struct(">I")
+MANIFEST = struct.Struct(">I")
 
 
 def _one(db: sqlite3.Connection, query: str) -> int:
@@ -105,7 +102,7 @@ def piece_name(locator: Locator, kind: str, snapshot_id: str, index: int) -> str
     return digest[:16].hex()
 
 
-def _position(aad: bytes, snapshot_id: str, index: int) -> bytes:
+def position(aad: bytes, snapshot_id: str, index: int) -> bytes:
     return aad + b"\0" + snapshot_id.encode() + b"\0" + index.to_bytes(8, "big")
 
 
@@ -115,7 +112,7 @@ def _pad(data: bytes) -> bytes:
     return body + bytes(padme(len(body)) - len(body))
 
 
-def _unpad(padded: bytes) -> bytes:
+def unpad(padded: bytes) -> bytes:
     length = int.from_bytes(padded[:4], "big")
     if length > len(padded) - 4:
         raise ValueError("padding length is inconsistent")
@@ -176,6 +173,17 @@ class BackupState:
 
 
 # -- writing ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """A segment's plaintext, and where the provider's log stands once it is written."""
+
+    body: bytes
+    change_mark: int
+    events_mark: int
+    checkpoints_mark: int
+    files: dict[str, str]  # SHA-256 of the config and keystore as carried
 
 
 @dataclass
@@ -261,7 +269,7 @@ class BackupLog:
         ]
         with tempfile.TemporaryDirectory(dir=self._layout.home, prefix=".backup-") as tmp:
             snapshot = self._take_snapshot(Path(tmp)) if need_snapshot else None
-            segments: dict[tuple[int, int, int, tuple[tuple[str, str], ...]], bytes | None] = {}
+            segments: dict[tuple[int, int, int, tuple[tuple[str, str], ...]], _Segment | None] = {}
             jobs = {
                 name: self._io.submit(self._write_provider, name, state, snapshot, segments)
                 for name in targets
@@ -280,7 +288,7 @@ class BackupLog:
         name: str,
         state: BackupState,
         snapshot: _Snapshot | None,
-        segments: dict[tuple[int, int, int, tuple[tuple[str, str], ...]], bytes | None],
+        segments: dict[tuple[int, int, int, tuple[tuple[str, str], ...]], _Segment | None],
     ) -> str:
         store, locator = self._providers[name], self._locators[name]
         with self._state_lock:
@@ -331,7 +339,7 @@ class BackupLog:
 
     def _take_snapshot(self, tmp: Path) -> _Snapshot:
         copies = {}
-        for name in _SQLITE_FILES:
+        for name in SQLITE_FILES:
             target = tmp / name
             source = sqlite3.connect(self._layout.home / name)
             copy = sqlite3.connect(target)
@@ -341,19 +349,15 @@ class BackupLog:
                 source.close()
                 copy.close()
             copies[name] = target
-        files = {}
-        for name in _PLAIN_FILES:
-            target = tmp / name
-            target.write_bytes((self._layout.home / name).read_bytes())
-            copies[name] = target
-            files[name] = sha256(target.read_bytes()).hexdigest()
+        for name in PLAIN_FILES:
+            copies[name] = Path(shutil.copyfile(self._layout.home / name, tmp / name))
         with closing(sqlite3.connect(copies["blockmap.sqlite"])) as db:
             change_mark = _one(db, "SELECT COALESCE(MAX(seq), 0) FROM changes")
         with closing(sqlite3.connect(copies["audit.sqlite"])) as db:
             events_mark = _one(db, "SELECT COALESCE(MAX(seq) + 1, 0) FROM events")
             checkpoints_mark = _one(db, "SELECT COALESCE(MAX(size), 0) FROM checkpoints")
         manifest = []
-        for name in (*_PLAIN_FILES, *_SQLITE_FILES):
+        for name in (*PLAIN_FILES, *SQLITE_FILES):
             digest = sha256()
             with open(copies[name], "rb") as fh:
                 for piece in iter(lambda: fh.read(1 << 20), b""):
@@ -361,11 +365,12 @@ class BackupLog:
             manifest.append(
                 {"name": name, "size": copies[name].stat().st_size, "sha256": digest.hexdigest()}
             )
+        files = {str(e["name"]): str(e["sha256"]) for e in manifest if e["name"] in PLAIN_FILES}
         head = json.dumps({"files": manifest}).encode()
         stream = tmp / "stream"
         whole = sha256()
         with open(stream, "wb") as out:
-            for piece in (_MANIFEST.pack(len(head)), head):
+            for piece in (MANIFEST.pack(len(head)), head):
                 out.write(piece)
                 whole.update(piece)
             for entry in manifest:
@@ -396,7 +401,7 @@ class BackupLog:
                 if not piece and parts:
                     break
                 sealed = aead.seal(
-                    key, compressor.compress(piece), _position(PART_AAD, snapshot_id, parts)
+                    key, compressor.compress(piece), position(PART_AAD, snapshot_id, parts)
                 )
                 store.put(piece_name(locator, "part", snapshot_id, parts), sealed)
                 parts += 1
@@ -416,55 +421,49 @@ class BackupLog:
 
     # -- segments
 
-    def _build_segment(self, log: ProviderLog) -> bytes | None:
-        """The plaintext of the next segment for a provider at these marks; None if
-        nothing changed since."""
+    def _build_segment(self, log: ProviderLog) -> _Segment | None:
+        """The next segment for a provider at these marks; None if nothing changed since."""
         change_mark, changed = self._blockmap.changes_since(log.change_mark)
         rows = self._trail.rows_since(log.events_mark, log.checkpoints_mark)
-        files = {}
-        for name in _PLAIN_FILES:
+        files, hashes = {}, {}
+        for name in PLAIN_FILES:
             raw = (self._layout.home / name).read_bytes()
-            if sha256(raw).hexdigest() != log.files.get(name):
+            hashes[name] = sha256(raw).hexdigest()
+            if hashes[name] != log.files.get(name):
                 files[name] = raw
         if not changed and not rows["events"] and not rows["checkpoints"] and not files:
             return None
-        document = {
-            "v": 1,
-            "map": changed,
-            "audit": rows,
-            "files": files,
-            "marks": {
-                "change": change_mark,
-                "events": max([log.events_mark] + [r[0] + 1 for r in rows["events"]]),
-                "checkpoints": max([log.checkpoints_mark] + [r[0] for r in rows["checkpoints"]]),
-            },
-        }
-        return json.dumps(encode(document)).encode()
+        document = {"v": 1, "map": changed, "audit": rows, "files": files}
+        return _Segment(
+            json.dumps(encode(document)).encode(),
+            change_mark,
+            max([log.events_mark] + [r[0] + 1 for r in rows["events"]]),
+            max([log.checkpoints_mark] + [r[0] for r in rows["checkpoints"]]),
+            hashes,
+        )
 
     def _append_segment(
-        self, store: BlobStore, locator: Locator, log: ProviderLog, body: bytes
+        self, store: BlobStore, locator: Locator, log: ProviderLog, segment: _Segment
     ) -> None:
         index = len(log.segments)
         prev = log.segments[-1] if log.segments else log.snapshot_sha
         framed = (
             json.dumps({"snapshot": log.snapshot_id, "index": index, "prev": prev}).encode()
             + b"\n"
-            + body
+            + segment.body
         )
         sealed = aead.seal(
             locator.seal_key.reveal(),
             _pad(zstandard.ZstdCompressor(level=3).compress(framed)),
-            _position(SEGMENT_AAD, log.snapshot_id, index),
+            position(SEGMENT_AAD, log.snapshot_id, index),
         )
         store.put(piece_name(locator, "segment", log.snapshot_id, index), sealed)
-        marks = json.loads(body)["marks"]
         log.segments.append(sha256(framed).hexdigest())
         log.journal_bytes += len(sealed)
-        log.change_mark = int(marks["change"])
-        log.events_mark = int(marks["events"])
-        log.checkpoints_mark = int(marks["checkpoints"])
-        for name in _PLAIN_FILES:
-            log.files[name] = sha256((self._layout.home / name).read_bytes()).hexdigest()
+        log.change_mark = segment.change_mark
+        log.events_mark = segment.events_mark
+        log.checkpoints_mark = segment.checkpoints_mark
+        log.files = dict(segment.files)  # the versions carried, not whatever is on disk now
         log.written_at = time.time()
 
     def _write_head(self, store: BlobStore, locator: Locator, log: ProviderLog) -> None:
@@ -484,157 +483,3 @@ class BackupLog:
             locator.blob_key,
             aead.seal(locator.seal_key.reveal(), json.dumps(head).encode(), HEAD_AAD),
         )
-
-
-# -- reading (recovery) ---------------------------------------------------------------------
-
-
-class BackupLogDamaged(KeystoreDamaged):
-    """A backup log that does not hold together: a gap, a reordering, a foreign piece."""
-
-    reference = "MN-205"
-
-
-@dataclass(frozen=True)
-class RecoveredLog:
-    node_id: str
-    created_at: int
-    files: list[str]
-    segments: int
-
-
-def open_head(store: BlobStore, locator: Locator, sealed: bytes) -> dict[str, Any] | None:
-    """The v2 head in ``sealed``, or None when it is not one (a v1 full bundle)."""
-    try:
-        doc = json.loads(aead.open_sealed(locator.seal_key.reveal(), sealed, HEAD_AAD))
-    except aead.OpenFailed:
-        return None
-    if not isinstance(doc, dict) or doc.get("v") != 2:
-        raise BackupLogDamaged(f"the map backup head on {store.name} has an unknown format")
-    return doc
-
-
-def _fetch(store: BlobStore, key: str, what: str) -> bytes:
-    try:
-        return store.get(key)
-    except ObjectNotFound:
-        raise BackupLogDamaged(
-            f"the map backup on {store.name} is missing {what}",
-            "recover from another provider",
-        ) from None
-
-
-def restore_log(
-    home: Path, store: BlobStore, locator: Locator, head: Mapping[str, Any]
-) -> RecoveredLog:
-    """Rebuild the node's files in ``home`` from the snapshot and every segment in order."""
-    key = locator.seal_key.reveal()
-    snap = head["snapshot"]
-    snapshot_id, parts = str(snap["id"]), int(snap["parts"])
-    decompressor = zstandard.ZstdDecompressor()
-    with tempfile.TemporaryDirectory(dir=home, prefix=".recovering-") as tmp:
-        stream = Path(tmp) / "stream"
-        whole = sha256()
-        with open(stream, "wb") as out:
-            for index in range(parts):
-                sealed = _fetch(
-                    store, piece_name(locator, "part", snapshot_id, index), f"part {index}"
-                )
-                try:
-                    packed = aead.open_sealed(key, sealed, _position(PART_AAD, snapshot_id, index))
-                except aead.OpenFailed:
-                    raise BackupLogDamaged(
-                        f"part {index} of the snapshot on {store.name} does not belong there"
-                    ) from None
-                piece = decompressor.decompress(packed, max_output_size=PART_SIZE)
-                out.write(piece)
-                whole.update(piece)
-        if whole.hexdigest() != snap["sha256"]:
-            raise BackupLogDamaged(f"the snapshot on {store.name} does not match its head")
-        written = _unpack_stream(stream, home)
-        try:
-            changes = list(_segments(store, locator, head))  # all checked before any is used
-        except BaseException:
-            for leftover in written.values():
-                leftover.unlink(missing_ok=True)
-            raise
-    for name, target in written.items():
-        if name in _SQLITE_FILES:
-            os.replace(target, home / name)
-    blockmap = BlockMap(home / "blockmap.sqlite", bytes(32))  # rows replay sealed: no key
-    trail = AuditTrail(home / "audit.sqlite", "")
-    files: dict[str, bytes] = {}
-    try:
-        for segment in changes:
-            blockmap.apply_changes(segment["map"])
-            trail.restore_rows(segment["audit"])
-            files.update(segment["files"])
-    finally:
-        blockmap.close()
-        trail.close()
-    for name in _PLAIN_FILES:  # config last: the home counts as initialised only then
-        target = written[name]
-        if name in files:
-            target.write_bytes(files[name])
-    os.replace(written["keystore.mnk"], home / "keystore.mnk")
-    os.replace(written["config.toml"], home / "config.toml")
-    return RecoveredLog(
-        str(head["node_id"]), int(head["written_at"]), sorted(written), len(changes)
-    )
-
-
-def _unpack_stream(stream: Path, home: Path) -> dict[str, Path]:
-    """Write each file of a snapshot stream beside its final place; their paths by name."""
-    written = {}
-    with open(stream, "rb") as fh:
-        (length,) = _MANIFEST.unpack(fh.read(_MANIFEST.size))
-        manifest = json.loads(fh.read(length))
-        for entry in manifest["files"]:
-            name = os.path.basename(str(entry["name"]))  # never outside the home
-            if name not in (*_PLAIN_FILES, *_SQLITE_FILES):
-                raise BackupLogDamaged(f"the snapshot holds an unexpected file {name!r}")
-            target = home / f".{name}.recovering"
-            digest, left = sha256(), int(entry["size"])
-            with open(target, "wb") as out:
-                while left:
-                    piece = fh.read(min(left, 1 << 20))
-                    if not piece:
-                        raise BackupLogDamaged("the snapshot stream ends early")
-                    out.write(piece)
-                    digest.update(piece)
-                    left -= len(piece)
-            os.chmod(target, 0o600)
-            if digest.hexdigest() != entry["sha256"]:
-                raise BackupLogDamaged(f"the snapshot's copy of {name} is damaged")
-            written[name] = target
-    return written
-
-
-def _segments(
-    store: BlobStore, locator: Locator, head: Mapping[str, Any]
-) -> Iterator[dict[str, Any]]:
-    """Each segment, checked against the head's list: in place, in order, of this snapshot."""
-    key = locator.seal_key.reveal()
-    snapshot_id = str(head["snapshot"]["id"])
-    prev = str(head["snapshot"]["sha256"])
-    decompressor = zstandard.ZstdDecompressor()
-    for index, expected in enumerate(head["segments"]):
-        sealed = _fetch(
-            store, piece_name(locator, "segment", snapshot_id, index), f"segment {index} (a gap)"
-        )
-        try:
-            padded = aead.open_sealed(key, sealed, _position(SEGMENT_AAD, snapshot_id, index))
-            framed = decompressor.decompress(_unpad(padded), max_output_size=1 << 34)
-        except (aead.OpenFailed, ValueError, zstandard.ZstdError):
-            raise BackupLogDamaged(
-                f"segment {index} on {store.name} does not belong at that place "
-                "(reordered, or from another snapshot)"
-            ) from None
-        if sha256(framed).hexdigest() != expected:
-            raise BackupLogDamaged(f"segment {index} on {store.name} does not match its head")
-        line, _, body = framed.partition(b"\n")
-        position = json.loads(line)
-        if position != {"snapshot": snapshot_id, "index": index, "prev": prev}:
-            raise BackupLogDamaged(f"segment {index} on {store.name} is out of its chain")
-        prev = expected
-        yield decode(json.loads(body))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from metanode_storage.config.secrets import Secret
 from metanode_storage.crypto.keystore import KeyMaterial, update_keystore
 from metanode_storage.engine.backup import Locator, derive_locator
-from metanode_storage.engine.backup_log import BACKUP_STATE_FILE, BackupLog, BackupState
+from metanode_storage.engine.backup_log import BackupLog
 from metanode_storage.engine.blobformat import is_own_blob_key
 from metanode_storage.errors import KeystoreError
 
@@ -58,7 +58,7 @@ def tail_marks(node: Node) -> dict[str, tuple[int, int]]:
     checkpoint adds the audit rows beyond them."""
     if not node.settings.backup_enabled:
         return {}
-    logs = BackupState.load(node.layout.home / BACKUP_STATE_FILE).logs
+    logs = node.backup_log_state().logs
     return {n: (log.events_mark, log.checkpoints_mark) for n, log in logs.items()}
 
 

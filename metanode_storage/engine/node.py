@@ -179,18 +179,19 @@ class Node:
         Neither may fail a command whose work succeeded: a failure is a warning, a
         counter in the metrics, a line in `status`, and is caught up by the next run.
         """
+        marks = tail_marks(self)
         if self.settings.backup_enabled:
-            if self.changed or self._audit_tail_is_long():
+            if self.changed or self._audit_tail_is_long(marks):
                 self._attempt("map backup", lambda: backup_map(self))
+                marks = tail_marks(self)  # the backup moved them
         else:
             self.blockmap.forget_changes(self.blockmap.change_mark())  # no backup needs them
         if self.audit.enabled and self.audit.recorded:
-            self._attempt("audit checkpoint", lambda: self.audit.publish(tail_marks(self)))
+            self._attempt("audit checkpoint", lambda: self.audit.publish(marks))
 
-    def _audit_tail_is_long(self) -> bool:
+    def _audit_tail_is_long(self, marks: dict[str, tuple[int, int]]) -> bool:
         """A node that only reads still gets its audit events into a backup segment,
         every _AUDIT_TAIL events, so checkpoint blobs stay small."""
-        marks = tail_marks(self)
         held, _ = self.audit.trail.marks()
         return bool(marks) and held - min(m[0] for m in marks.values()) > _AUDIT_TAIL
 
@@ -476,33 +477,32 @@ class Node:
             found = [e for e in self._manifest(block) if e.path == path.strip("/")]
             if not found or found[0].type != tree.FILE:
                 raise InputError(f"the tree holds no file {path!r}", "give -o DIR for more")
-            entry = found[0]
-            whole = sha256()
-            for data in self._chunk_data(block, self._file_chunks(block, entry)):
-                whole.update(data)
-                _write_out(sink, data)
-                progress(len(data))
-            if not hmac.compare_digest(whole.hexdigest(), entry.sha256):
-                raise IntegrityError(f"{entry.path}: the bytes do not match the manifest")
+            self._copy_file(block, found[0], sink, progress)
             self.audit.record(RETRIEVE, block.block_id, OK, {"tree_entries": 1})
-            return entry
+            return found[0]
 
-    @staticmethod
-    def _file_chunks(block: BlockRecord, entry: tree.Entry) -> Sequence[bytes]:
-        return block.chunk_ids[entry.first_chunk : entry.first_chunk + entry.chunks]
+    def _copy_file(
+        self, block: BlockRecord, entry: tree.Entry, sink: BinaryIO, progress: Progress
+    ) -> None:
+        """A tree's file, chunk by chunk, into ``sink``; its SHA-256 checked at the end."""
+        chunk_ids = block.chunk_ids[entry.first_chunk : entry.first_chunk + entry.chunks]
+        whole = sha256()
+        for data in self._chunk_data(block, chunk_ids):
+            whole.update(data)
+            _write_out(sink, data)
+            progress(len(data))
+        if not hmac.compare_digest(whole.hexdigest(), entry.sha256):
+            raise IntegrityError(f"{entry.path}: the bytes do not match the manifest")
 
     def _restore_file(
         self, block: BlockRecord, entry: tree.Entry, path: Path, progress: Progress
     ) -> None:
-        whole = sha256()
         with os.fdopen(tree.open_new_file(path), "wb") as out:
-            for data in self._chunk_data(block, self._file_chunks(block, entry)):
-                whole.update(data)
-                out.write(data)
-                progress(len(data))
-        if not hmac.compare_digest(whole.hexdigest(), entry.sha256):
-            path.unlink()
-            raise IntegrityError(f"{entry.path}: the restored bytes do not match the manifest")
+            try:
+                self._copy_file(block, entry, out, progress)
+            except IntegrityError:
+                path.unlink()  # never leave bytes that failed verification
+                raise
 
     def _read_chunks(self, stream: BinaryIO) -> Iterator[bytes]:
         """The stream's chunks; a chunker per store, as pyfastcdc's is not thread-safe."""

@@ -118,7 +118,7 @@ def _status_for(exc: MetanodeError) -> int:
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Authentication, then one place where engine errors become HTTP errors."""
-    STARTED.add(id(request.protocol))
+    request.app[STARTED].add(id(request.protocol))
     if request.path != "/health":
         # aiohttp decodes header bytes that are not UTF-8 as surrogates: compare the bytes
         given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
@@ -147,8 +147,8 @@ def _allow_header(exc: web.HTTPException) -> dict[str, str]:
     return {"Allow": allow} if allow else {}
 
 
-# Connections whose first request has arrived (see runner.header_deadline), by id.
-STARTED: set[int] = set()
+# Connections whose first request head has arrived, by id (runner._with_header_deadline).
+STARTED = web.AppKey("started_connections", set[int])
 
 
 async def _run(request: web.Request, fn: Callable[..., Any], *args: Any) -> Any:
@@ -267,6 +267,7 @@ def make_app(node: Node, token: bytes, limits: Limits) -> web.Application:
     app[TOKEN] = token
     app[LIMITS] = Uploads(limits)
     app[INFLIGHT] = InFlight()
+    app[STARTED] = set()
     app[AUTH_FAILURES] = AuthFailures(
         lambda detail: node.audit.record("auth_failure", "", DENIED, detail)
     )

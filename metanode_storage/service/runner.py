@@ -88,15 +88,15 @@ def is_loopback(host: str) -> bool:
 
 
 def _with_header_deadline(
-    server: web.Server, seconds: float, loop: asyncio.AbstractEventLoop
+    server: web.Server, started: set[int], seconds: float, loop: asyncio.AbstractEventLoop
 ) -> Callable[[], asyncio.Protocol]:
     """A protocol factory whose connections are closed if no complete request head has
     arrived within ``seconds`` (aiohttp has no such limit: slow-header clients would
     keep their sockets for ever)."""
 
     def close_if_idle(handler: RequestHandler) -> None:
-        if id(handler) in STARTED:
-            STARTED.discard(id(handler))
+        if id(handler) in started:
+            started.discard(id(handler))
         elif handler.transport is not None:
             handler.transport.close()
 
@@ -129,7 +129,7 @@ async def serve(
     assert runner.server is not None
     try:
         listener = await loop.create_server(
-            _with_header_deadline(runner.server, header_timeout, loop), host, port
+            _with_header_deadline(runner.server, app[STARTED], header_timeout, loop), host, port
         )
     except OSError as exc:
         await runner.cleanup()
