@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, note TEXT NOT 
 """
 
 
+# An event to append: (type, block id, status, detail).
+NewEvent = tuple[str, str, str, Mapping[str, Any] | None]
+
+
 def audit_origin(node_id: str) -> str:
     """The checkpoint origin line of a node's trail."""
     return f"metanode/{node_id}"
@@ -142,33 +146,40 @@ class AuditTrail:
         detail: Mapping[str, Any] | None = None,
     ) -> int:
         """Sign and append one event; return its sequence number."""
+        return self.append_many([(event_type, block_id, status, detail)])
+
+    def append_many(self, events: Sequence[NewEvent]) -> int:
+        """Sign and append (type, block id, status, detail) events in one transaction;
+        return the last one's sequence number."""
         if self._signer is None:
             raise LocalStateError("this audit trail was opened read-only")
         now = int(time.time())
         with self._db.transaction():
             frontier, last = self._frontier()
-            signed = {
-                "v": EVENT_VERSION,
-                "seq": frontier.size,
-                "time": now,
-                "type": event_type,
-                "block_id": block_id,
-                "status": status,
-                "detail": dict(detail or {}),
-                "prev": last,
-                "key_id": self._signer.key_id,
-            }
-            body = canonical({**signed, "sig": self._signer.sign(canonical(signed)).hex()})
-            leaf = leaf_hash(body)
-            self._db.execute(
-                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (frontier.size, now, event_type, block_id, status, body, leaf),
-            )
-            frontier.append(leaf)
+            for event_type, block_id, status, detail in events:
+                signed = {
+                    "v": EVENT_VERSION,
+                    "seq": frontier.size,
+                    "time": now,
+                    "type": event_type,
+                    "block_id": block_id,
+                    "status": status,
+                    "detail": dict(detail or {}),
+                    "prev": last,
+                    "key_id": self._signer.key_id,
+                }
+                body = canonical({**signed, "sig": self._signer.sign(canonical(signed)).hex()})
+                leaf = leaf_hash(body)
+                self._db.execute(
+                    "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (frontier.size, now, event_type, block_id, status, body, leaf),
+                )
+                frontier.append(leaf)
+                last = leaf.hex()
             state = {
                 "size": frontier.size,
                 "hashes": [h.hex() for h in frontier.hashes],
-                "last": leaf.hex(),
+                "last": last,
             }
             self._db.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('frontier', ?)", (json.dumps(state),)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
 from metanode_storage.audit.note import Checkpoint, NoteInvalid, open_note
-from metanode_storage.audit.trail import OK, AuditTrail, TrailVerification
+from metanode_storage.audit.trail import OK, AuditTrail, NewEvent, TrailVerification
 from metanode_storage.crypto import aead
 from metanode_storage.crypto.keystore import KeyMaterial
 from metanode_storage.errors import IntegrityError, ObjectNotFound, ProviderError
@@ -88,10 +88,14 @@ class NodeAudit:
         status: str = OK,
         detail: Mapping[str, Any] | None = None,
     ) -> None:
-        if self.enabled:
+        self.record_many([(event_type, block_id, status, detail)])
+
+    def record_many(self, events: Sequence[NewEvent]) -> None:
+        """Several events in one transaction (one fsync)."""
+        if self.enabled and events:
             self.ensure_extends_providers()
-            self.trail.append(event_type, block_id, status, detail)
-            self.recorded += 1
+            self.trail.append_many(events)
+            self.recorded += len(events)
 
     def ensure_extends_providers(self) -> None:
         """Refuse to add to a trail that does not extend the newest checkpoint a provider

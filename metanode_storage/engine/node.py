@@ -16,7 +16,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -42,11 +42,12 @@ from metanode_storage.crypto.keystore import KeyMaterial, read_keystore
 from metanode_storage.engine import tree
 from metanode_storage.engine.auditing import NodeAudit
 from metanode_storage.engine.backup_log import BACKUP_STATE_FILE, BackupState
+from metanode_storage.engine.batch_proof import BlockFields, ProofVerifier, seal_batch
 from metanode_storage.engine.chunker import Chunker
 from metanode_storage.engine.maintenance import backup_map, collect_garbage, tail_marks
 from metanode_storage.engine.metrics import Metrics
 from metanode_storage.engine.model import ContainerBlock
-from metanode_storage.engine.proof import block_message, make_proof, manifest_hash
+from metanode_storage.engine.proof import PROOF_TYPE, manifest_hash
 from metanode_storage.engine.qlock import NodeLock
 from metanode_storage.engine.reader import ChunkReader, ReplicaCheck
 from metanode_storage.engine.status import MapBackupStatus, NodeStatus, measure_status
@@ -96,6 +97,22 @@ class _StreamResult:
 
 
 @dataclass(frozen=True)
+class _NewBlock:
+    """A block about to be signed: which of the written chunks it holds, and its fields."""
+
+    first_chunk: int
+    chunks: int
+    data_hash: str
+    size: int
+    name: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of_stream(cls, stream: _StreamResult, name: str) -> _NewBlock:
+        return cls(stream.first_chunk, stream.chunks, stream.sha256, stream.size, name)
+
+
+@dataclass(frozen=True)
 class _Written:
     """Chunks written for a block that is not committed yet."""
 
@@ -128,6 +145,7 @@ class Node:
             self.providers, keys.dedup_key.reveal(), data_keys, self.health.is_offline
         )
         self._trusted_keys = keys.public_keys()
+        self._batches = ProofVerifier(self._trusted_keys)  # batch seals checked this run
         self.passphrase: Secret | None = None
         self.changed = False  # the map changed in this run: back it up at close
         trail = AuditTrail(layout.audit, audit_origin(settings.node_id), keys.signer)
@@ -159,6 +177,7 @@ class Node:
         """Use a rewritten keystore's keys from now on (after a rotation)."""
         self.keys = keys
         self._trusted_keys = keys.public_keys()
+        self._batches = ProofVerifier(self._trusted_keys)
         self.reader.use_data_keys({k.key_id: k.key.reveal() for k in keys.data_keys})
         self.audit.use_keys(keys)
 
@@ -232,6 +251,31 @@ class Node:
     def store_bytes(self, data: bytes, name: str = "") -> ContainerBlock:
         return self.store(io.BytesIO(data), name)
 
+    def store_many(
+        self, objects: Iterable[tuple[str, BinaryIO | bytes]], progress: Progress = _no_progress
+    ) -> list[ContainerBlock]:
+        """Store each (name, data) as its own block, committed as a group: one map
+        transaction, one audit transaction and one signature for all of them (a batched
+        proof each). The promise is store()'s: none is listed until every replica of
+        every one is durable, and an interruption leaves none of them listed."""
+        items = [(n, io.BytesIO(d) if isinstance(d, bytes) else d) for n, d in objects]
+        with self.lock.shared("store a batch"):
+            started = time.perf_counter()
+            written = self._put_chunks([stream for _, stream in items], progress)
+            blocks = self._commit(
+                written,
+                [
+                    _NewBlock.of_stream(result, name)
+                    for (name, _), result in zip(items, written.streams, strict=True)
+                ],
+            )
+            self.metrics.add(
+                store_ops=len(blocks),
+                store_bytes=sum(b.size_bytes for b in blocks),
+                store_seconds=time.perf_counter() - started,
+            )
+            return blocks
+
     def store_file(self, path: Path | str, progress: Progress = _no_progress) -> ContainerBlock:
         try:
             with open(path, "rb") as fh:
@@ -247,7 +291,8 @@ class Node:
     def _store_locked(self, stream: BinaryIO, name: str, progress: Progress) -> ContainerBlock:
         written = self._put_chunks([stream], progress)
         (whole,) = written.streams
-        return self._commit(written, whole.sha256, whole.size, name)
+        (block,) = self._commit(written, [_NewBlock.of_stream(whole, name)])
+        return block
 
     def _writer(self) -> ChunkWriter:
         keys = self.keys
@@ -316,40 +361,43 @@ class Node:
             raise
         return _Written(writer, chunk_ids, results, new_chunks)
 
-    def _commit(
-        self,
-        written: _Written,
-        data_hash: str,
-        size: int,
-        name: str,
-        extra: dict[str, Any] | None = None,
-    ) -> ContainerBlock:
-        """Sign the block and commit its map row: only now does it exist."""
-        block = self._sign_block(str(uuid.uuid4()), data_hash, size, written.chunk_ids, name)
-        if extra:
-            block = replace(block, extra=extra)
+    def _commit(self, written: _Written, blocks: Sequence[_NewBlock]) -> list[ContainerBlock]:
+        """Sign ``blocks`` as one batch and commit their map rows in one transaction: only
+        now do they exist, all of them or none."""
+        records = self._sign_blocks(written.chunk_ids, blocks)
+        offered = {c.chunk_id: c for c in written.new_chunks}
+        rows = []
+        for record in records:  # each new chunk goes with the first block that names it
+            chunk_ids = dict.fromkeys(record.chunk_ids)
+            rows.append((record, [offered.pop(c) for c in chunk_ids if c in offered]))
         try:
-            spare = self.blockmap.commit_block(block, written.new_chunks)
+            spare = self.blockmap.commit_blocks(rows)
         except BaseException:
-            for record in written.new_chunks:
-                written.writer.discard(record.replicas)
+            for chunk in written.new_chunks:
+                written.writer.discard(chunk.replicas)
             raise
-        for record in spare:
-            written.writer.discard(record.replicas)
-        view = self._view(block)
+        for chunk in spare:
+            written.writer.discard(chunk.replicas)
         self.changed = True
-        self.audit.record(
-            STORE,
-            block.block_id,
-            detail={
-                "size": size,
-                "chunks": len(written.chunk_ids),
-                "new_chunks": len(written.new_chunks),
-                "providers": [loc.provider for loc in view.distribution_map],
-                **({"tree": True} if extra and "tree" in extra else {}),
-            },
+        views = [self._view(record) for record in records]
+        self.audit.record_many(
+            [
+                (
+                    STORE,
+                    view.block_id,
+                    OK,
+                    {
+                        "size": view.size_bytes,
+                        "chunks": len(record.chunk_ids),
+                        "new_chunks": len(new_chunks),
+                        "providers": [loc.provider for loc in view.distribution_map],
+                        **({"tree": True} if "tree" in record.extra else {}),
+                    },
+                )
+                for view, (record, new_chunks) in zip(views, rows, strict=True)
+            ]
         )
-        return view
+        return views
 
     # -- directory trees (engine/tree.py) ----------------------------------------------
 
@@ -398,13 +446,15 @@ class Node:
             started = time.perf_counter()
             written = self._put_chunks(streams(), progress, results.append)
             size = sum(e.size for e in tree.files_of(stored))
-            view = self._commit(
-                written,
+            whole_tree = _NewBlock(
+                0,
+                len(written.chunk_ids),
                 sha256(manifest).hexdigest(),
                 size,
                 roots[0].name if len(roots) == 1 else "",
-                extra={"tree": {"manifest_chunks": written.streams[-1].chunks}},
+                {"tree": {"manifest_chunks": written.streams[-1].chunks}},
             )
+            (view,) = self._commit(written, [whole_tree])
             self.metrics.add(
                 store_ops=1, store_bytes=size, store_seconds=time.perf_counter() - started
             )
@@ -423,7 +473,7 @@ class Node:
         count = int(block.extra.get("tree", {}).get("manifest_chunks", -1))
         if count < 0:
             raise InputError(f"block {block.block_id} is a file, not a directory tree")
-        check_block_signatures(block, self._trusted_keys)
+        check_block_signatures(block, self._trusted_keys, self._batches)
         raw = b"".join(self._chunk_data(block, block.chunk_ids[len(block.chunk_ids) - count :]))
         if not hmac.compare_digest(sha256(raw).hexdigest(), block.data_hash):
             raise IntegrityError(f"block {block.block_id}: the tree's manifest does not match")
@@ -511,29 +561,41 @@ class Node:
         except OSError as exc:
             raise InputError(f"cannot read the input: {exc.strerror or exc}") from None
 
-    def _sign_block(
-        self, block_id: str, data_hash: str, size: int, chunk_ids: list[bytes], name: str
-    ) -> BlockRecord:
+    def _sign_blocks(
+        self, chunk_ids: list[bytes], blocks: Sequence[_NewBlock]
+    ) -> list[BlockRecord]:
+        """One signature for the whole batch: a Merkle tree over the blocks' proof records,
+        signed once, and each block's inclusion path (engine/batch_proof.py)."""
         signer = self.keys.signer
         started = time.perf_counter()
         created_at = int(time.time())
-        manifest = manifest_hash(chunk_ids)
-        proof = make_proof(signer, block_id, data_hash, size, created_at, manifest)
-        message = block_message(
-            block_id, data_hash, proof.proof_hash, size, created_at, manifest.hex()
+        ids = [str(uuid.uuid4()) for _ in blocks]
+        own_chunks = [chunk_ids[b.first_chunk : b.first_chunk + b.chunks] for b in blocks]
+        proofs = seal_batch(
+            signer,
+            [
+                BlockFields(
+                    PROOF_TYPE, block_id, b.data_hash, b.size, created_at, manifest_hash(c).hex()
+                )
+                for block_id, b, c in zip(ids, blocks, own_chunks, strict=True)
+            ],
         )
-        self.metrics.add(proofs=1, proof_seconds=time.perf_counter() - started)
-        return BlockRecord(
-            block_id=block_id,
-            data_hash=data_hash,
-            size=size,
-            created_at=created_at,
-            chunk_ids=tuple(chunk_ids),
-            proof=proof.to_dict(),
-            vm_signature=signer.sign(message).hex(),
-            name=name,
-            encrypted=self.settings.encryption,
-        )
+        self.metrics.add(proofs=len(proofs), proof_seconds=time.perf_counter() - started)
+        return [
+            BlockRecord(
+                block_id=proof.block_id,
+                data_hash=b.data_hash,
+                size=b.size,
+                created_at=created_at,
+                chunk_ids=tuple(c),
+                proof=proof.to_dict(),
+                vm_signature=proof.seal.signature.hex(),  # the batch seal's: see PROOFS.md
+                name=b.name,
+                encrypted=self.settings.encryption,
+                extra=b.extra,
+            )
+            for proof, b, c in zip(proofs, blocks, own_chunks, strict=True)
+        ]
 
     # -- retrieve ----------------------------------------------------------------
 
@@ -581,7 +643,7 @@ class Node:
         self, block: BlockRecord, sink: BinaryIO, progress: Progress, faults: list[list[str]]
     ) -> int:
         """Stream the verified block to ``sink``; return how many chunks needed a failover."""
-        check_block_signatures(block, self._trusted_keys)
+        check_block_signatures(block, self._trusted_keys, self._batches)
         whole = sha256()
         failovers = 0
         for chunk_id, data, checks in self._fetch_in_order(block):
@@ -657,7 +719,13 @@ class Node:
     def verify_record(self, block: BlockRecord, progress: Progress) -> BlockVerification:
         """Verify one block (the caller holds the lock) and audit the outcome."""
         result = verify_block(
-            block, self.blockmap, self.reader, self.io_pool, self._trusted_keys, progress
+            block,
+            self.blockmap,
+            self.reader,
+            self.io_pool,
+            self._trusted_keys,
+            progress,
+            self._batches,
         )
         self.audit.record(VERIFY, block.block_id, result.audit_status, result.audit_detail())
         return result

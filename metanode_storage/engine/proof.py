@@ -31,6 +31,8 @@ from hashlib import sha256
 from typing import Any, BinaryIO
 
 from metanode_storage.crypto.signing import NodeSigner, key_id_of, verify_signature
+from metanode_storage.engine.batch_proof import VERSION as VERSION_BATCHED
+from metanode_storage.engine.batch_proof import BatchedProof, ProofVerifier
 
 PROOF_TYPE = "integrity_authenticity"
 _PROOF_DOMAIN = b"metanode/proof/v1\n"
@@ -136,53 +138,95 @@ def block_message(
 
 
 PROOF_FILE_FORMAT = "metanode-proof"
-PROOF_FILE_VERSION = 1
+BUNDLE_FORMAT = "metanode-proof-bundle"
+_ENCODINGS = {
+    1: "metanode/proof/v1 (docs/PROOFS.md)",
+    2: "metanode/proof/v2 + metanode/proof-batch/v1 (docs/PROOFS.md)",
+}
+AnyProof = CryptographicProof | BatchedProof
 
 
-def proof_document(proof: CryptographicProof, origin: str) -> dict[str, Any]:
+def load_proof(doc: Mapping[str, Any]) -> AnyProof:
+    """A stored or exported proof of either version; ``ValueError`` if it is malformed."""
+    if doc.get("version") == VERSION_BATCHED:
+        return BatchedProof.from_dict(doc)
+    try:
+        proof = CryptographicProof.from_dict(doc)
+        bytes.fromhex(proof.verification_key + proof.data_hash + proof.manifest_hash)
+        bytes.fromhex(proof.signature)
+    except (TypeError, ValueError, AttributeError):
+        raise ValueError("the proof is incomplete or has fields of the wrong type") from None
+    return proof
+
+
+def proof_document(proof: AnyProof, origin: str) -> dict[str, Any]:
     """The exported proof file: self-describing JSON around the signed proof."""
     return {
         "format": PROOF_FILE_FORMAT,
-        "version": PROOF_FILE_VERSION,
+        "version": proof.version,
         "origin": origin,
-        "canonical_encoding": "metanode/proof/v1 (docs/PROOFS.md)",
+        "canonical_encoding": _ENCODINGS[proof.version],
         "proof": proof.to_dict(),
     }
 
 
-def check_proof_document(
-    document: Mapping[str, Any],
-    public_key: bytes | None,
-    data: BinaryIO | None = None,
-) -> list[str]:
-    """Everything wrong with a proof file, checked offline with nothing but the public key
-    (and the data, if given). An empty list means the proof holds."""
-    if document.get("format") != PROOF_FILE_FORMAT:
-        return ["not a metanode proof file (format field)"]
-    if document.get("version") != PROOF_FILE_VERSION:
-        return [f"proof file version {document.get('version')!r} is not supported"]
-    try:
-        proof = CryptographicProof.from_dict(document["proof"])
+def bundle_document(documents: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Several proof files in one: what `proof export` writes for several blocks."""
+    return {"format": BUNDLE_FORMAT, "version": 1, "proofs": list(documents)}
+
+
+def proof_documents(document: Any) -> list[Any]:
+    """The proof files inside one parsed file: itself, or a bundle's members."""
+    if isinstance(document, dict) and document.get("format") == BUNDLE_FORMAT:
+        members = document.get("proofs")
+        return list(members) if isinstance(members, list) else [None]
+    return [document]
+
+
+class ProofChecker:
+    """Checks proof files offline, remembering which batch seals already verified."""
+
+    def __init__(self, public_key: bytes | None) -> None:
+        self.public_key = public_key
+        self._batches = ProofVerifier()
+
+    def check(self, document: Any, data: BinaryIO | None = None) -> list[str]:
+        """Everything wrong with one proof file, checked with nothing but the public key
+        (and the data, if given). An empty list means the proof holds."""
+        if not isinstance(document, Mapping) or document.get("format") != PROOF_FILE_FORMAT:
+            return ["not a metanode proof file (format field)"]
+        if document.get("version") not in _ENCODINGS:
+            return [f"proof file version {document.get('version')!r} is not supported"]
+        try:
+            proof = load_proof(document["proof"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return ["the proof is incomplete or has fields of the wrong type"]
+        if proof.version != document.get("version"):
+            return ["the proof's version differs from the file's"]
+        problems = []
         embedded = bytes.fromhex(proof.verification_key)
-        bytes.fromhex(proof.data_hash + proof.manifest_hash + proof.signature)
-    except (KeyError, TypeError, ValueError):
-        return ["the proof is incomplete or has fields of the wrong type"]
+        if self.public_key is not None and embedded != self.public_key:
+            problems.append("the proof names a different verification key than the one given")
+        if key_id_of(embedded) != proof.key_id:
+            problems.append("the key id does not belong to the verification key")
+        valid = self._batches.verify(proof) if isinstance(proof, BatchedProof) else proof.verify()
+        if not valid:
+            problems.append(
+                "the signature does not verify: a field of the proof was altered after signing"
+            )
+        if data is not None:
+            problems += _data_problems(data, proof.size, proof.data_hash)
+        return problems
+
+
+def _data_problems(data: BinaryIO, size: int, data_hash: str) -> list[str]:
+    digest, seen = sha256(), 0
+    while chunk := data.read(1 << 20):
+        digest.update(chunk)
+        seen += len(chunk)
     problems = []
-    if public_key is not None and embedded != public_key:
-        problems.append("the proof names a different verification key than the one given")
-    if key_id_of(embedded) != proof.key_id:
-        problems.append("the key id does not belong to the verification key")
-    if not proof.verify():
-        problems.append(
-            "the signature does not verify: a field of the proof was altered after signing"
-        )
-    if data is not None:
-        digest, size = sha256(), 0
-        while chunk := data.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-        if size != proof.size:
-            problems.append(f"the data is {size} bytes, the proof says {proof.size}")
-        if digest.hexdigest() != proof.data_hash:
-            problems.append("the data's SHA-256 differs from the proof's data_hash")
+    if seen != size:
+        problems.append(f"the data is {seen} bytes, the proof says {size}")
+    if digest.hexdigest() != data_hash:
+        problems.append("the data's SHA-256 differs from the proof's data_hash")
     return problems

@@ -11,7 +11,8 @@ from metanode_storage.audit.trail import FAILED, OK, VIOLATION
 from metanode_storage.blockmap.records import BlockRecord
 from metanode_storage.blockmap.store import BlockMap
 from metanode_storage.crypto.signing import verify_signature
-from metanode_storage.engine.proof import CryptographicProof, block_message, manifest_hash
+from metanode_storage.engine.batch_proof import BatchedProof, ProofVerifier
+from metanode_storage.engine.proof import block_message, load_proof, manifest_hash
 from metanode_storage.engine.reader import GOOD, ChunkReader, ReplicaCheck
 from metanode_storage.errors import SignatureInvalid
 
@@ -41,19 +42,38 @@ class BlockVerification:
 
 
 def check_block_signatures(
-    block: BlockRecord, trusted_keys: Mapping[str, bytes]
-) -> CryptographicProof:
+    block: BlockRecord, trusted_keys: Mapping[str, bytes], batches: ProofVerifier | None = None
+) -> None:
     """The block's proof and VM signature must hold under one of the node's keys
-    (retired ones included) and agree with the block's chunk list."""
-    proof = CryptographicProof.from_dict(block.proof)
+    (retired ones included) and agree with the block's chunk list. ``batches`` carries
+    the batch seals already checked, so blocks signed together cost one signature check."""
+    try:
+        proof = load_proof(block.proof)
+    except ValueError:
+        proof = None
     manifest = manifest_hash(block.chunk_ids).hex()
-    consistent = (
+    consistent = proof is not None and (
         proof.block_id == block.block_id
         and proof.data_hash == block.data_hash
         and proof.size == block.size
         and proof.manifest_hash == manifest
     )
-    if not (consistent and proof.verify(trusted_keys)):
+    if isinstance(proof, BatchedProof):
+        # A batched proof covers every field of the row itself; the row's signature is the
+        # batch seal's, kept beside it.
+        valid = (
+            consistent
+            and proof.timestamp == block.created_at
+            and proof.seal.signature.hex() == block.vm_signature
+            and (batches or ProofVerifier(trusted_keys)).verify(proof)
+        )
+        if not valid:
+            raise SignatureInvalid(
+                f"the proof of block {block.block_id} does not verify",
+                "the block map was altered; restore a map backup",
+            )
+        return
+    if not (consistent and proof is not None and proof.verify(trusted_keys)):
         raise SignatureInvalid(
             f"the proof of block {block.block_id} does not verify",
             "the block map was altered; restore a map backup",
@@ -67,7 +87,6 @@ def check_block_signatures(
             f"the VM signature of block {block.block_id} does not verify",
             "the block map was altered; restore a map backup",
         )
-    return proof
 
 
 def verify_block(
@@ -77,10 +96,11 @@ def verify_block(
     io_pool: Executor,
     trusted_keys: Mapping[str, bytes],
     progress: Callable[[int], None],
+    batches: ProofVerifier | None = None,
 ) -> BlockVerification:
     """Fetch and check every replica; record faults (and clear healed ones) in the map."""
     try:
-        check_block_signatures(block, trusted_keys)
+        check_block_signatures(block, trusted_keys, batches)
     except SignatureInvalid as exc:
         return BlockVerification(block.block_id, False, 0, error=exc.message)
     faults: list[ReplicaCheck] = []

@@ -8,7 +8,7 @@ from hashlib import sha256
 from metanode_storage.blockmap.records import BlockRecord, ChunkRecord
 from metanode_storage.config.settings import ProviderSettings
 from metanode_storage.engine.model import ContainerBlock, StorageLocation
-from metanode_storage.engine.proof import CryptographicProof
+from metanode_storage.engine.proof import load_proof
 
 
 def container_view(
@@ -53,7 +53,7 @@ def container_view(
     return ContainerBlock(
         block_id=block.block_id,
         data_hash=block.data_hash,
-        proof_hash=CryptographicProof.from_dict(block.proof).proof_hash,
+        proof_hash=load_proof(block.proof).proof_hash,
         size_bytes=block.size,
         created_at=block.created_at,
         distribution_map=locations,

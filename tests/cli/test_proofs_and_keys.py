@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from metanode_storage.engine.node import Node
 from tests.conftest import CliRunnerFn, blob_files, provider_dirs
 
 
@@ -63,7 +64,13 @@ def test_a_third_party_verifies_with_only_the_public_key(
         ("signature", "22" * 64, "signature does not verify"),
         ("verification_key", "33" * 32, "different verification key"),
         ("key_id", "0000000000000000", "key id does not belong"),
-        ("version", 2, "signature does not verify"),
+        ("leaf_index", 1, "signature does not verify"),
+        ("tree_size", 2, "signature does not verify"),
+        ("root", "55" * 32, "signature does not verify"),
+        ("inclusion_path", ["66" * 32], "signature does not verify"),
+        ("inclusion_path", "66", "incomplete or has fields of the wrong type"),
+        ("size", "1", "incomplete or has fields of the wrong type"),
+        ("version", 1, "incomplete or has fields of the wrong type"),
     ],
 )
 def test_every_field_of_a_proof_is_protected(
@@ -76,6 +83,39 @@ def test_every_field_of_a_proof_is_protected(
     done = _third_party(str(proof), "--public-key", public_key, cwd=tmp_path)
     assert done.returncode == 10
     assert message in done.stdout
+
+
+def test_blocks_stored_together_export_as_a_bundle_checked_with_one_signature(
+    node: Node, cli: CliRunnerFn, tmp_path: Path
+) -> None:
+    objects = [(f"artifact-{i}", os.urandom(100 + i)) for i in range(5)]
+    blocks = node.store_many(objects)
+    seals = {b.vm_signature for b in blocks}
+    assert len(seals) == 1  # one signature for the five blocks
+    bundle = tmp_path / "bundle.json"
+    ids = [b.block_id for b in blocks]
+    assert cli("storage", "proof", "export", *ids, "-o", str(bundle)).exit_code == 0
+    public_key = _public_key(cli)
+    done = _third_party(str(bundle), "--public-key", public_key, "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout
+    report = json.loads(done.stdout)
+    assert report["ok"] and report["proofs"] == 5
+    assert [r["block_id"] for r in report["results"]] == ids
+    # each proof stands alone: one taken out verifies with its data, offline
+    document = json.loads(bundle.read_text())
+    single = tmp_path / "one.json"
+    single.write_text(json.dumps(document["proofs"][3]))
+    data = tmp_path / "artifact-3"
+    data.write_bytes(objects[3][1])
+    done = _third_party(str(single), "--data", str(data), "--public-key", public_key, cwd=tmp_path)
+    assert done.returncode == 0 and "the data matches" in done.stdout
+    # a proof whose path was bent fails, and is named; the others still pass
+    document["proofs"][2]["proof"]["inclusion_path"][0] = "77" * 32
+    bundle.write_text(json.dumps(document))
+    done = _third_party(str(bundle), "--public-key", public_key, "--json", cwd=tmp_path)
+    report = json.loads(done.stdout)
+    assert done.returncode == 10
+    assert [r["ok"] for r in report["results"]] == [True, True, False, True, True]
 
 
 def test_other_data_or_another_key_is_refused(

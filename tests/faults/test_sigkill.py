@@ -95,3 +95,53 @@ def test_sigkill_during_a_tree_put_leaves_whole_trees_only(home: Path, tmp_path:
             assert len([e for e in entries if e.type == "file"]) == 30
         node.collect_garbage()
         assert len(blob_files(home)) == node.status().replicas  # killed runs' orphans gone
+
+
+_BATCH_SCRIPT = """
+import os, sys
+from metanode_storage import Node, Secret
+tag, count = sys.argv[1], int(sys.argv[2])
+with Node.open(None, Secret(os.environ["METANODE_PASSPHRASE"].encode())) as node:
+    node.store_many((f"{tag}-{i}", os.urandom(300_000)) for i in range(count))
+"""
+
+
+def test_sigkill_during_a_batch_store_lists_all_of_the_batch_or_none(
+    home: Path, tmp_path: Path
+) -> None:
+    """store_many commits as one group: a kill anywhere leaves the whole batch or nothing."""
+    env = dict(os.environ, METANODE_HOME=str(home), METANODE_PASSPHRASE=PASSPHRASE)
+    count = 30
+
+    def batch(tag: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-c", _BATCH_SCRIPT, tag, str(count)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    started = time.monotonic()
+    first = batch("batch-first")
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    full_run = time.monotonic() - started
+    rng = random.Random(os.urandom(8))
+    for k in range(KILLS):
+        victim = batch(f"batch-{k}")
+        time.sleep(rng.uniform(0.0, full_run))
+        victim.send_signal(signal.SIGKILL)
+        victim.communicate(timeout=60)
+
+    with Node.open(home, Secret(PASSPHRASE.encode())) as node:
+        listed = list(node.blocks())
+        per_batch: dict[str, int] = {}
+        for block in listed:
+            per_batch[block.name.rsplit("-", 1)[0]] = (
+                per_batch.get(block.name.rsplit("-", 1)[0], 0) + 1
+            )
+        assert per_batch.pop("batch-first") == count
+        assert all(n == count for n in per_batch.values()), per_batch
+        assert all(node.verify(b.block_id).ok for b in listed)
+        node.collect_garbage()
+        assert len(blob_files(home)) == node.status().replicas

@@ -1,0 +1,326 @@
+"""Batched block proofs (version 2): one Ed25519 signature for a batch of blocks.
+
+Blocks stored together are signed together. Each block's fields form one leaf of an
+RFC 6962 Merkle tree; the node signs the tree's size and root once (the batch seal);
+each block keeps its inclusion path. A proof is self-contained (fields, path, seal)
+and checks offline with any SHA-256 and Ed25519 implementation::
+
+    leaf record v2 =
+        b"metanode/proof/v2\\n"
+        || u16 len || proof_type (UTF-8)
+        || u16 len || block_id (UTF-8)
+        || 32 bytes   data_hash (SHA-256 of the whole object, raw)
+        || u64        size in bytes
+        || u64        timestamp (Unix seconds)
+        || 32 bytes   manifest_hash (SHA-256 over the ordered chunk addresses)
+    leaf hash       = SHA-256(0x00 || leaf record)
+    interior node   = SHA-256(0x01 || left || right)
+    seal message v1 = b"metanode/proof-batch/v1\\n" || u64 tree_size || 32 bytes root
+
+All integers are big-endian; the tree is RFC 6962's (split at the largest power of two
+below the size). Signing is one Ed25519 signature per batch; verifying many proofs of
+one batch checks the seal once and each tree node once (``ProofVerifier``).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from hashlib import sha256
+from typing import Any
+
+from metanode_storage.crypto.signing import NodeSigner, key_id_of, verify_signature
+
+VERSION = 2
+LEAF_DOMAIN = b"metanode/proof/v2\n"
+SEAL_DOMAIN = b"metanode/proof-batch/v1\n"
+_U64 = struct.Struct(">Q")
+_SIZE_AND_TIME = struct.Struct(">QQ")
+_U16 = struct.Struct(">H")
+
+
+@dataclass(frozen=True)
+class BlockFields:
+    """What a proof attests about one block."""
+
+    proof_type: str
+    block_id: str
+    data_hash: str  # hex
+    size: int
+    timestamp: int
+    manifest_hash: str  # hex
+
+
+def leaf_record(fields: BlockFields) -> bytes:
+    proof_type, block_id = fields.proof_type.encode(), fields.block_id.encode()
+    return b"".join(
+        (
+            LEAF_DOMAIN,
+            _U16.pack(len(proof_type)),
+            proof_type,
+            _U16.pack(len(block_id)),
+            block_id,
+            bytes.fromhex(fields.data_hash),
+            _SIZE_AND_TIME.pack(fields.size, fields.timestamp),
+            bytes.fromhex(fields.manifest_hash),
+        )
+    )
+
+
+def leaf_hash_of(fields: BlockFields) -> bytes:
+    return sha256(b"\x00" + leaf_record(fields)).digest()
+
+
+def seal_message(tree_size: int, root: bytes) -> bytes:
+    return SEAL_DOMAIN + _U64.pack(tree_size) + root
+
+
+def _levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
+    """Every level of the RFC 6962 tree, leaves first: pairs are hashed, and an odd node
+    at the right edge moves up unchanged (which is where RFC 6962 splits)."""
+    levels = [list(leaves)]
+    while len(levels[-1]) > 1:
+        below = levels[-1]
+        above = [
+            sha256(b"\x01" + below[i] + below[i + 1]).digest() for i in range(0, len(below) - 1, 2)
+        ]
+        if len(below) & 1:
+            above.append(below[-1])
+        levels.append(above)
+    return levels
+
+
+def _path(levels: list[list[bytes]], index: int) -> tuple[bytes, ...]:
+    path = []
+    for level in levels[:-1]:
+        sibling = index ^ 1
+        if sibling < len(level):
+            path.append(level[sibling])
+        index >>= 1
+    return tuple(path)
+
+
+@dataclass(frozen=True)
+class BatchSeal:
+    """The signed root of one batch."""
+
+    tree_size: int
+    root: bytes
+    signature: bytes
+    verification_key: bytes
+    key_id: str
+
+
+@dataclass(frozen=True)
+class BatchedProof:
+    fields: BlockFields
+    leaf_index: int
+    path: tuple[bytes, ...]
+    seal: BatchSeal
+    version: int = VERSION
+
+    # The fields a version 1 proof has, under the same names.
+    @property
+    def block_id(self) -> str:
+        return self.fields.block_id
+
+    @property
+    def data_hash(self) -> str:
+        return self.fields.data_hash
+
+    @property
+    def size(self) -> int:
+        return self.fields.size
+
+    @property
+    def timestamp(self) -> int:
+        return self.fields.timestamp
+
+    @property
+    def manifest_hash(self) -> str:
+        return self.fields.manifest_hash
+
+    @property
+    def key_id(self) -> str:
+        return self.seal.key_id
+
+    @property
+    def verification_key(self) -> str:
+        return self.seal.verification_key.hex()
+
+    @property
+    def proof_hash(self) -> str:
+        """The block's leaf hash: what the seal commits to for this block."""
+        return leaf_hash_of(self.fields).hex()
+
+    def verify(self, trusted_keys: Mapping[str, bytes] | None = None) -> bool:
+        return ProofVerifier(trusted_keys).verify(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        f, s = self.fields, self.seal
+        return {
+            "version": self.version,
+            "proof_type": f.proof_type,
+            "block_id": f.block_id,
+            "data_hash": f.data_hash,
+            "size": f.size,
+            "timestamp": f.timestamp,
+            "manifest_hash": f.manifest_hash,
+            "leaf_index": self.leaf_index,
+            "tree_size": s.tree_size,
+            "inclusion_path": [h.hex() for h in self.path],
+            "root": s.root.hex(),
+            "signature": s.signature.hex(),
+            "verification_key": s.verification_key.hex(),
+            "key_id": s.key_id,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> BatchedProof:
+        """Parse a version 2 proof; ``ValueError`` for missing or mistyped fields."""
+        try:
+            fields = BlockFields(
+                _typed(doc, "proof_type", str),
+                _typed(doc, "block_id", str),
+                _hex(doc, "data_hash", 32).hex(),
+                _typed(doc, "size", int),
+                _typed(doc, "timestamp", int),
+                _hex(doc, "manifest_hash", 32).hex(),
+            )
+            path = doc["inclusion_path"]
+            if not isinstance(path, list):
+                raise ValueError("inclusion_path is not a list")
+            seal = BatchSeal(
+                _typed(doc, "tree_size", int),
+                _hex(doc, "root", 32),
+                _hex(doc, "signature", 64),
+                _hex(doc, "verification_key", 32),
+                _typed(doc, "key_id", str),
+            )
+            return cls(
+                fields,
+                _typed(doc, "leaf_index", int),
+                tuple(_hex({"h": h}, "h", 32) for h in path),
+                seal,
+                _typed(doc, "version", int),
+            )
+        except KeyError as exc:
+            raise ValueError(f"the proof has no {exc.args[0]}") from None
+
+
+def _typed(doc: Mapping[str, Any], name: str, kind: type) -> Any:
+    value = doc[name]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ValueError(f"{name} is not a {kind.__name__}")
+    return value
+
+
+def _hex(doc: Mapping[str, Any], name: str, size: int) -> bytes:
+    value = _typed(doc, name, str)
+    raw = bytes.fromhex(value)
+    if len(raw) != size:
+        raise ValueError(f"{name} is not {size} bytes")
+    return raw
+
+
+def seal_batch(signer: NodeSigner, blocks: Sequence[BlockFields]) -> list[BatchedProof]:
+    """Sign ``blocks`` together: one signature, one inclusion path per block."""
+    if not blocks:
+        return []
+    levels = _levels([leaf_hash_of(b) for b in blocks])
+    root = levels[-1][0]
+    seal = BatchSeal(
+        len(blocks),
+        root,
+        signer.sign(seal_message(len(blocks), root)),
+        signer.public_key,
+        signer.key_id,
+    )
+    return [BatchedProof(b, i, _path(levels, i), seal) for i, b in enumerate(blocks)]
+
+
+# Per seal: tree position (level, index) -> the node's hash and the path above it.
+_ProvenNodes = dict[tuple[int, int], tuple[bytes, tuple[bytes, ...]]]
+
+
+class ProofVerifier:
+    """Checks batched proofs, each distinct seal signature once and each tree node once.
+
+    Tree nodes are remembered only once a path through them reached a seal's root, so a
+    later proof that meets one of them is proven from there up: the root commits to it.
+    """
+
+    MAX_SEALS = 64  # seals remembered at once, so memory stays bounded over a long run
+
+    def __init__(self, trusted_keys: Mapping[str, bytes] | None = None) -> None:
+        self._trusted = trusted_keys
+        self._seals: dict[tuple[int, bytes, bytes, bytes, str], _ProvenNodes] = {}
+
+    def verify(self, proof: BatchedProof) -> bool:
+        seal = proof.seal
+        if proof.version != VERSION or not 0 <= proof.leaf_index < seal.tree_size:
+            return False
+        seal_id = (seal.tree_size, seal.root, seal.signature, seal.verification_key, seal.key_id)
+        known = self._seals.get(seal_id)
+        if known is None:
+            if not self._seal_holds(seal):
+                return False
+            if len(self._seals) >= self.MAX_SEALS:
+                del self._seals[next(iter(self._seals))]  # the oldest
+            known = self._seals[seal_id] = {}
+        try:
+            node = leaf_hash_of(proof.fields)
+        except ValueError:
+            return False
+        return self._climb(node, proof.leaf_index, seal.tree_size, proof.path, seal.root, known)
+
+    def _seal_holds(self, seal: BatchSeal) -> bool:
+        """The seal's key is the one its id names, trusted if trust was asked for, and
+        its signature holds."""
+        if key_id_of(seal.verification_key) != seal.key_id:
+            return False
+        if self._trusted is not None and self._trusted.get(seal.key_id) != seal.verification_key:
+            return False
+        return verify_signature(
+            seal.verification_key, seal_message(seal.tree_size, seal.root), seal.signature
+        )
+
+    @staticmethod
+    def _climb(
+        node: bytes,
+        index: int,
+        width: int,
+        path: tuple[bytes, ...],
+        root: bytes,
+        known: _ProvenNodes,
+    ) -> bool:
+        """Hash from the leaf up until a node already proven; from there the rest of the
+        path must be exactly the proven path above it. So a proof is accepted in one form
+        only, whatever was verified before it, and most proofs of a batch cost a leaf
+        hash and one or two interior hashes."""
+        seen: list[tuple[tuple[int, int], tuple[bytes, tuple[bytes, ...]]]] = []
+        level = used = 0
+        while width > 1:
+            proven = known.get((level, index))
+            if proven is not None and proven[0] == node:
+                if proven[1] != path[used:]:
+                    return False
+                break
+            seen.append(((level, index), (node, path[used:])))
+            if index & 1 or index + 1 < width:
+                if used == len(path):
+                    return False
+                sibling = path[used]
+                used += 1
+                seen.append(((level, index ^ 1), (sibling, (node, *path[used:]))))
+                pair = sibling + node if index & 1 else node + sibling
+                node = sha256(b"\x01" + pair).digest()
+            index >>= 1
+            width = (width + 1) >> 1
+            level += 1
+        else:
+            if used != len(path) or node != root:
+                return False
+        known.update(seen)
+        return True
