@@ -2,7 +2,8 @@
 
     python benchmarks/bench_storage.py [--small N] [--large-mib M]
 
-Prints a table: 4 KiB objects per second, and MB/s for one large file.
+Prints a table: 4 KiB objects per second (one store each, and one batch through
+Node.store_many), and MB/s for one large file.
 Numbers depend on the disk (every replica is fsynced) and on the two cores.
 """
 
@@ -43,6 +44,17 @@ def main() -> None:
             ids = [node.store_bytes(data).block_id for data in objects]
             rows.append(
                 _row("store 4 KiB", len(ids), time.perf_counter() - started, "objects/s", len(ids))
+            )
+            started = time.perf_counter()
+            batch = node.store_many((f"o{i}", data) for i, data in enumerate(objects))
+            rows.append(
+                _row(
+                    "store 4 KiB, one batch (store_many)",
+                    len(batch),
+                    time.perf_counter() - started,
+                    "objects/s",
+                    len(batch),
+                )
             )
             started = time.perf_counter()
             for block_id in ids:

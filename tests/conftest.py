@@ -70,6 +70,11 @@ def data_blobs(home: Path, provider: Path, passphrase: str = PASSPHRASE) -> list
     )
 
 
+def named_blob_keys(node: Node) -> set[str]:
+    """Every blob key the map names: packs (and blobs of their own) of every chunk copy."""
+    return {copy.key for chunk in node.blockmap.chunks() for copy in chunk.all_copies}
+
+
 def reserved_blob_keys(keys: KeyMaterial, provider: str) -> set[str]:
     """Names of the blobs on a provider that are not chunks (checkpoint, map backup)."""
     reserved = {checkpoint_blob_key(keys, provider)}

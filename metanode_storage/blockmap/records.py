@@ -16,11 +16,26 @@ RECORD_VERSION = 1
 
 @dataclass(frozen=True)
 class Replica:
-    """One copy of one chunk: which provider holds it, under which opaque key, how big."""
+    """One copy of one chunk: which provider holds it, under which opaque key, how big,
+    and where in that blob: ``offset`` -1 for a blob of its own (written before packs,
+    or by repair), else the byte offset of the sealed chunk inside a pack blob."""
 
     provider: str
     key: str
     size: int
+    offset: int = -1
+
+    @property
+    def in_pack(self) -> bool:
+        return self.offset >= 0
+
+    def to_list(self) -> list[Any]:
+        plain = [self.provider, self.key, self.size]
+        return [*plain, self.offset] if self.in_pack else plain
+
+    @classmethod
+    def from_list(cls, row: list[Any]) -> Replica:
+        return cls(*row)
 
 
 @dataclass(frozen=True)
@@ -54,8 +69,8 @@ class ChunkRecord:
                 "plain_size": self.plain_size,
                 "data_key_id": self.data_key_id,
                 "wrapped_key": self.wrapped_key.hex(),
-                "replicas": [[r.provider, r.key, r.size] for r in self.replicas],
-                "backups": [[r.provider, r.key, r.size] for r in self.backups],
+                "replicas": [r.to_list() for r in self.replicas],
+                "backups": [r.to_list() for r in self.backups],
             },
             separators=(",", ":"),
         ).encode()
@@ -68,9 +83,9 @@ class ChunkRecord:
             plain_size=doc["plain_size"],
             data_key_id=doc["data_key_id"],
             wrapped_key=bytes.fromhex(doc["wrapped_key"]),
-            replicas=tuple(Replica(p, k, s) for p, k, s in doc["replicas"]),
+            replicas=tuple(Replica.from_list(r) for r in doc["replicas"]),
             wanted=doc.get("wanted", 0),
-            backups=tuple(Replica(p, k, s) for p, k, s in doc.get("backups", [])),
+            backups=tuple(Replica.from_list(r) for r in doc.get("backups", [])),
         )
 
     @property

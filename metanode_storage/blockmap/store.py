@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metanode_storage.blockmap.records import BlockRecord, ChunkRecord
+from metanode_storage.blockmap.records import BlockRecord, ChunkRecord, Replica
 from metanode_storage.crypto import aead
 from metanode_storage.errors import AmbiguousBlockId, BlockMapDamaged, BlockNotFound
 from metanode_storage.localdb import DatabaseMissing, SharedConnection, translator
@@ -41,6 +41,9 @@ CREATE TABLE IF NOT EXISTS audited (block_id TEXT PRIMARY KEY, at INTEGER NOT NU
 -- Replicas found missing or corrupt; the row id is a keyed hash of (chunk, provider).
 CREATE TABLE IF NOT EXISTS faults (fault_id BLOB PRIMARY KEY, sealed BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS totals (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- How many chunk copies each pack blob still holds; the row id is a keyed hash of
+-- (provider, blob key). At zero the pack goes (`rm` deletes it).
+CREATE TABLE IF NOT EXISTS packs (pack_id BLOB PRIMARY KEY, live INTEGER NOT NULL);
 -- Which rows changed, in order, so a map backup uploads the change and not the map
 -- (engine/backup_log.py); triggers below fill it, backups prune it.
 CREATE TABLE IF NOT EXISTS changes (
@@ -54,7 +57,18 @@ TRACKED = {
     "audited": "block_id",
     "faults": "fault_id",
     "totals": "name",
+    "packs": "pack_id",
 }
+
+
+@dataclass(frozen=True)
+class Released:
+    """What removing a block freed."""
+
+    chunks: list[ChunkRecord]  # no other block needs them
+    empty_packs: list[Replica]  # one copy in each pack that now holds nothing
+
+
 _TRIGGERS = "".join(
     f"CREATE TRIGGER IF NOT EXISTS track_{table}_{event} AFTER {event} ON {table} BEGIN "
     f"INSERT INTO changes (tbl, key) VALUES ('{table}', {row}.{pk}); END;\n"
@@ -284,6 +298,7 @@ class BlockMap:
                 "INSERT INTO chunks VALUES (?, 1, ?)",
                 (chunk_id, self._seal("chunks", chunk_id, record.to_bytes())),
             )
+            self._count_packed(db, record.all_copies, +1)
             added_chunks += 1
             added_replicas += len(record.replicas)
             added_stored += record.stored_size
@@ -304,11 +319,13 @@ class BlockMap:
         )
         return spare
 
-    def delete_block(self, block_id: str) -> list[ChunkRecord]:
-        """Remove a block; return the chunks no other block needs (their blobs may go)."""
+    def delete_block(self, block_id: str) -> Released:
+        """Remove a block; return the chunks no other block needs (their own blobs may
+        go) and the packs that now hold nothing (they may go too)."""
         block = self.get_block(block_id)
         block_id = block.block_id  # the full id, when a prefix was given
         released: list[ChunkRecord] = []
+        emptied: list[Replica] = []
         with self._write() as db:
             if not db.execute("DELETE FROM blocks WHERE block_id=?", (block_id,)).rowcount:
                 raise BlockNotFound(f"no block {block_id!r} on this node")
@@ -325,6 +342,7 @@ class BlockMap:
                         ChunkRecord.from_bytes(self._unseal("chunks", chunk_id, row[1]))
                     )
                     db.execute("DELETE FROM chunks WHERE chunk_id=?", (chunk_id,))
+                    emptied += self._count_packed(db, released[-1].all_copies, -1)
                     db.executemany(
                         "DELETE FROM faults WHERE fault_id=?",
                         [(self._fault_id(chunk_id, r.provider),) for r in released[-1].replicas],
@@ -339,9 +357,28 @@ class BlockMap:
                 short_chunks=-sum(c.is_short for c in released),
                 backup_copies=-sum(len(c.backups) for c in released),
             )
-        return released
+        return Released(released, emptied)
 
     # -- replica faults ------------------------------------------------------------
+
+    def _count_packed(
+        self, db: SharedConnection, copies: Iterable[Replica], delta: int
+    ) -> list[Replica]:
+        """Add ``delta`` to the live count of each packed copy's pack; the copies whose
+        pack now holds nothing (its row is gone, and the blob may be deleted)."""
+        emptied = []
+        for copy in copies:
+            if not copy.in_pack:
+                continue
+            pack_id = aead.keyed_hash(self._key, b"pack", copy.provider.encode(), copy.key.encode())
+            db.execute(
+                "INSERT INTO packs VALUES (?, ?) "
+                "ON CONFLICT(pack_id) DO UPDATE SET live = live + excluded.live",
+                (pack_id, delta),
+            )
+            if db.execute("DELETE FROM packs WHERE pack_id=? AND live <= 0", (pack_id,)).rowcount:
+                emptied.append(copy)
+        return emptied
 
     def _fault_id(self, chunk_id: bytes, provider: str) -> bytes:
         return aead.keyed_hash(self._key, b"fault", chunk_id, provider.encode())
@@ -469,6 +506,8 @@ class BlockMap:
             ).rowcount
             if not updated:
                 raise BlockMapDamaged(f"chunk {new.chunk_id.hex()[:12]} vanished during repair")
+            self._count_packed(db, [c for c in old.all_copies if c not in new.all_copies], -1)
+            self._count_packed(db, [c for c in new.all_copies if c not in old.all_copies], +1)
             kept = {r.provider for r in new.replicas}
             db.executemany(
                 "DELETE FROM faults WHERE fault_id=?",

@@ -257,12 +257,25 @@ def gc(
     home: HomeOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Delete blobs that no block needs (left behind by interrupted stores)."""
+    """Delete blobs that no block needs (left behind by interrupted stores), and rewrite
+    packs mostly made of removed chunks (below repack_below in config.toml)."""
     with open_node(home) as node:
         removed = node.collect_garbage(dry_run)
+        packs = node.repack(dry_run)
     if json_output:
-        console.emit_json({"dry_run": dry_run, "orphans": removed})
+        console.emit_json(
+            {
+                "dry_run": dry_run,
+                "orphans": removed,
+                "packs_rewritten": packs.packs_rewritten,
+                "bytes_reclaimed": packs.bytes_reclaimed,
+            }
+        )
         return
     verb = "would delete" if dry_run else "deleted"
     for provider, count in removed.items():
         console.line(f"{provider}: {verb} {count} orphan blob(s)")
+    verb = "would rewrite" if dry_run else "rewrote"
+    for provider, count in packs.packs_rewritten.items():
+        reclaimed = packs.bytes_reclaimed.get(provider, 0)
+        console.line(f"{provider}: {verb} {count} pack(s), reclaiming {reclaimed} bytes")

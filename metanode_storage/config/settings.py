@@ -102,6 +102,10 @@ class NodeSettings:
     # With fewer healthy providers than the replication factor a store fails
     # unless this is set; then it succeeds with fewer replicas.
     allow_under_replication: bool = False
+    # Chunks are written into pack blobs of about this size per provider (engine/packs.py);
+    # gc rewrites a pack once less than repack_below of its bytes are still in use.
+    pack_target_bytes: int = 4 * 1024 * 1024
+    repack_below: float = 0.5
     providers: tuple[ProviderSettings, ...] = field(default_factory=tuple)
 
     def validate(self) -> None:
@@ -116,6 +120,10 @@ class NodeSettings:
                 f"use {self.replication_factor} (the replication factor) "
                 f"to {MAX_REPLICATION_FACTOR}",
             )
+        if not 64 * 1024 <= self.pack_target_bytes <= 256 * 1024 * 1024:
+            raise InvalidSetting("pack_target_bytes must be 64 KiB to 256 MiB")
+        if not 0.0 <= self.repack_below <= 1.0:
+            raise InvalidSetting("repack_below must be between 0 and 1")
         names = [p.name for p in self.providers]
         if len(set(names)) != len(names):
             raise InvalidSetting("two providers share a name", "give each a unique name")

@@ -76,6 +76,10 @@ class NodeAudit:
         self.checkpoint_keys = {name: checkpoint_blob_key(keys, name) for name in providers}
         self._seal_key = aead.keyed_hash(keys.map_key.reveal(), b"audit checkpoint seal")
 
+    # Set by the node: reads the keystore again and uses its keys; False if it has no
+    # keys this run did not know.
+    reread_keys: Callable[[], bool] | None = None
+
     def use_keys(self, keys: KeyMaterial) -> None:
         """After a key rotation: sign with the new key, trust every key the keystore holds."""
         self._keys = keys
@@ -226,7 +230,14 @@ class NodeAudit:
         try:
             remote = open_note(remote_note, list(self._keys.public_keys().values()))
         except NoteInvalid as exc:
-            return f"its checkpoint does not verify ({exc}); run `metanode storage audit verify`"
+            # Another run may have rotated the signing key since this one read the
+            # keystore: read it again once before calling the checkpoint a forgery.
+            if self.reread_keys is None or not self.reread_keys():
+                return (
+                    f"its checkpoint does not verify ({exc}); run `metanode storage audit verify`"
+                )
+            self.reread_keys = None
+            return self._not_extended(remote_note, mine)
         if remote.size > mine.size:
             return (
                 f"it covers {remote.size} events and the local trail holds {mine.size}: the "

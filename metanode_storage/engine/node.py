@@ -50,6 +50,7 @@ from metanode_storage.engine.model import ContainerBlock
 from metanode_storage.engine.proof import PROOF_TYPE, manifest_hash
 from metanode_storage.engine.qlock import NodeLock
 from metanode_storage.engine.reader import ChunkReader, ReplicaCheck
+from metanode_storage.engine.repack import RepackReport, repack
 from metanode_storage.engine.status import MapBackupStatus, NodeStatus, measure_status
 from metanode_storage.engine.verification import (
     BlockVerification,
@@ -171,7 +172,18 @@ class Node:
             blockmap.close()
             raise
         node.passphrase = passphrase  # kept to rewrite the keystore on key rotation
+        node.audit.reread_keys = node._reread_keys
         return node
+
+    def _reread_keys(self) -> bool:
+        """Use the keystore as it is on disk now, if another run added signing keys."""
+        if self.passphrase is None:
+            return False
+        keys = read_keystore(self.layout.keystore, self.passphrase)
+        if set(keys.public_keys()) <= set(self._trusted_keys):
+            return False
+        self.reload_keys(keys)
+        return True
 
     def reload_keys(self, keys: KeyMaterial) -> None:
         """Use a rewritten keystore's keys from now on (after a rotation)."""
@@ -295,10 +307,19 @@ class Node:
         return block
 
     def _writer(self) -> ChunkWriter:
+        """A writer for one store: at most max_cloud_providers per store, drawn at
+        random, those known Offline held back as a last resort."""
         keys = self.keys
+        names = _rng.sample(list(self.providers), len(self.providers))
+        chosen = [n for n in names if not self.health.is_offline(n)]
+        chosen += [n for n in names if self.health.is_offline(n)]
+        chosen = chosen[: self.settings.max_cloud_providers]
+        candidates = [n for n in chosen if not self.health.is_offline(n)]
         return ChunkWriter(
             self.providers,
             self.io_pool,
+            candidates=candidates,
+            last_resort=[n for n in chosen if n not in candidates],
             replication_factor=self.settings.replication_factor,
             allow_under_replication=self.settings.allow_under_replication,
             data_key_id=keys.current_data_key,
@@ -306,6 +327,7 @@ class Node:
             owner_key=keys.owner_key,
             compress=self.settings.compression,
             encrypt=self.settings.encryption,
+            pack_target_bytes=self.settings.pack_target_bytes,
         )
 
     def _put_chunks(
@@ -318,14 +340,6 @@ class Node:
         durable before this returns); ``finished`` hears of each stream as it ends.
         Nothing is in the map yet: see _commit."""
         writer = self._writer()
-        # At most max_cloud_providers per block, drawn at random, those known Offline
-        # held back as a last resort.
-        names = _rng.sample(list(self.providers), len(self.providers))
-        chosen = [n for n in names if not self.health.is_offline(n)]
-        chosen += [n for n in names if self.health.is_offline(n)]
-        chosen = chosen[: self.settings.max_cloud_providers]
-        candidates = [n for n in chosen if not self.health.is_offline(n)]
-        last_resort = [n for n in chosen if n not in candidates]
         dedup_key = self.keys.dedup_key.reveal()
         chunk_ids: list[bytes] = []
         results: list[_StreamResult] = []
@@ -340,9 +354,7 @@ class Node:
                     chunk_id = keyed_hash(dedup_key, data)
                     chunk_ids.append(chunk_id)
                     if chunk_id not in pending and not self.blockmap.has_chunk(chunk_id):
-                        future = self._workers.submit(
-                            writer.write, chunk_id, data, candidates, last_resort
-                        )
+                        future = self._workers.submit(writer.write, chunk_id, data)
                         pending[chunk_id] = future
                         in_flight.append(future)
                         while len(in_flight) >= _CHUNKS_IN_FLIGHT:
@@ -351,13 +363,14 @@ class Node:
                 result = _StreamResult(first, len(chunk_ids) - first, whole.hexdigest(), size)
                 results.append(result)
                 finished(result)
-            new_chunks = [f.result() for f in pending.values()]
+            new_chunks = writer.finish([f.result() for f in pending.values()])
         except BaseException:
             for future in pending.values():
                 future.cancel()
             for future in pending.values():
-                if not future.cancelled() and future.exception() is None:
-                    writer.discard(future.result().replicas)
+                if not future.cancelled():
+                    future.exception()  # wait: its replicas may still be joining packs
+            writer.discard_all()
             raise
         return _Written(writer, chunk_ids, results, new_chunks)
 
@@ -371,13 +384,12 @@ class Node:
             chunk_ids = dict.fromkeys(record.chunk_ids)
             rows.append((record, [offered.pop(c) for c in chunk_ids if c in offered]))
         try:
-            spare = self.blockmap.commit_blocks(rows)
+            self.blockmap.commit_blocks(rows)
         except BaseException:
-            for chunk in written.new_chunks:
-                written.writer.discard(chunk.replicas)
+            written.writer.discard_all()
             raise
-        for chunk in spare:
-            written.writer.discard(chunk.replicas)
+        # Chunks another run committed meanwhile were referenced, not added: their copies
+        # here are dead bytes in packs that also hold live chunks, for gc to repack.
         self.changed = True
         views = [self._view(record) for record in records]
         self.audit.record_many(
@@ -733,27 +745,55 @@ class Node:
     # -- remove, list, status ---------------------------------------------------
 
     def remove(self, block_id: str) -> int:
-        """Delete a block and every replica no other block needs; return blobs deleted."""
+        """Delete a block, and every blob no other block needs; return blobs deleted.
+        A pack that still holds other chunks stays: `gc` rewrites it once less than
+        ``repack_below`` of it is in use."""
         with self.lock.exclusive("remove a block"):
             block_id = self.blockmap.resolve_block_id(block_id)
             released = self.blockmap.delete_block(block_id)
+            own_blobs = [c for chunk in released.chunks for c in chunk.all_copies if not c.in_pack]
             deleted = 0
-            for record in released:
-                for replica in record.all_copies:
-                    store = self.providers.get(replica.provider)
-                    if store is None:
-                        continue
-                    try:
-                        store.delete(replica.key)
-                        deleted += 1
-                    except ProviderError:
-                        pass  # the map no longer names it: an orphan for `gc`
+            for copy in own_blobs + released.empty_packs:
+                store = self.providers.get(copy.provider)
+                if store is None:
+                    continue
+                try:
+                    store.delete(copy.key)
+                    deleted += 1
+                except ProviderError:
+                    pass  # the map no longer names it: an orphan for `gc`
             self.changed = True
             self.audit.record(DELETE, block_id, detail={"blobs_deleted": deleted})
             return deleted
 
     def collect_garbage(self, dry_run: bool = False) -> dict[str, int]:
         return collect_garbage(self, dry_run)
+
+    def repack(self, dry_run: bool = False) -> RepackReport:
+        """Rewrite packs whose live chunks fill less than ``repack_below`` of them."""
+        with self.lock.exclusive("repack"):
+            report = repack(
+                self.blockmap,
+                self.providers,
+                self.reader,
+                self.io_pool,
+                owner_key=self.keys.owner_key,
+                compress=self.settings.compression,
+                encrypt=self.settings.encryption,
+                target_bytes=self.settings.pack_target_bytes,
+                repack_below=self.settings.repack_below,
+                dry_run=dry_run,
+            )
+            if not dry_run and report.packs_rewritten:
+                self.changed = True
+                self.audit.record(
+                    "repack",
+                    detail={
+                        "packs_rewritten": report.packs_rewritten,
+                        "bytes_reclaimed": report.bytes_reclaimed,
+                    },
+                )
+            return report
 
     def backup_map(self) -> dict[str, str]:
         """An explicit backup: every provider is tried, those known Offline too."""

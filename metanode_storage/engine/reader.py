@@ -94,11 +94,17 @@ class ChunkReader:
             ), None
         key = chunk_key if chunk_key is not None else self._chunk_key(record)
         try:
-            blob = store.get(replica.key)
+            if replica.in_pack:  # only this chunk's bytes of the pack
+                end = replica.offset + replica.size
+                blob = store.get_range(replica.key, replica.offset, end)
+            else:
+                blob = store.get(replica.key)
         except ObjectNotFound:
             return ReplicaCheck(replica.provider, MISSING, "blob not found"), None
         except ProviderError as exc:
             return ReplicaCheck(replica.provider, UNREACHABLE, exc.message), None
+        if replica.in_pack and len(blob) != replica.size:
+            return ReplicaCheck(replica.provider, CORRUPT, "the pack is truncated"), None
         try:
             frame = blobformat.open_replica(blob, key, record.chunk_id)
             data = blobformat.read_frame(frame, record.plain_size)

@@ -1,7 +1,7 @@
-"""Writing one chunk: frame it once, seal it per replica, upload replicas concurrently.
+"""Writing chunks: frame each once, seal it per replica, and pack the replicas.
 
-Replicas go to distinct providers in a random order; when one fails the
-next spare provider takes its place, and a provider that failed once is not
+Replicas go to distinct providers in a random order; when a pack upload fails
+its chunks move to spare providers, and a provider that failed once is not
 tried again for the rest of the store.
 """
 
@@ -11,11 +11,13 @@ import contextlib
 import random
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
+from dataclasses import replace
 
 from metanode_storage.blockmap.records import ChunkRecord, Replica
 from metanode_storage.crypto import aead
 from metanode_storage.engine import blobformat
+from metanode_storage.engine.packs import PackWriter
 from metanode_storage.errors import NotEnoughProviders, ProviderError
 from metanode_storage.providers.base import BlobStore
 
@@ -27,11 +29,17 @@ def chunk_key_aad(chunk_id: bytes, data_key_id: str) -> bytes:
 
 
 class ChunkWriter:
+    """Seals each new chunk once per replica into the packs of ``replication_factor``
+    distinct providers (engine/packs.py); ``finish`` makes every pack durable, moving
+    the chunks of a pack that failed to spare providers."""
+
     def __init__(
         self,
         providers: Mapping[str, BlobStore],
         io_pool: Executor,
         *,
+        candidates: Sequence[str],
+        last_resort: Sequence[str] = (),
         replication_factor: int,
         allow_under_replication: bool,
         data_key_id: str,
@@ -39,80 +47,95 @@ class ChunkWriter:
         owner_key: bytes,
         compress: bool,
         encrypt: bool,
+        pack_target_bytes: int,
     ) -> None:
-        self._providers = providers
-        self._owner_key = owner_key
-        self._io = io_pool
+        self._candidates = list(candidates)
+        self._last_resort = list(last_resort)  # providers known Offline: only if needed
         self._rf = replication_factor
         self._allow_under = allow_under_replication
         self._data_key_id = data_key_id
         self._data_key = data_key
         self._compress = compress
         self._encrypt = encrypt
+        self._providers = providers
+        self._packs = PackWriter(providers, io_pool, owner_key, pack_target_bytes)
         self._failed: dict[str, ProviderError] = {}
-        self._failed_lock = threading.Lock()
+        self._lock = threading.Lock()
 
-    def write(
-        self,
-        chunk_id: bytes,
-        plaintext: bytes,
-        candidates: Sequence[str],
-        last_resort: Sequence[str] = (),
-    ) -> ChunkRecord:
-        """Seal and upload one chunk to ``replication_factor`` distinct providers.
-
-        ``candidates`` are tried in random order; ``last_resort`` (providers
-        known to be Offline) only when the candidates run out.
-        """
+    def write(self, chunk_id: bytes, plaintext: bytes) -> ChunkRecord:
+        """Compress once, seal per replica (fresh nonce each), add to the packs of
+        randomly chosen distinct providers. Durable only after ``finish``."""
         frame = blobformat.make_frame(plaintext, self._compress)
         chunk_key = aead.new_key()
-        order = list(candidates)
-        _rng.shuffle(order)
-        order += last_resort
-        written: list[Replica] = []
+        replicas = tuple(
+            self._packs.add(
+                provider,
+                chunk_id,
+                chunk_key,
+                blobformat.seal_replica(frame, chunk_key, chunk_id, self._encrypt),
+            )
+            for provider in self._spares(set())
+        )
+        wrapped = aead.seal(self._data_key, chunk_key, chunk_key_aad(chunk_id, self._data_key_id))
+        return ChunkRecord(chunk_id, len(plaintext), self._data_key_id, wrapped, replicas, self._rf)
+
+    def _spares(self, holding: set[str]) -> list[str]:
+        """Up to the replicas still wanted, from providers that have not failed in this
+        run and do not hold the chunk yet: candidates in random order, then last resorts."""
+        with self._lock:
+            order = [p for p in self._candidates if p not in self._failed and p not in holding]
+            _rng.shuffle(order)
+            order += [p for p in self._last_resort if p not in self._failed and p not in holding]
+        return order[: max(0, self._rf - len(holding))]
+
+    def finish(self, records: Sequence[ChunkRecord]) -> list[ChunkRecord]:
+        """Make every replica durable; the records as they ended up. A failed pack's
+        chunks are re-sealed into packs of spare providers; too few replicas left for a
+        chunk raises ``NotEnoughProviders`` (unless under-replication is allowed)."""
+        current = {r.chunk_id: r for r in records}
         errors: list[ProviderError] = []
-        while len(written) < self._rf:
-            with self._failed_lock:
-                order = [p for p in order if p not in self._failed]
-            batch, order = order[: self._rf - len(written)], order[self._rf - len(written) :]
-            if not batch:
-                break
-            uploads: dict[str, Future[Replica]] = {
-                name: self._io.submit(self._put, name, frame, chunk_key, chunk_id) for name in batch
-            }
-            for name, future in uploads.items():
-                try:
-                    written.append(future.result())
-                except ProviderError as exc:
-                    errors.append(exc)
-                    with self._failed_lock:
-                        self._failed.setdefault(name, exc)
-        if len(written) < self._rf and not (self._allow_under and written):
-            self.discard(written)
-            causes = "; ".join(str(e) for e in errors) or "no provider left to try"
+        while failed := self._packs.finish():
+            for fault in failed:
+                errors.append(fault.error)
+                with self._lock:
+                    self._failed.setdefault(fault.pack.provider, fault.error)
+            for fault in failed:
+                for chunk in fault.pack.chunks:
+                    record = current[chunk.chunk_id]
+                    kept = tuple(r for r in record.replicas if r.key != fault.pack.key)
+                    frame = blobformat.open_replica(
+                        fault.pack.sealed(chunk), chunk.chunk_key, chunk.chunk_id
+                    )
+                    moved = tuple(
+                        self._packs.add(
+                            provider,
+                            chunk.chunk_id,
+                            chunk.chunk_key,
+                            blobformat.seal_replica(
+                                frame, chunk.chunk_key, chunk.chunk_id, self._encrypt
+                            ),
+                        )
+                        for provider in self._spares({r.provider for r in kept})
+                    )
+                    current[chunk.chunk_id] = replace(record, replicas=kept + moved)
+        short = [r for r in current.values() if len(r.replicas) < self._rf]
+        if short and not (self._allow_under and all(r.replicas for r in short)):
+            self.discard_all()
+            worst = min(len(r.replicas) for r in short)
+            causes = "; ".join(sorted({str(e) for e in errors})) or "no provider left to try"
             raise NotEnoughProviders(
-                f"not enough providers: {len(written)} of {self._rf} replicas could be "
-                f"written ({causes})",
+                f"not enough providers: {worst} of {self._rf} replicas could be written ({causes})",
                 "fix or add providers, or set allow_under_replication in config.toml",
             )
-        wrapped = aead.seal(self._data_key, chunk_key, chunk_key_aad(chunk_id, self._data_key_id))
-        return ChunkRecord(
-            chunk_id, len(plaintext), self._data_key_id, wrapped, tuple(written), self._rf
-        )
+        return [current[r.chunk_id] for r in records]
 
-    def _put(self, provider: str, frame: bytes, chunk_key: bytes, chunk_id: bytes) -> Replica:
-        return put_replica(
-            self._providers[provider], frame, chunk_key, chunk_id, self._encrypt, self._owner_key
-        )
-
-    def discard(self, replicas: Sequence[Replica]) -> None:
-        """Best-effort removal of blobs that no map row will point to."""
-        for replica in replicas:
-            store = self._providers.get(replica.provider)
-            if store is None:
-                continue
-            with contextlib.suppress(ProviderError):  # else an orphan, for `gc` to remove
-                store.delete(replica.key)
+    def discard_all(self) -> None:
+        """Best-effort removal of every pack this writer uploaded (a store that will not
+        commit); what cannot be removed is an orphan, for `gc`."""
+        self._packs.finish()
+        for provider, key in self._packs.uploaded:
+            with contextlib.suppress(ProviderError):
+                self._providers[provider].delete(key)
 
 
 def put_replica(

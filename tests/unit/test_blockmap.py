@@ -32,8 +32,8 @@ def test_commit_read_and_dedup_by_reference(blockmap: BlockMap) -> None:
     assert blockmap.get_block("a").chunk_ids == (shared, own)
     stats = blockmap.stats()
     assert (stats.blocks, stats.chunks, stats.replicas, stats.stored_bytes) == (2, 2, 6, 600)
-    assert [c.chunk_id for c in blockmap.delete_block("a")] == [own]
-    assert [c.chunk_id for c in blockmap.delete_block("b")] == [shared]
+    assert [c.chunk_id for c in blockmap.delete_block("a").chunks] == [own]
+    assert [c.chunk_id for c in blockmap.delete_block("b").chunks] == [shared]
     assert blockmap.stats().chunks == 0
     with pytest.raises(BlockNotFound):
         blockmap.get_block("a")

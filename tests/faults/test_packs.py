@@ -1,0 +1,76 @@
+"""Pack files: few blobs for many chunks, rm then gc reclaims space, and a repack never
+drops a good copy or copies a bad one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from metanode_storage import Node
+from metanode_storage.engine.packs import MIN_PACK
+from tests.conftest import data_blobs, provider_dirs
+
+
+def _pack_bytes(home: Path) -> int:
+    return sum(p.stat().st_size for d in provider_dirs(home) for p in data_blobs(home, d))
+
+
+def test_many_small_objects_cost_at_most_one_put_per_mib_per_provider(
+    node: Node, home: Path
+) -> None:
+    objects = [(f"f{i}", os.urandom(4096)) for i in range(2000)]  # 8 MiB
+    blocks = node.store_many(objects)
+    stored_mib = 2000 * 4096 / 2**20
+    for provider in provider_dirs(home):
+        blobs = data_blobs(home, provider)
+        assert 1 <= len(blobs) <= stored_mib  # 8 MiB in about two 4 MiB packs, not 2,000
+    for index in (0, 999, 1999):
+        assert node.retrieve_bytes(blocks[index].block_id) == objects[index][1]
+    assert node.verify(blocks[1234].block_id).ok
+
+
+def test_a_tiny_file_is_hidden_in_a_padded_pack(node: Node, home: Path) -> None:
+    node.store_bytes(b"hello")
+    sizes = {p.stat().st_size for d in provider_dirs(home) for p in data_blobs(home, d)}
+    assert sizes and min(sizes) >= MIN_PACK
+
+
+def test_rm_then_gc_rewrites_sparse_packs_and_keeps_the_rest_whole(node: Node, home: Path) -> None:
+    objects = [(f"f{i}", os.urandom(200_000)) for i in range(12)]
+    blocks = node.store_many(objects)
+    before_keys = {p.name for d in provider_dirs(home) for p in data_blobs(home, d)}
+    before_bytes = _pack_bytes(home)
+    for block in blocks[:10]:
+        node.remove(block.block_id)
+    assert node.collect_garbage() == {n: 0 for n in node.providers}  # still live packs
+    report = node.repack()
+    assert sum(report.packs_rewritten.values()) == 3  # one pack per provider
+    assert all(v > 1_500_000 for v in report.bytes_reclaimed.values())
+    after_keys = {p.name for d in provider_dirs(home) for p in data_blobs(home, d)}
+    assert not before_keys & after_keys  # the old packs are gone
+    assert _pack_bytes(home) < before_bytes / 4
+    for block, (_, data) in zip(blocks[10:], objects[10:], strict=True):
+        assert node.retrieve_bytes(block.block_id) == data
+        assert node.verify(block.block_id).ok
+    assert node.repack().packs_rewritten == {}  # nothing sparse left
+    assert node.audit.verify().ok
+
+
+def test_a_repack_leaves_a_pack_whose_live_copy_is_corrupt(node: Node, home: Path) -> None:
+    objects = [(f"f{i}", os.urandom(200_000)) for i in range(6)]
+    blocks = node.store_many(objects)
+    for block in blocks[1:]:
+        node.remove(block.block_id)
+    # flip a byte of the one live chunk's copy on the first provider
+    record = node.blockmap.get_chunk(node.blockmap.get_block(blocks[0].block_id).chunk_ids[0])
+    assert record is not None
+    victim = record.replicas[0]
+    (path,) = [p for d in provider_dirs(home) for p in data_blobs(home, d) if p.name == victim.key]
+    body = bytearray(path.read_bytes())
+    body[victim.offset + 100] ^= 1
+    path.write_bytes(bytes(body))
+    report = node.repack()
+    assert victim.provider not in report.packs_rewritten  # left to repair, not copied
+    assert sum(report.packs_rewritten.values()) == 2
+    assert path.exists()
+    assert node.retrieve_bytes(blocks[0].block_id) == objects[0][1]  # from a good replica
