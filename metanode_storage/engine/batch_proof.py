@@ -52,11 +52,13 @@ class BlockFields:
     manifest_hash: str  # hex
 
 
-def leaf_record(fields: BlockFields) -> bytes:
+def fields_record(domain: bytes, fields: BlockFields) -> bytes:
+    """The block's fields after ``domain``: the body of a v1 proof message and of a v2
+    leaf record alike (docs/PROOFS.md)."""
     proof_type, block_id = fields.proof_type.encode(), fields.block_id.encode()
     return b"".join(
         (
-            LEAF_DOMAIN,
+            domain,
             _U16.pack(len(proof_type)),
             proof_type,
             _U16.pack(len(block_id)),
@@ -69,7 +71,7 @@ def leaf_record(fields: BlockFields) -> bytes:
 
 
 def leaf_hash_of(fields: BlockFields) -> bytes:
-    return sha256(b"\x00" + leaf_record(fields)).digest()
+    return sha256(b"\x00" + fields_record(LEAF_DOMAIN, fields)).digest()
 
 
 def seal_message(tree_size: int, root: bytes) -> bytes:

@@ -250,15 +250,8 @@ class Node:
         replicas written, so an interruption at any point leaves no partial
         block visible (at worst orphan blobs, which `gc` removes).
         """
-        with self.lock.shared("store"):
-            started = time.perf_counter()
-            block = self._store_locked(stream, name, progress)
-            self.metrics.add(
-                store_ops=1,
-                store_bytes=block.size_bytes,
-                store_seconds=time.perf_counter() - started,
-            )
-            return block
+        (block,) = self._store_streams([(name, stream)], progress, "store")
+        return block
 
     def store_bytes(self, data: bytes, name: str = "") -> ContainerBlock:
         return self.store(io.BytesIO(data), name)
@@ -271,22 +264,23 @@ class Node:
         proof each). The promise is store()'s: none is listed until every replica of
         every one is durable, and an interruption leaves none of them listed."""
         items = [(n, io.BytesIO(d) if isinstance(d, bytes) else d) for n, d in objects]
-        with self.lock.shared("store a batch"):
+        return self._store_streams(items, progress, "store a batch")
+
+    def _store_streams(
+        self, items: Sequence[tuple[str, BinaryIO]], progress: Progress, purpose: str
+    ) -> list[ContainerBlock]:
+        """Each (name, stream) as a block of its own, all committed together."""
+        with self.lock.shared(purpose):
             started = time.perf_counter()
             written = self._put_chunks([stream for _, stream in items], progress)
-            blocks = self._commit(
+            return self._commit(
                 written,
                 [
                     _NewBlock.of_stream(result, name)
                     for (name, _), result in zip(items, written.streams, strict=True)
                 ],
+                started,
             )
-            self.metrics.add(
-                store_ops=len(blocks),
-                store_bytes=sum(b.size_bytes for b in blocks),
-                store_seconds=time.perf_counter() - started,
-            )
-            return blocks
 
     def store_file(self, path: Path | str, progress: Progress = _no_progress) -> ContainerBlock:
         try:
@@ -299,12 +293,6 @@ class Node:
             raise InputError(
                 f"cannot read {path}: {exc.strerror}", "check the path and its permissions"
             ) from None
-
-    def _store_locked(self, stream: BinaryIO, name: str, progress: Progress) -> ContainerBlock:
-        written = self._put_chunks([stream], progress)
-        (whole,) = written.streams
-        (block,) = self._commit(written, [_NewBlock.of_stream(whole, name)])
-        return block
 
     def _writer(self) -> ChunkWriter:
         """A writer for one store: at most max_cloud_providers per store, drawn at
@@ -374,9 +362,12 @@ class Node:
             raise
         return _Written(writer, chunk_ids, results, new_chunks)
 
-    def _commit(self, written: _Written, blocks: Sequence[_NewBlock]) -> list[ContainerBlock]:
+    def _commit(
+        self, written: _Written, blocks: Sequence[_NewBlock], started: float
+    ) -> list[ContainerBlock]:
         """Sign ``blocks`` as one batch and commit their map rows in one transaction: only
-        now do they exist, all of them or none."""
+        now do they exist, all of them or none. ``started``: when the store began, for
+        the metrics."""
         records = self._sign_blocks(written.chunk_ids, blocks)
         offered = {c.chunk_id: c for c in written.new_chunks}
         rows = []
@@ -408,6 +399,11 @@ class Node:
                 )
                 for view, (record, new_chunks) in zip(views, rows, strict=True)
             ]
+        )
+        self.metrics.add(
+            store_ops=len(views),
+            store_bytes=sum(v.size_bytes for v in views),
+            store_seconds=time.perf_counter() - started,
         )
         return views
 
@@ -466,10 +462,7 @@ class Node:
                 roots[0].name if len(roots) == 1 else "",
                 {"tree": {"manifest_chunks": written.streams[-1].chunks}},
             )
-            (view,) = self._commit(written, [whole_tree])
-            self.metrics.add(
-                store_ops=1, store_bytes=size, store_seconds=time.perf_counter() - started
-            )
+            (view,) = self._commit(written, [whole_tree], started)
             return view, report
 
     def is_tree(self, block_id: str) -> bool:

@@ -32,7 +32,12 @@ from typing import Any, BinaryIO
 
 from metanode_storage.crypto.signing import NodeSigner, key_id_of, verify_signature
 from metanode_storage.engine.batch_proof import VERSION as VERSION_BATCHED
-from metanode_storage.engine.batch_proof import BatchedProof, ProofVerifier
+from metanode_storage.engine.batch_proof import (
+    BatchedProof,
+    BlockFields,
+    ProofVerifier,
+    fields_record,
+)
 
 PROOF_TYPE = "integrity_authenticity"
 _PROOF_DOMAIN = b"metanode/proof/v1\n"
@@ -66,14 +71,16 @@ class CryptographicProof:
     version: int = 1
 
     def message(self) -> bytes:
-        return (
-            _PROOF_DOMAIN
-            + _text(self.proof_type)
-            + _text(self.block_id)
-            + bytes.fromhex(self.data_hash)
-            + _U64.pack(self.size)
-            + _U64.pack(self.timestamp)
-            + bytes.fromhex(self.manifest_hash)
+        return fields_record(
+            _PROOF_DOMAIN,
+            BlockFields(
+                self.proof_type,
+                self.block_id,
+                self.data_hash,
+                self.size,
+                self.timestamp,
+                self.manifest_hash,
+            ),
         )
 
     @property

@@ -47,46 +47,50 @@ def check_block_signatures(
     """The block's proof and VM signature must hold under one of the node's keys
     (retired ones included) and agree with the block's chunk list. ``batches`` carries
     the batch seals already checked, so blocks signed together cost one signature check."""
+    failed = _failed_signature(block, trusted_keys, batches)
+    if failed:
+        raise SignatureInvalid(
+            f"the {failed} of block {block.block_id} does not verify",
+            "the block map was altered; restore a map backup",
+        )
+
+
+def _failed_signature(
+    block: BlockRecord, trusted_keys: Mapping[str, bytes], batches: ProofVerifier | None
+) -> str:
+    """Which of the block's signatures fails ("" when they hold)."""
     try:
         proof = load_proof(block.proof)
     except ValueError:
-        proof = None
+        return "proof"
     manifest = manifest_hash(block.chunk_ids).hex()
-    consistent = proof is not None and (
-        proof.block_id == block.block_id
-        and proof.data_hash == block.data_hash
-        and proof.size == block.size
-        and proof.manifest_hash == manifest
-    )
+    if (proof.block_id, proof.data_hash, proof.size, proof.manifest_hash) != (
+        block.block_id,
+        block.data_hash,
+        block.size,
+        manifest,
+    ):
+        return "proof"
     if isinstance(proof, BatchedProof):
         # A batched proof covers every field of the row itself; the row's signature is the
         # batch seal's, kept beside it.
-        valid = (
-            consistent
-            and proof.timestamp == block.created_at
+        holds = (
+            proof.timestamp == block.created_at
             and proof.seal.signature.hex() == block.vm_signature
             and (batches or ProofVerifier(trusted_keys)).verify(proof)
         )
-        if not valid:
-            raise SignatureInvalid(
-                f"the proof of block {block.block_id} does not verify",
-                "the block map was altered; restore a map backup",
-            )
-        return
-    if not (consistent and proof is not None and proof.verify(trusted_keys)):
-        raise SignatureInvalid(
-            f"the proof of block {block.block_id} does not verify",
-            "the block map was altered; restore a map backup",
-        )
+        return "" if holds else "proof"
+    if not proof.verify(trusted_keys):
+        return "proof"
     message = block_message(
         block.block_id, block.data_hash, proof.proof_hash, block.size, block.created_at, manifest
     )
     public = trusted_keys[proof.key_id]
-    if not verify_signature(public, message, bytes.fromhex(block.vm_signature)):
-        raise SignatureInvalid(
-            f"the VM signature of block {block.block_id} does not verify",
-            "the block map was altered; restore a map backup",
-        )
+    return (
+        ""
+        if verify_signature(public, message, bytes.fromhex(block.vm_signature))
+        else ("VM signature")
+    )
 
 
 def verify_block(

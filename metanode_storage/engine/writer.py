@@ -67,17 +67,24 @@ class ChunkWriter:
         randomly chosen distinct providers. Durable only after ``finish``."""
         frame = blobformat.make_frame(plaintext, self._compress)
         chunk_key = aead.new_key()
-        replicas = tuple(
+        replicas = self._place(chunk_id, chunk_key, frame, set())
+        wrapped = aead.seal(self._data_key, chunk_key, chunk_key_aad(chunk_id, self._data_key_id))
+        return ChunkRecord(chunk_id, len(plaintext), self._data_key_id, wrapped, replicas, self._rf)
+
+    def _place(
+        self, chunk_id: bytes, chunk_key: bytes, frame: bytes, holding: set[str]
+    ) -> tuple[Replica, ...]:
+        """Seal the frame once per replica still wanted (fresh nonce each) into the packs
+        of spare providers."""
+        return tuple(
             self._packs.add(
                 provider,
                 chunk_id,
                 chunk_key,
                 blobformat.seal_replica(frame, chunk_key, chunk_id, self._encrypt),
             )
-            for provider in self._spares(set())
+            for provider in self._spares(holding)
         )
-        wrapped = aead.seal(self._data_key, chunk_key, chunk_key_aad(chunk_id, self._data_key_id))
-        return ChunkRecord(chunk_id, len(plaintext), self._data_key_id, wrapped, replicas, self._rf)
 
     def _spares(self, holding: set[str]) -> list[str]:
         """Up to the replicas still wanted, from providers that have not failed in this
@@ -106,17 +113,8 @@ class ChunkWriter:
                     frame = blobformat.open_replica(
                         fault.pack.sealed(chunk), chunk.chunk_key, chunk.chunk_id
                     )
-                    moved = tuple(
-                        self._packs.add(
-                            provider,
-                            chunk.chunk_id,
-                            chunk.chunk_key,
-                            blobformat.seal_replica(
-                                frame, chunk.chunk_key, chunk.chunk_id, self._encrypt
-                            ),
-                        )
-                        for provider in self._spares({r.provider for r in kept})
-                    )
+                    holding = {r.provider for r in kept}
+                    moved = self._place(chunk.chunk_id, chunk.chunk_key, frame, holding)
                     current[chunk.chunk_id] = replace(record, replicas=kept + moved)
         short = [r for r in current.values() if len(r.replicas) < self._rf]
         if short and not (self._allow_under and all(r.replicas for r in short)):
