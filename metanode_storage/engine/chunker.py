@@ -31,6 +31,50 @@ class Chunker:
         )
 
     def chunks(self, stream: BinaryIO) -> Iterator[bytes]:
-        """Each chunk as its own ``bytes`` (pyfastcdc reuses its buffer between chunks)."""
-        for chunk in self._cdc.cut_stream(stream):
-            yield bytes(chunk.data)
+        """Each chunk as its own ``bytes``: the same cut points as FastCDC's cut_stream.
+
+        cut_stream allocates and zero-fills a buffer of twice MAX_CHUNK for every stream,
+        about 2 ms (mostly page faults): a tree of 20,000 small files spent 80 s there.
+        A stream that ends within that many bytes is cut from what was read instead.
+        """
+        head = _read_up_to(stream, _WHOLE_BELOW)
+        if len(head) <= MIN_CHUNK:  # FastCDC never cuts before MIN_CHUNK: one chunk
+            if head:
+                yield head
+            return
+        if len(head) < _WHOLE_BELOW:
+            for chunk in self._cdc.cut_buf(head):
+                yield bytes(chunk.data)
+            return
+        for chunk in self._cdc.cut_stream(_Prefixed(head, stream)):
+            yield bytes(chunk.data)  # pyfastcdc reuses its buffer between chunks
+
+
+_WHOLE_BELOW = 2 * MAX_CHUNK
+
+
+def _read_up_to(stream: BinaryIO, n: int) -> bytes:
+    """``n`` bytes, or fewer only at the end: a pipe or socket may return short reads."""
+    parts: list[bytes] = []
+    wanted = n
+    while wanted > 0:
+        part = stream.read(wanted)
+        if not part:
+            break
+        parts.append(part)
+        wanted -= len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+class _Prefixed:
+    """``head`` (already read), then the rest of ``stream``."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._head: memoryview | None = memoryview(head)
+        self._stream = stream
+
+    def read(self, n: int) -> bytes:
+        if self._head is None:
+            return self._stream.read(n)
+        part, self._head = self._head[:n], self._head[n:] or None
+        return bytes(part)

@@ -73,6 +73,7 @@ from metanode_storage.providers.health import HealthBoard, MonitoredBlobStore
 Progress = Callable[[int], None]
 _CHUNKS_IN_FLIGHT = 4  # bounds memory: at most this many chunks are being sealed or fetched
 _IO_THREADS = 16
+_FILES_IN_FLIGHT = 8  # files of a tree restored at once (below _IO_THREADS)
 _AUDIT_TAIL = 200  # events beyond the last map backup segment before one is written
 log = logging.getLogger("metanode.node")
 _rng = random.SystemRandom()
@@ -329,6 +330,7 @@ class Node:
         Nothing is in the map yet: see _commit."""
         writer = self._writer()
         dedup_key = self.keys.dedup_key.reveal()
+        chunker = Chunker(dedup_key)
         chunk_ids: list[bytes] = []
         results: list[_StreamResult] = []
         pending: dict[bytes, Future[ChunkRecord]] = {}
@@ -336,7 +338,7 @@ class Node:
         try:
             for stream in streams:
                 whole, size, first = sha256(), 0, len(chunk_ids)
-                for data in self._read_chunks(stream):
+                for data in self._read_chunks(chunker, stream):
                     whole.update(data)
                     size += len(data)
                     chunk_id = keyed_hash(dedup_key, data)
@@ -509,6 +511,7 @@ class Node:
             block = self.blockmap.get_block(block_id)
             entries = tree.select(self._manifest(block), only)
             target.mkdir(parents=True, exist_ok=True)
+            files: list[tuple[tree.Entry, Path]] = []
             for entry in entries:
                 path = tree.create_parents(target, tree.safe_path(entry.path))
                 if entry.type == tree.DIR:
@@ -516,7 +519,8 @@ class Node:
                 elif entry.type == tree.SYMLINK:
                     os.symlink(entry.target, path)
                 else:
-                    self._restore_file(block, entry, path, progress)
+                    files.append((entry, path))
+            self._restore_files(block, files, progress)
             for entry in reversed(entries):  # directories last: writing inside changes mtime
                 if entry.type != tree.SYMLINK:
                     tree.finish(target / entry.path, entry)
@@ -549,20 +553,47 @@ class Node:
         if not hmac.compare_digest(whole.hexdigest(), entry.sha256):
             raise IntegrityError(f"{entry.path}: the bytes do not match the manifest")
 
-    def _restore_file(
-        self, block: BlockRecord, entry: tree.Entry, path: Path, progress: Progress
+    def _restore_files(
+        self, block: BlockRecord, files: Sequence[tuple[tree.Entry, Path]], progress: Progress
     ) -> None:
+        """Several files at once: creating a file and reading its chunk each wait on the
+        disk or a provider, and small files are most of a typical tree."""
+        in_flight: deque[tuple[tree.Entry, Future[None]]] = deque()
+
+        def settle_one() -> None:
+            entry, future = in_flight.popleft()
+            future.result()
+            progress(entry.size)  # from this thread only: callbacks need not be thread-safe
+
+        try:
+            for entry, path in files:
+                in_flight.append(
+                    (entry, self.io_pool.submit(self._restore_file, block, entry, path))
+                )
+                if len(in_flight) >= _FILES_IN_FLIGHT:
+                    settle_one()
+            while in_flight:
+                settle_one()
+        finally:
+            for _, future in in_flight:
+                future.cancel()
+            for _, future in in_flight:
+                if not future.cancelled():
+                    future.exception()  # no restore may go on writing after we return
+
+    def _restore_file(self, block: BlockRecord, entry: tree.Entry, path: Path) -> None:
         with os.fdopen(tree.open_new_file(path), "wb") as out:
             try:
-                self._copy_file(block, entry, out, progress)
+                self._copy_file(block, entry, out, _no_progress)
             except IntegrityError:
                 path.unlink()  # never leave bytes that failed verification
                 raise
 
-    def _read_chunks(self, stream: BinaryIO) -> Iterator[bytes]:
-        """The stream's chunks; a chunker per store, as pyfastcdc's is not thread-safe."""
+    @staticmethod
+    def _read_chunks(chunker: Chunker, stream: BinaryIO) -> Iterator[bytes]:
+        """The stream's chunks (a chunker per store: pyfastcdc's is not thread-safe)."""
         try:
-            yield from Chunker(self.keys.dedup_key.reveal()).chunks(stream)
+            yield from chunker.chunks(stream)
         except OSError as exc:
             raise InputError(f"cannot read the input: {exc.strerror or exc}") from None
 
