@@ -398,8 +398,9 @@ def main() -> None:
         data = work / "data"
         data.mkdir()
         mixed = data / "mixed.bin"
-        print(f"generating {args.size_mib} MiB of data in {work}", file=sys.stderr)
-        make_mixed_file(mixed, args.size_mib, seed=1)
+        if only & {"store", "changed"}:
+            print(f"generating {args.size_mib} MiB of data in {work}", file=sys.stderr)
+            make_mixed_file(mixed, args.size_mib, seed=1)
 
         def makers(with_rf3: bool = False) -> dict[str, Callable[[Path], Tool]]:
             tools: dict[str, Callable[[Path], Tool]] = {"metanode": lambda b: Metanode(b, env)}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,13 +278,16 @@ class BlockMap:
     ) -> list[ChunkRecord]:
         offered = {c.chunk_id: c for c in new_chunks}
         spare: list[ChunkRecord] = []
-        added_chunks = added_replicas = added_stored = added_short = 0
-        for chunk_id in dict.fromkeys(block.chunk_ids):
-            updated = db.execute(
-                "UPDATE chunks SET refcount = refcount + 1 WHERE chunk_id=?", (chunk_id,)
-            ).rowcount
+        wanted = list(dict.fromkeys(block.chunk_ids))
+        present = self._present_chunks(db, wanted)
+        db.executemany(
+            "UPDATE chunks SET refcount = refcount + 1 WHERE chunk_id=?",
+            [(c,) for c in wanted if c in present],
+        )
+        added: list[ChunkRecord] = []
+        for chunk_id in wanted:
             record = offered.pop(chunk_id, None)
-            if updated:
+            if chunk_id in present:
                 if record is not None:
                     spare.append(record)
                 continue
@@ -294,15 +297,16 @@ class BlockMap:
                     "from the map during the store",
                     "retry the store",
                 )
-            db.execute(
-                "INSERT INTO chunks VALUES (?, 1, ?)",
-                (chunk_id, self._seal("chunks", chunk_id, record.to_bytes())),
-            )
-            self._count_packed(db, record.all_copies, +1)
-            added_chunks += 1
-            added_replicas += len(record.replicas)
-            added_stored += record.stored_size
-            added_short += record.is_short
+            added.append(record)
+        db.executemany(
+            "INSERT INTO chunks VALUES (?, 1, ?)",
+            [(r.chunk_id, self._seal("chunks", r.chunk_id, r.to_bytes())) for r in added],
+        )
+        self._count_packed(db, [copy for r in added for copy in r.all_copies], +1)
+        added_chunks = len(added)
+        added_replicas = sum(len(r.replicas) for r in added)
+        added_stored = sum(r.stored_size for r in added)
+        added_short = sum(r.is_short for r in added)
         spare.extend(offered.values())
         db.execute(
             "INSERT INTO blocks VALUES (?, ?)",
@@ -325,7 +329,6 @@ class BlockMap:
         block = self.get_block(block_id)
         block_id = block.block_id  # the full id, when a prefix was given
         released: list[ChunkRecord] = []
-        emptied: list[Replica] = []
         with self._write() as db:
             if not db.execute("DELETE FROM blocks WHERE block_id=?", (block_id,)).rowcount:
                 raise BlockNotFound(f"no block {block_id!r} on this node")
@@ -342,11 +345,11 @@ class BlockMap:
                         ChunkRecord.from_bytes(self._unseal("chunks", chunk_id, row[1]))
                     )
                     db.execute("DELETE FROM chunks WHERE chunk_id=?", (chunk_id,))
-                    emptied += self._count_packed(db, released[-1].all_copies, -1)
                     db.executemany(
                         "DELETE FROM faults WHERE fault_id=?",
                         [(self._fault_id(chunk_id, r.provider),) for r in released[-1].replicas],
                     )
+            emptied = self._count_packed(db, [c for r in released for c in r.all_copies], -1)
             self._add_totals(
                 db,
                 blocks=-1,
@@ -364,21 +367,39 @@ class BlockMap:
     def _count_packed(
         self, db: SharedConnection, copies: Iterable[Replica], delta: int
     ) -> list[Replica]:
-        """Add ``delta`` to the live count of each packed copy's pack; the copies whose
-        pack now holds nothing (its row is gone, and the blob may be deleted)."""
-        emptied = []
+        """Add ``delta`` to the live count of each packed copy's pack (one statement per
+        pack, not per copy); one copy of each pack that now holds nothing (its row is
+        gone, and the blob may be deleted)."""
+        by_pack: dict[bytes, tuple[Replica, int]] = {}
         for copy in copies:
-            if not copy.in_pack:
-                continue
-            pack_id = aead.keyed_hash(self._key, b"pack", copy.provider.encode(), copy.key.encode())
+            if copy.in_pack:
+                pack_id = aead.keyed_hash(
+                    self._key, b"pack", copy.provider.encode(), copy.key.encode()
+                )
+                count = by_pack.get(pack_id, (copy, 0))[1]
+                by_pack[pack_id] = (copy, count + delta)
+        emptied = []
+        for pack_id, (copy, change) in by_pack.items():
             db.execute(
                 "INSERT INTO packs VALUES (?, ?) "
                 "ON CONFLICT(pack_id) DO UPDATE SET live = live + excluded.live",
-                (pack_id, delta),
+                (pack_id, change),
             )
             if db.execute("DELETE FROM packs WHERE pack_id=? AND live <= 0", (pack_id,)).rowcount:
                 emptied.append(copy)
         return emptied
+
+    def _present_chunks(self, db: SharedConnection, chunk_ids: Sequence[bytes]) -> set[bytes]:
+        """Which of ``chunk_ids`` the map holds, a few hundred per query."""
+        present: set[bytes] = set()
+        for start in range(0, len(chunk_ids), 500):
+            part = chunk_ids[start : start + 500]
+            rows = db.execute(
+                f"SELECT chunk_id FROM chunks WHERE chunk_id IN ({','.join('?' * len(part))})",
+                tuple(part),
+            ).fetchall()
+            present.update(bytes(row[0]) for row in rows)
+        return present
 
     def _fault_id(self, chunk_id: bytes, provider: str) -> bytes:
         return aead.keyed_hash(self._key, b"fault", chunk_id, provider.encode())
@@ -499,28 +520,36 @@ class BlockMap:
     def update_chunk(self, old: ChunkRecord, new: ChunkRecord) -> None:
         """Swap a chunk's replica list (after a repair), keeping the totals right and clearing
         the faults of replicas that are gone."""
+        self.update_chunks([(old, new)])
+
+    def update_chunks(self, changes: Sequence[tuple[ChunkRecord, ChunkRecord]]) -> None:
+        """update_chunk for several chunks, in one transaction."""
         with self._write() as db:
-            updated = db.execute(
-                "UPDATE chunks SET sealed=? WHERE chunk_id=?",
-                (self._seal("chunks", new.chunk_id, new.to_bytes()), new.chunk_id),
-            ).rowcount
-            if not updated:
-                raise BlockMapDamaged(f"chunk {new.chunk_id.hex()[:12]} vanished during repair")
-            self._count_packed(db, [c for c in old.all_copies if c not in new.all_copies], -1)
-            self._count_packed(db, [c for c in new.all_copies if c not in old.all_copies], +1)
-            kept = {r.provider for r in new.replicas}
-            db.executemany(
-                "DELETE FROM faults WHERE fault_id=?",
-                [
-                    (self._fault_id(old.chunk_id, r.provider),)
-                    for r in old.replicas
-                    if r.provider not in kept or r not in new.replicas
-                ],
-            )
-            self._add_totals(
-                db,
-                replicas=len(new.replicas) - len(old.replicas),
-                stored_bytes=new.stored_size - old.stored_size,
-                short_chunks=int(new.is_short) - int(old.is_short),
-                backup_copies=len(new.backups) - len(old.backups),
-            )
+            for old, new in changes:
+                self._update_chunk(db, old, new)
+
+    def _update_chunk(self, db: SharedConnection, old: ChunkRecord, new: ChunkRecord) -> None:
+        updated = db.execute(
+            "UPDATE chunks SET sealed=? WHERE chunk_id=?",
+            (self._seal("chunks", new.chunk_id, new.to_bytes()), new.chunk_id),
+        ).rowcount
+        if not updated:
+            raise BlockMapDamaged(f"chunk {new.chunk_id.hex()[:12]} vanished during repair")
+        self._count_packed(db, [c for c in old.all_copies if c not in new.all_copies], -1)
+        self._count_packed(db, [c for c in new.all_copies if c not in old.all_copies], +1)
+        kept = {r.provider for r in new.replicas}
+        db.executemany(
+            "DELETE FROM faults WHERE fault_id=?",
+            [
+                (self._fault_id(old.chunk_id, r.provider),)
+                for r in old.replicas
+                if r.provider not in kept or r not in new.replicas
+            ],
+        )
+        self._add_totals(
+            db,
+            replicas=len(new.replicas) - len(old.replicas),
+            stored_bytes=new.stored_size - old.stored_size,
+            short_chunks=int(new.is_short) - int(old.is_short),
+            backup_copies=len(new.backups) - len(old.backups),
+        )

@@ -37,11 +37,14 @@ class Chunker:
         about 2 ms (mostly page faults): a tree of 20,000 small files spent 80 s there.
         A stream that ends within that many bytes is cut from what was read instead.
         """
-        head = _read_up_to(stream, _WHOLE_BELOW)
+        # Small first: read(n) allocates n bytes up front, and an 8 MiB allocation per
+        # small file is an mmap and page faults again.
+        head = _read_up_to(stream, MIN_CHUNK + 1)
         if len(head) <= MIN_CHUNK:  # FastCDC never cuts before MIN_CHUNK: one chunk
             if head:
                 yield head
             return
+        head += _read_up_to(stream, _WHOLE_BELOW - len(head))
         if len(head) < _WHOLE_BELOW:
             for chunk in self._cdc.cut_buf(head):
                 yield bytes(chunk.data)

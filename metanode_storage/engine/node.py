@@ -73,7 +73,9 @@ from metanode_storage.providers.health import HealthBoard, MonitoredBlobStore
 Progress = Callable[[int], None]
 _CHUNKS_IN_FLIGHT = 4  # bounds memory: at most this many chunks are being sealed or fetched
 _IO_THREADS = 16
-_FILES_IN_FLIGHT = 8  # files of a tree restored at once (below _IO_THREADS)
+_FILES_IN_FLIGHT = 2  # files of a tree restored at once: more only contend on 2 cores
+# Sealing a small chunk costs less than handing it to a worker thread.
+_SEAL_INLINE_BELOW = 64 * 1024  # files of a tree restored at once (below _IO_THREADS)
 _AUDIT_TAIL = 200  # events beyond the last map backup segment before one is written
 log = logging.getLogger("metanode.node")
 _rng = random.SystemRandom()
@@ -81,6 +83,12 @@ _rng = random.SystemRandom()
 
 def _no_progress(_: int) -> None:
     return None
+
+
+def _done(record: ChunkRecord) -> Future[ChunkRecord]:
+    future: Future[ChunkRecord] = Future()
+    future.set_result(record)
+    return future
 
 
 def _write_out(sink: BinaryIO, data: bytes) -> None:
@@ -344,11 +352,14 @@ class Node:
                     chunk_id = keyed_hash(dedup_key, data)
                     chunk_ids.append(chunk_id)
                     if chunk_id not in pending and not self.blockmap.has_chunk(chunk_id):
-                        future = self._workers.submit(writer.write, chunk_id, data)
-                        pending[chunk_id] = future
-                        in_flight.append(future)
-                        while len(in_flight) >= _CHUNKS_IN_FLIGHT:
-                            in_flight.popleft().result()
+                        if len(data) < _SEAL_INLINE_BELOW:
+                            pending[chunk_id] = _done(writer.write(chunk_id, data))
+                        else:
+                            future = self._workers.submit(writer.write, chunk_id, data)
+                            pending[chunk_id] = future
+                            in_flight.append(future)
+                            while len(in_flight) >= _CHUNKS_IN_FLIGHT:
+                                in_flight.popleft().result()
                     progress(len(data))
                 result = _StreamResult(first, len(chunk_ids) - first, whole.hexdigest(), size)
                 results.append(result)
@@ -377,14 +388,22 @@ class Node:
             chunk_ids = dict.fromkeys(record.chunk_ids)
             rows.append((record, [offered.pop(c) for c in chunk_ids if c in offered]))
         try:
-            self.blockmap.commit_blocks(rows)
+            spare = {c.chunk_id for c in self.blockmap.commit_blocks(rows)}
         except BaseException:
             written.writer.discard_all()
             raise
         # Chunks another run committed meanwhile were referenced, not added: their copies
         # here are dead bytes in packs that also hold live chunks, for gc to repack.
         self.changed = True
-        views = [self._view(record) for record in records]
+        written_now = {c.chunk_id: c for c in written.new_chunks if c.chunk_id not in spare}
+        views = [
+            container_view(
+                record,
+                lambda c: written_now.get(c) or self.blockmap.get_chunk(c),
+                self.settings.providers,
+            )
+            for record in records
+        ]
         self.audit.record_many(
             [
                 (

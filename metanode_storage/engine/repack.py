@@ -92,10 +92,12 @@ def repack(
     for pack, copies in moved.items():
         if any((new.provider, new.key) in failed for _, _, new in copies):
             continue  # the old pack stays; the new one is an orphan for the next gc
+        changes = []
         for chunk_id, old, new in copies:
             record = blockmap.get_chunk(chunk_id)
             if record is not None:
-                blockmap.update_chunk(record, _swap(record, old, new))
+                changes.append((record, _swap(record, old, new)))
+        blockmap.update_chunks(changes)  # the pack's chunks repointed in one transaction
         try:
             providers[pack[0]].delete(pack[1])
         except ProviderError:

@@ -20,6 +20,7 @@ from metanode_storage.config.settings import (
 )
 from metanode_storage.crypto.kdf import KdfParams
 from metanode_storage.crypto.keystore import KeyMaterial, write_keystore
+from metanode_storage.engine.backup import derive_locator
 from metanode_storage.errors import AlreadyInitialised, ConfigError, InvalidSetting
 from metanode_storage.providers.catalogue import vendor_named
 
@@ -109,6 +110,10 @@ def init_node(
                 Path(provider.path).mkdir(parents=True, exist_ok=True, mode=0o700)
         material = KeyMaterial.generate()
         material.provider_credentials = {n: dict(c) for n, c in (credentials or {}).items()}
+        if backup_enabled:  # derived now (Argon2id each), so the first store need not
+            material.backup_locators = {
+                p.name: Secret(derive_locator(passphrase, p.name).to_hex().encode()) for p in chosen
+            }
         write_keystore(layout.keystore, material, passphrase, kdf or KdfParams.fresh())
         for leftover in (layout.blockmap, layout.audit):
             if leftover.exists():
