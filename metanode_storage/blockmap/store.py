@@ -266,60 +266,63 @@ class BlockMap:
     def commit_blocks(
         self, blocks: Iterable[tuple[BlockRecord, Iterable[ChunkRecord]]]
     ) -> list[ChunkRecord]:
-        """Several blocks in one transaction (one fsync): all of them, or none."""
-        spare: list[ChunkRecord] = []
+        """Several blocks in one transaction (one fsync): all of them, or none. Each
+        (block, new chunks) names the chunks its store wrote; a chunk the map already
+        holds is referenced instead, and its offered copy returned as spare."""
         with self._write() as db:
-            for block, new_chunks in blocks:
-                spare += self._add_block(db, block, new_chunks)
-        return spare
+            return self._add_blocks(db, [(b, list(c)) for b, c in blocks])
 
-    def _add_block(
-        self, db: SharedConnection, block: BlockRecord, new_chunks: Iterable[ChunkRecord]
+    def _add_blocks(
+        self, db: SharedConnection, blocks: Sequence[tuple[BlockRecord, list[ChunkRecord]]]
     ) -> list[ChunkRecord]:
-        offered = {c.chunk_id: c for c in new_chunks}
-        spare: list[ChunkRecord] = []
-        wanted = list(dict.fromkeys(block.chunk_ids))
+        """A few statements for the whole group, whatever its size."""
+        wanted = list(dict.fromkeys(c for block, _ in blocks for c in block.chunk_ids))
         present = self._present_chunks(db, wanted)
-        db.executemany(
-            "UPDATE chunks SET refcount = refcount + 1 WHERE chunk_id=?",
-            [(c,) for c in wanted if c in present],
-        )
+        spare: list[ChunkRecord] = []
         added: list[ChunkRecord] = []
-        for chunk_id in wanted:
-            record = offered.pop(chunk_id, None)
-            if chunk_id in present:
-                if record is not None:
-                    spare.append(record)
-                continue
-            if record is None:
-                raise BlockMapDamaged(
-                    f"chunk {chunk_id.hex()[:12]} of block {block.block_id} vanished "
-                    "from the map during the store",
-                    "retry the store",
-                )
-            added.append(record)
+        referenced: list[bytes] = []  # one more reference each (repeats allowed)
+        for block, new_chunks in blocks:
+            offered = {c.chunk_id: c for c in new_chunks}
+            for chunk_id in dict.fromkeys(block.chunk_ids):
+                record = offered.pop(chunk_id, None)
+                if chunk_id in present:
+                    referenced.append(chunk_id)
+                    if record is not None:
+                        spare.append(record)
+                elif record is None:
+                    raise BlockMapDamaged(
+                        f"chunk {chunk_id.hex()[:12]} of block {block.block_id} vanished "
+                        "from the map during the store",
+                        "retry the store",
+                    )
+                else:
+                    added.append(record)
+                    present.add(chunk_id)
+            spare.extend(offered.values())
         db.executemany(
             "INSERT INTO chunks VALUES (?, 1, ?)",
             [(r.chunk_id, self._seal("chunks", r.chunk_id, r.to_bytes())) for r in added],
         )
+        db.executemany(
+            "UPDATE chunks SET refcount = refcount + 1 WHERE chunk_id=?",
+            [(c,) for c in referenced],
+        )
         self._count_packed(db, [copy for r in added for copy in r.all_copies], +1)
-        added_chunks = len(added)
-        added_replicas = sum(len(r.replicas) for r in added)
-        added_stored = sum(r.stored_size for r in added)
-        added_short = sum(r.is_short for r in added)
-        spare.extend(offered.values())
-        db.execute(
+        db.executemany(
             "INSERT INTO blocks VALUES (?, ?)",
-            (block.block_id, self._seal("blocks", block.block_id.encode(), block.to_bytes())),
+            [
+                (b.block_id, self._seal("blocks", b.block_id.encode(), b.to_bytes()))
+                for b, _ in blocks
+            ],
         )
         self._add_totals(
             db,
-            blocks=1,
-            logical_bytes=block.size,
-            chunks=added_chunks,
-            replicas=added_replicas,
-            stored_bytes=added_stored,
-            short_chunks=added_short,
+            blocks=len(blocks),
+            logical_bytes=sum(b.size for b, _ in blocks),
+            chunks=len(added),
+            replicas=sum(len(r.replicas) for r in added),
+            stored_bytes=sum(r.stored_size for r in added),
+            short_chunks=sum(r.is_short for r in added),
         )
         return spare
 

@@ -6,8 +6,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from metanode_storage import Node
+from metanode_storage.audit.trail import OK, RETRIEVE, VIOLATION
 from metanode_storage.engine.packs import MIN_PACK
+from metanode_storage.errors import IntegrityError
 from tests.conftest import data_blobs, provider_dirs
 
 
@@ -74,3 +78,31 @@ def test_a_repack_leaves_a_pack_whose_live_copy_is_corrupt(node: Node, home: Pat
     assert sum(report.packs_rewritten.values()) == 2
     assert path.exists()
     assert node.retrieve_bytes(blocks[0].block_id) == objects[0][1]  # from a good replica
+
+
+def test_retrieve_many_stops_at_a_block_with_no_good_copy_and_audits_what_it_read(
+    node: Node, home: Path
+) -> None:
+    objects = [(f"f{i}", os.urandom(20_000)) for i in range(4)]
+    blocks = node.store_many(objects)
+    record = node.blockmap.get_chunk(node.blockmap.get_block(blocks[2].block_id).chunk_ids[0])
+    assert record is not None
+    for copy in record.replicas:  # every copy of the third block's chunk
+        (path,) = [
+            p for d in provider_dirs(home) for p in data_blobs(home, d) if p.name == copy.key
+        ]
+        body = bytearray(path.read_bytes())
+        body[copy.offset + 50] ^= 1
+        path.write_bytes(bytes(body))
+    with pytest.raises(IntegrityError):
+        node.retrieve_many(b.block_id for b in blocks)
+    events = [(e.block_id, e.status) for e in node.audit.trail.events() if e.type == RETRIEVE]
+    assert events == [
+        (blocks[0].block_id, OK),
+        (blocks[1].block_id, OK),
+        (blocks[2].block_id, VIOLATION),
+    ]
+    assert node.retrieve_many([blocks[3].block_id, blocks[0].block_id]) == [
+        objects[3][1],
+        objects[0][1],
+    ]

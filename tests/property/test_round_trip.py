@@ -66,3 +66,15 @@ def test_replicas_land_on_distinct_providers(node: Node) -> None:
     providers = [loc.provider for loc in block.distribution_map]
     assert len(providers) == len(set(providers)) == 3
     assert all(loc.chunk_replicas == block.chunks for loc in block.distribution_map)
+
+
+@_node_settings
+@given(items=st.lists(st.binary(max_size=5_000), min_size=1, max_size=12))
+def test_a_batch_stored_together_comes_back_together(node: Node, items: list[bytes]) -> None:
+    """store_many and retrieve_many round trip, duplicates within the batch included, and
+    every block gets its own audit event."""
+    before = node.audit.trail.summary().retrieval_operations
+    blocks = node.store_many((f"item-{i}", data) for i, data in enumerate(items))
+    assert [b.size_bytes for b in blocks] == [len(d) for d in items]
+    assert node.retrieve_many(b.block_id for b in blocks) == items
+    assert node.audit.trail.summary().retrieval_operations == before + len(items)
