@@ -2,7 +2,8 @@
 
 Two different promises:
 
-- ``atomic_write`` is for files this tool owns (config, keystore, health):
+- ``atomic_write`` is for files this tool owns (config, keystore, health, the
+  blobs of a local provider):
   a unique temporary name beside the target, fsync of the file, rename,
   fsync of the directory. A reader sees the old file or the new one, never
   half of either, and two writers never share a temporary file.
@@ -47,22 +48,35 @@ def _refuse_non_regular(path: Path) -> None:
         raise InputError(f"{path} exists and is not a regular file", "move it aside")
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` (a regular file or nothing) with ``data``, durably and atomically."""
+def atomic_write(
+    path: Path,
+    data: bytes,
+    mode: int = 0o600,
+    *,
+    durable: bool = True,
+    temp_prefix: str | None = None,
+) -> None:
+    """Replace ``path`` (a regular file or nothing) with ``data`` atomically; durably
+    (file and directory fsynced) unless ``durable`` is off, for state that only costs a
+    re-discovery when lost. ``temp_prefix`` names the temporary file (its default hides
+    it as ``.NAME.``), so that a sweep can find the leftovers of killed writers."""
     _refuse_non_regular(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    prefix = temp_prefix if temp_prefix is not None else f".{path.name}."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fchmod(fh.fileno(), mode)
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_directory(path.parent)
+    if durable:
+        _fsync_directory(path.parent)
 
 
 def _new_file_mode() -> int:

@@ -448,6 +448,16 @@ class BlockMap:
         """The newest change's sequence number (0 with none)."""
         return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0])
 
+    def content_change_mark(self) -> int:
+        """The newest change to what the node stores: not counting the bookkeeping of
+        reads (which blocks were audited, which replicas were found faulty), which the
+        next backup carries without a read having to upload one."""
+        row = self._db.execute(  # newest first: stops at the first match
+            "SELECT seq FROM changes WHERE tbl NOT IN ('audited', 'faults') "
+            "ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
     def changes_since(self, mark: int) -> tuple[int, list[tuple[str, Any, list[Any] | None]]]:
         """(new mark, [(table, key, the row now or None if deleted)]) for every row changed
         after ``mark``, read in one transaction so the rows are consistent with each other."""

@@ -76,7 +76,6 @@ def rotate_signing_key(node: Node) -> SigningRotation:
             ] + [SigningKeyRecord(new.seed, now)]
 
         node.reload_keys(update_keystore(node.layout.keystore, _passphrase(node), hand_over))
-        node.changed = True  # the keystore changed: back it up
         node.audit.record(
             "key_rotation_accepted", detail={"key_id": new.key_id, "previous_key_id": old.key_id}
         )
@@ -116,7 +115,6 @@ def rotate_data_key(
             material.data_keys[:] = [k for k in material.data_keys if k.key_id == new.key_id]
 
         node.reload_keys(update_keystore(node.layout.keystore, _passphrase(node), drop_old))
-        node.changed = True  # the map's rows changed: back them up
         node.audit.record(
             "data_key_rotation",
             detail={
@@ -151,6 +149,5 @@ def rotate_api_token(node: Node) -> str:
         material.api_token = Secret(token.encode())
 
     node.reload_keys(update_keystore(node.layout.keystore, _passphrase(node), replace_token))
-    node.changed = True
     node.audit.record("token_rotation")
     return token

@@ -48,9 +48,7 @@ def backup_map(node: Node, try_offline: bool = False) -> dict[str, str]:
     """Bring the map backup on every provider that answers up to date (two at least):
     a segment with what changed, or a snapshot where one is due. Providers known to be
     Offline are skipped, unless ``try_offline`` (an operator's explicit `backup-map`)."""
-    outcome = backup_log(node, try_offline).write()
-    node.changed = False
-    return outcome
+    return backup_log(node, try_offline).write()
 
 
 def tail_marks(node: Node) -> dict[str, tuple[int, int]]:

@@ -158,7 +158,8 @@ class Node:
         self._trusted_keys = keys.public_keys()
         self._batches = ProofVerifier(self._trusted_keys)  # batch seals checked this run
         self.passphrase: Secret | None = None
-        self.changed = False  # the map changed in this run: back it up at close
+        self._backed_up_mark = blockmap.content_change_mark()  # what the last backup carried
+        self._keystore_rewritten = False
         trail = AuditTrail(layout.audit, audit_origin(settings.node_id), keys.signer)
         self.audit = NodeAudit(
             trail,
@@ -192,11 +193,20 @@ class Node:
         keys = read_keystore(self.layout.keystore, self.passphrase)
         if set(keys.public_keys()) <= set(self._trusted_keys):
             return False
-        self.reload_keys(keys)
+        self.reload_keys(keys, rewritten_here=False)  # another run backs up its own
         return True
 
-    def reload_keys(self, keys: KeyMaterial) -> None:
-        """Use a rewritten keystore's keys from now on (after a rotation)."""
+    @property
+    def changed(self) -> bool:
+        """This run changed what the node stores, or its keystore: back them up."""
+        return (
+            self._keystore_rewritten or self.blockmap.content_change_mark() != self._backed_up_mark
+        )
+
+    def reload_keys(self, keys: KeyMaterial, rewritten_here: bool = True) -> None:
+        """Use a rewritten keystore's keys from now on (after a rotation); one this run
+        rewrote is backed up at close."""
+        self._keystore_rewritten |= rewritten_here
         self.keys = keys
         self._trusted_keys = keys.public_keys()
         self._batches = ProofVerifier(self._trusted_keys)
@@ -223,7 +233,7 @@ class Node:
         marks = tail_marks(self)
         if self.settings.backup_enabled:
             if self.changed or self._audit_tail_is_long(marks):
-                self._attempt("map backup", lambda: backup_map(self))
+                self._attempt("map backup", self._back_up_map)
                 marks = tail_marks(self)  # the backup moved them
         else:
             self.blockmap.forget_changes(self.blockmap.change_mark())  # no backup needs them
@@ -395,7 +405,6 @@ class Node:
             raise
         # Chunks another run committed meanwhile were referenced, not added: their copies
         # here are dead bytes in packs that also hold live chunks, for gc to repack.
-        self.changed = True
         written_now = {c.chunk_id: c for c in written.new_chunks if c.chunk_id not in spare}
         views = [
             container_view(
@@ -846,7 +855,6 @@ class Node:
                     deleted += 1
                 except ProviderError:
                     pass  # the map no longer names it: an orphan for `gc`
-            self.changed = True
             self.audit.record(DELETE, block_id, detail={"blobs_deleted": deleted})
             return deleted
 
@@ -869,7 +877,6 @@ class Node:
                 dry_run=dry_run,
             )
             if not dry_run and report.packs_rewritten:
-                self.changed = True
                 self.audit.record(
                     "repack",
                     detail={
@@ -881,7 +888,13 @@ class Node:
 
     def backup_map(self) -> dict[str, str]:
         """An explicit backup: every provider is tried, those known Offline too."""
-        return backup_map(self, try_offline=True)
+        return self._back_up_map(try_offline=True)
+
+    def _back_up_map(self, try_offline: bool = False) -> dict[str, str]:
+        mark = self.blockmap.content_change_mark()  # later changes wait for the next
+        outcome = backup_map(self, try_offline)
+        self._backed_up_mark, self._keystore_rewritten = mark, False
+        return outcome
 
     def blocks(self) -> Iterator[ContainerBlock]:
         for block in self.blockmap.blocks():

@@ -218,7 +218,6 @@ def _repair_chunk(
         record, replicas=tuple(keep + new), backups=record.backups + tuple(moved_to_backup)
     )
     node.blockmap.update_chunk(record, updated)
-    node.changed = True
     action.new_replicas = [r.provider for r in new]
     if len(new) < needed:
         action.error = f"only {len(new)} of {needed} new replicas could be written"

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
 from metanode_storage.errors import ObjectNotFound, ProviderError, ProviderUnavailable
+from metanode_storage.fileio import atomic_write
 from metanode_storage.providers.base import BlobStore, check_key
 from metanode_storage.providers.errors import Translator, translate
 
@@ -144,24 +145,11 @@ class LocalBlobStore(FsspecBlobStore):
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         self.check_reachable()
-        directory = os.path.dirname(path)
-        # the key in the name lets `gc` tell this node's leftovers from another node's
-        tmp = f"{directory}/{_PARTIAL}{key}.{uuid.uuid4().hex[:12]}"
         try:
-            os.makedirs(directory, exist_ok=True)
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-            dir_fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            # the key in the temp name lets `gc` tell this node's leftovers from another's
+            atomic_write(Path(path), data, temp_prefix=f"{_PARTIAL}{key}.")
         except Exception as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
             raise self._translate(exc, "write") from exc
 
     def remove_partial_writes(self, is_ours: Callable[[str], bool]) -> None:

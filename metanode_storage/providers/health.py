@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from metanode_storage.errors import ObjectNotFound, ProviderError, ProviderUnavailable
+from metanode_storage.errors import InputError, ObjectNotFound, ProviderError, ProviderUnavailable
+from metanode_storage.fileio import atomic_write
 from metanode_storage.providers.base import BlobStore
 
 ACTIVE = "Active"
@@ -68,10 +68,8 @@ class HealthBoard:
             return
         with self._lock:
             body = json.dumps({n: asdict(h) for n, h in self._health.items()}, indent=1)
-        tmp = self._path.with_suffix(f".{os.getpid()}.tmp")
-        with contextlib.suppress(OSError):
-            tmp.write_text(body)
-            os.replace(tmp, self._path)
+        with contextlib.suppress(OSError, InputError):  # losing it costs a re-discovery
+            atomic_write(self._path, body.encode(), durable=False)
 
     def get(self, name: str) -> ProviderHealth:
         with self._lock:
