@@ -73,17 +73,20 @@ def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("METANODE_DEBUG", "") not in ("", "0", "false")
 
 
-def _return_large_buffers_to_the_os() -> None:
-    """Serve allocations of 1 MiB and up from mmap, always.
+def _bound_malloc_arenas() -> None:
+    """Bound the malloc arenas to two.
 
-    glibc raises its mmap threshold after large blocks are freed, after which
-    chunk-sized buffers (up to 4 MiB, on many threads) come from per-thread
-    arenas and stay in RSS. A fixed threshold keeps peak memory flat. A no-op
-    where the C library is not glibc.
+    glibc gives busy threads arenas of their own (up to 8 per core), and each keeps the
+    chunk-sized buffers (up to 4 MiB) freed into it resident: a 1 GiB put peaked
+    anywhere from 227 to 308 MiB. Two arenas (one per core here) reuse freed buffers
+    instead. Serving every allocation of 1 MiB and up from mmap (the earlier fix) kept
+    memory flat too, but paid an mmap, page faults and an munmap per buffer: a 1 GiB
+    store took 70% longer, a retrieve twice as long. A no-op where the C library is not
+    glibc.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
     except (OSError, AttributeError):
         pass
 
@@ -109,7 +112,7 @@ def _classic_usage(command: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (the console script exits with it)."""
-    _return_large_buffers_to_the_os()
+    _bound_malloc_arenas()
     args = list(sys.argv[1:] if argv is None else argv)
     console.guard_standard_streams()
     console.configure_logging(_debug_requested(args))
