@@ -535,20 +535,22 @@ class BlockMap:
         the faults of replicas that are gone."""
         self.update_chunks([(old, new)])
 
-    def update_chunks(self, changes: Sequence[tuple[ChunkRecord, ChunkRecord]]) -> None:
-        """update_chunk for several chunks, in one transaction."""
+    def update_chunks(self, changes: Sequence[tuple[ChunkRecord, ChunkRecord]]) -> list[Replica]:
+        """update_chunk for several chunks, in one transaction; one copy of each pack that
+        no longer holds a live copy (its blob may be deleted)."""
         with self._write() as db:
-            for old, new in changes:
-                self._update_chunk(db, old, new)
+            return [e for old, new in changes for e in self._update_chunk(db, old, new)]
 
-    def _update_chunk(self, db: SharedConnection, old: ChunkRecord, new: ChunkRecord) -> None:
+    def _update_chunk(
+        self, db: SharedConnection, old: ChunkRecord, new: ChunkRecord
+    ) -> list[Replica]:
         updated = db.execute(
             "UPDATE chunks SET sealed=? WHERE chunk_id=?",
             (self._seal("chunks", new.chunk_id, new.to_bytes()), new.chunk_id),
         ).rowcount
         if not updated:
             raise BlockMapDamaged(f"chunk {new.chunk_id.hex()[:12]} vanished during repair")
-        self._count_packed(db, [c for c in old.all_copies if c not in new.all_copies], -1)
+        emptied = self._count_packed(db, [c for c in old.all_copies if c not in new.all_copies], -1)
         self._count_packed(db, [c for c in new.all_copies if c not in old.all_copies], +1)
         kept = {r.provider for r in new.replicas}
         db.executemany(
@@ -566,3 +568,4 @@ class BlockMap:
             short_chunks=int(new.is_short) - int(old.is_short),
             backup_copies=len(new.backups) - len(old.backups),
         )
+        return emptied

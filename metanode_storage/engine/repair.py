@@ -9,12 +9,14 @@ read and verified), and adds what it finds to the map's fault table, which
 retrieves, verifies and integrity audits also feed.
 
 Each is re-created from a verified good copy onto a healthy provider that
-does not hold the chunk yet; the chunk's row is then swapped in one
-transaction. A replica on an Offline provider is not deleted (it cannot be,
-and it may still be good): it becomes a backup location that reads fall
-back to, and a later pass deletes it once its provider answers.
-A corrupt replica is deleted after its replacement is written. Nothing is
-ever deleted unless the chunk has its full set of good replicas elsewhere.
+does not hold the chunk yet, into packs as a store writes them; once every
+pack is durable, the chunks' rows are swapped in one transaction. A replica
+on an Offline provider is not deleted (it cannot be, and it may still be
+good): it becomes a backup location that reads fall back to, and a later
+pass lets it go once its provider answers. A missing or corrupt replica is
+let go after its replacement is written: a blob of its own is deleted, a
+copy inside a pack only stops counting, and the pack is deleted once no
+live copy is left in it (`gc` rewrites it sooner when mostly dead).
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from metanode_storage.audit.trail import FAILED, OK, REPAIR
 from metanode_storage.blockmap.records import ChunkRecord, Replica
 from metanode_storage.engine import blobformat
 from metanode_storage.engine.node import Node
+from metanode_storage.engine.packs import PackWriter
 from metanode_storage.engine.reader import MISSING
-from metanode_storage.engine.writer import put_replica
 from metanode_storage.errors import IntegrityError, MetanodeError, ProviderError
 from metanode_storage.providers.health import OFFLINE
 
@@ -39,6 +41,7 @@ SURVEY_NONE, SURVEY_EXISTS, SURVEY_VERIFY = "none", "exists", "verify"
 # Why a chunk could not be repaired: the data is lost (integrity), or only the
 # providers are (an outage: retry later).
 NO_GOOD_COPY, NO_TARGET = "no_good_copy", "no_target"
+_GONE = "the chunk is no longer in the map"  # removed since the plan: nothing to record
 
 
 @dataclass
@@ -136,51 +139,123 @@ def repair(
             survey_replicas(node, report, lambda _: None)
         if not dry_run and node.blockmap.stats().backup_copies:
             report.backups_cleaned = _clean_backups(node)
-        plan = plan_repairs(node, offline_grace)
-        started, written = time.monotonic(), 0
-        for chunk_id, reasons in list(plan.items())[:limit]:
-            action = RepairAction(chunk_id.hex()[:12], dict(reasons))
-            report.actions.append(action)
-            record = node.blockmap.get_chunk(chunk_id)
-            if record is None:
-                action.error = "the chunk is no longer in the map"
-            elif not dry_run:
-                written += _repair_chunk(node, record, reasons, action)
-                node.audit.record(
-                    REPAIR,
-                    status=FAILED if action.error else OK,
-                    detail={
-                        "chunk": action.chunk,
-                        "reasons": action.reasons,
-                        "new_replicas": action.new_replicas,
-                        "cleaned": action.cleaned,
-                        "error": action.error,
-                    },
-                )
-            progress(1)
-            if max_bytes_per_second:  # rate limit: never faster than the configured bytes/s
-                ahead = written / max_bytes_per_second - (time.monotonic() - started)
-                if ahead > 0:
-                    time.sleep(ahead)
+        plan = list(plan_repairs(node, offline_grace).items())[:limit]
+        if dry_run:
+            for chunk_id, reasons in plan:
+                report.actions.append(RepairAction(chunk_id.hex()[:12], dict(reasons)))
+                progress(1)
+        else:
+            _repair_chunks(node, plan, report, max_bytes_per_second, progress)
     if report.repaired:
         node.metrics.add(repairs=report.repaired)
     return report
 
 
-def _repair_chunk(
-    node: Node, record: ChunkRecord, reasons: dict[str, str], action: RepairAction
-) -> int:
-    """Re-create the chunk's bad replicas; return the bytes written."""
+@dataclass
+class _Staged:
+    """A chunk's new copies, added to packs that are not durable yet."""
+
+    record: ChunkRecord
+    action: RepairAction
+    keep: list[Replica]
+    new: list[Replica]
+    needed: int
+    to_backup: list[Replica]  # copies on Offline providers: kept as backup locations
+    to_drop: list[Replica]  # missing or corrupt copies, dropped once replaced
+
+
+def _repair_chunks(
+    node: Node,
+    plan: list[tuple[bytes, dict[str, str]]],
+    report: RepairReport,
+    max_bytes_per_second: float | None,
+    progress: Callable[[int], None],
+) -> None:
+    """New copies go into packs, as a store's do; only once every pack is durable are the
+    chunks' rows swapped (one transaction) and the replaced copies let go."""
+    writer = PackWriter(
+        node.providers, node.io_pool, node.keys.owner_key, node.settings.pack_target_bytes
+    )
+    staged: list[_Staged] = []
+    started, written = time.monotonic(), 0
+    for chunk_id, reasons in plan:
+        action = RepairAction(chunk_id.hex()[:12], dict(reasons))
+        report.actions.append(action)
+        record = node.blockmap.get_chunk(chunk_id)
+        if record is None:
+            action.error = _GONE
+        elif stage := _stage_chunk(node, writer, record, reasons, action):
+            staged.append(stage)
+            written += sum(r.size for r in stage.new)
+        progress(1)
+        if max_bytes_per_second:  # rate limit: never faster than the configured bytes/s
+            ahead = written / max_bytes_per_second - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+    failed = {(f.pack.provider, f.pack.key) for f in writer.finish()}
+    changes = []
+    for stage in staged:
+        new = [r for r in stage.new if (r.provider, r.key) not in failed]
+        if not new:
+            stage.action.error = "no healthy provider could take a new replica"
+            stage.action.cause = NO_TARGET
+            continue
+        changes.append(
+            (
+                stage.record,
+                replace(
+                    stage.record,
+                    replicas=tuple(stage.keep + new),
+                    backups=stage.record.backups + tuple(stage.to_backup),
+                ),
+            )
+        )
+        stage.action.new_replicas = [r.provider for r in new]
+        stage.action.cleaned = [r.provider for r in stage.to_drop]
+        if len(new) < stage.needed:
+            stage.action.error = f"only {len(new)} of {stage.needed} new replicas could be written"
+            stage.action.cause = NO_TARGET
+    emptied = node.blockmap.update_chunks(changes)
+    # Dropped copies with a blob of their own go now; a pack goes once nothing in it is live.
+    own = [r for s in staged if s.action.new_replicas for r in s.to_drop if not r.in_pack]
+    _delete_quietly(node, own + emptied)
+    node.audit.record_many(
+        [
+            (
+                REPAIR,
+                "",
+                FAILED if a.error else OK,
+                {
+                    "chunk": a.chunk,
+                    "reasons": a.reasons,
+                    "new_replicas": a.new_replicas,
+                    "cleaned": a.cleaned,
+                    "error": a.error,
+                },
+            )
+            for a in report.actions
+            if a.error != _GONE
+        ]
+    )
+
+
+def _stage_chunk(
+    node: Node,
+    writer: PackWriter,
+    record: ChunkRecord,
+    reasons: dict[str, str],
+    action: RepairAction,
+) -> _Staged | None:
+    """Read a verified copy and add new copies of it to the packs of healthy providers that
+    do not hold the chunk yet (those with a bad copy last)."""
     try:
         plaintext, _ = node.reader.read(record)  # verified against the chunk's address
     except MetanodeError as exc:
         action.error = f"no good copy to repair from: {exc}"
         action.cause = NO_GOOD_COPY if isinstance(exc, IntegrityError) else NO_TARGET
-        return 0
+        return None
     bad = {p for p in reasons if p}
     keep = [r for r in record.replicas if r.provider not in bad]
-    moved_to_backup = [r for r in record.replicas if reasons.get(r.provider) == "offline"]
-    to_delete = [r for r in record.replicas if reasons.get(r.provider) in ("corrupt", "missing")]
     holders = {r.provider for r in keep}
     targets = [
         name
@@ -193,45 +268,44 @@ def _repair_chunk(
     needed = max(record.wanted, len(record.replicas)) - len(keep)
     frame = blobformat.make_frame(plaintext, node.settings.compression)
     chunk_key = node.reader.chunk_key(record)
-    new: list[Replica] = []
-    for target in targets:
-        if len(new) >= needed:
-            break
-        try:
-            new.append(
-                put_replica(
-                    node.providers[target],
-                    frame,
-                    chunk_key,
-                    record.chunk_id,
-                    node.settings.encryption,
-                    node.keys.owner_key,
-                )
-            )
-        except ProviderError:
-            continue
+    new = [
+        writer.add(
+            target,
+            record.chunk_id,
+            chunk_key,
+            blobformat.seal_replica(frame, chunk_key, record.chunk_id, node.settings.encryption),
+        )
+        for target in targets[:needed]
+    ]
     if not new:
         action.error = "no healthy provider could take a new replica"
         action.cause = NO_TARGET
-        return 0
-    updated = replace(
-        record, replicas=tuple(keep + new), backups=record.backups + tuple(moved_to_backup)
+        return None
+    return _Staged(
+        record,
+        action,
+        keep,
+        new,
+        needed,
+        to_backup=[r for r in record.replicas if reasons.get(r.provider) == "offline"],
+        to_drop=[r for r in record.replicas if reasons.get(r.provider) in ("corrupt", "missing")],
     )
-    node.blockmap.update_chunk(record, updated)
-    action.new_replicas = [r.provider for r in new]
-    if len(new) < needed:
-        action.error = f"only {len(new)} of {needed} new replicas could be written"
-        action.cause = NO_TARGET
-    for replica in to_delete:  # bad copies, now replaced
-        with contextlib.suppress(ProviderError):
-            node.providers[replica.provider].delete(replica.key)
-            action.cleaned.append(replica.provider)
-    return len(frame) * len(new)
+
+
+def _delete_quietly(node: Node, copies: list[Replica]) -> None:
+    """Best effort: what cannot be deleted now is no longer named, an orphan for `gc`."""
+    for copy in copies:
+        store = node.providers.get(copy.provider)
+        if store is not None:
+            with contextlib.suppress(ProviderError):
+                store.delete(copy.key)
 
 
 def _clean_backups(node: Node) -> int:
-    """Delete backup copies whose provider answers again, once the chunk is whole."""
+    """Let go of backup copies whose provider answers again, once the chunk is whole: a blob
+    of its own is deleted, a packed copy stops counting towards its pack."""
     cleaned = 0
+    changes = []
     for record in list(node.blockmap.chunks()):
         if not record.backups or record.is_short:
             continue
@@ -241,10 +315,14 @@ def _clean_backups(node: Node) -> int:
             try:
                 if store is None:
                     raise ProviderError(backup.provider, "not configured")
-                store.delete(backup.key)
+                if backup.in_pack:
+                    store.check_reachable()
+                else:
+                    store.delete(backup.key)
                 cleaned += 1
             except ProviderError:
                 remaining.append(backup)
         if len(remaining) != len(record.backups):
-            node.blockmap.update_chunk(record, replace(record, backups=tuple(remaining)))
+            changes.append((record, replace(record, backups=tuple(remaining))))
+    _delete_quietly(node, node.blockmap.update_chunks(changes))
     return cleaned

@@ -134,18 +134,3 @@ class ChunkWriter:
         for provider, key in self._packs.uploaded:
             with contextlib.suppress(ProviderError):
                 self._providers[provider].delete(key)
-
-
-def put_replica(
-    store: BlobStore,
-    frame: bytes,
-    chunk_key: bytes,
-    chunk_id: bytes,
-    encrypt: bool,
-    owner_key: bytes,
-) -> Replica:
-    """Seal ``frame`` for one more replica (fresh nonce, fresh random name) and upload it."""
-    blob = blobformat.seal_replica(frame, chunk_key, chunk_id, encrypt)
-    key = blobformat.new_blob_key(owner_key)
-    store.put(key, blob)
-    return Replica(store.name, key, len(blob))

@@ -10,7 +10,15 @@ from pathlib import Path
 
 from metanode_storage import Node, Secret, init_node
 from metanode_storage.engine.repair import repair
-from tests.conftest import PASSPHRASE, CliRunnerFn, blob_files, cheap_kdf, data_blobs, provider_dirs
+from tests.conftest import (
+    PASSPHRASE,
+    CliRunnerFn,
+    blob_files,
+    cheap_kdf,
+    data_blobs,
+    named_blob_keys,
+    provider_dirs,
+)
 
 
 def test_a_corrupt_replica_is_replaced_and_deleted(cli: CliRunnerFn, home: Path) -> None:
@@ -159,3 +167,33 @@ def test_repair_verify_reads_every_replica(cli: CliRunnerFn, home: Path) -> None
         blob.write_bytes(b"\x01" + os.urandom(200))
     assert cli("storage", "repair", "--verify").exit_code == 10
     assert cli("storage", "get", block_id).exit_code == 10
+
+
+def test_repairing_one_chunk_of_a_pack_keeps_the_other_chunks_copies(
+    node: Node, home: Path
+) -> None:
+    """A corrupt copy inside a pack is replaced; the pack, which still holds the copies of
+    other chunks, stays until nothing in it is live; the new copy goes into a pack."""
+    objects = [(f"f{i}", os.urandom(50_000)) for i in range(5)]
+    blocks = node.store_many(objects)
+    record = node.blockmap.get_chunk(node.blockmap.get_block(blocks[0].block_id).chunk_ids[0])
+    assert record is not None
+    victim = record.replicas[0]
+    (path,) = [p for d in provider_dirs(home) for p in data_blobs(home, d) if p.name == victim.key]
+    body = bytearray(path.read_bytes())
+    body[victim.offset + 10] ^= 1
+    path.write_bytes(bytes(body))
+    assert node.verify(blocks[0].block_id).faults
+
+    report = repair(node)
+    assert report.repaired == 1 and report.failed == 0
+    assert path.exists()  # four other chunks still live in it
+    for block, (_, data) in zip(blocks, objects, strict=True):
+        result = node.verify(block.block_id)  # every copy of every chunk, on every provider
+        assert result.ok and not result.faults, result
+        assert node.retrieve_bytes(block.block_id) == data
+    repaired = node.blockmap.get_chunk(record.chunk_id)
+    assert repaired is not None and all(r.in_pack for r in repaired.replicas)
+    assert victim not in repaired.replicas
+    node.collect_garbage()
+    assert {p.name for p in blob_files(home)} == named_blob_keys(node)
