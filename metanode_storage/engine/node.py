@@ -16,7 +16,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from hashlib import sha256
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -45,6 +45,7 @@ from metanode_storage.engine.auditing import NodeAudit
 from metanode_storage.engine.backup_log import BACKUP_STATE_FILE, BackupState
 from metanode_storage.engine.batch_proof import BlockFields, ProofVerifier, seal_batch
 from metanode_storage.engine.chunker import Chunker
+from metanode_storage.engine.group_commit import GroupCommit
 from metanode_storage.engine.maintenance import backup_map, collect_garbage, tail_marks
 from metanode_storage.engine.metrics import Metrics
 from metanode_storage.engine.model import ContainerBlock
@@ -124,6 +125,15 @@ class _NewBlock:
 
 
 @dataclass(frozen=True)
+class _Commit:
+    """A store's request to the group committer."""
+
+    written: _Written
+    blocks: Sequence[_NewBlock]
+    started: float  # when the store began, for the metrics
+
+
+@dataclass(frozen=True)
 class _Written:
     """Chunks written for a block that is not committed yet."""
 
@@ -149,6 +159,7 @@ class Node:
             for p in settings.providers
         }
         self.lock = NodeLock(layout.lock)
+        self._group: GroupCommit[_Commit, list[ContainerBlock]] = GroupCommit(self._commit_group)
         self.io_pool = ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="metanode-io")
         self._workers = ThreadPoolExecutor(_CHUNKS_IN_FLIGHT, thread_name_prefix="metanode-chunk")
         data_keys = {k.key_id: k.key.reveal() for k in keys.data_keys}
@@ -391,21 +402,35 @@ class Node:
     ) -> list[ContainerBlock]:
         """Sign ``blocks`` as one batch and commit their map rows in one transaction: only
         now do they exist, all of them or none. ``started``: when the store began, for
-        the metrics."""
-        records = self._sign_blocks(written.chunk_ids, blocks)
-        offered = {c.chunk_id: c for c in written.new_chunks}
+        the metrics. Stores that reach this point at the same time (the service's
+        concurrent requests) are committed as one group (engine/group_commit.py)."""
+        return self._group.commit(_Commit(written, blocks, started))
+
+    def _commit_group(self, group: Sequence[_Commit]) -> list[list[ContainerBlock]]:
+        chunk_ids: list[bytes] = []
+        blocks: list[_NewBlock] = []
+        new_chunks: list[ChunkRecord] = []
+        for item in group:  # one chunk list for the group: blocks index into it
+            blocks += [replace(b, first_chunk=b.first_chunk + len(chunk_ids)) for b in item.blocks]
+            chunk_ids += item.written.chunk_ids
+            new_chunks += item.written.new_chunks
+        records = self._sign_blocks(chunk_ids, blocks)
+        # Each new chunk goes with the first block that names it. Two concurrent stores
+        # that both wrote a chunk: one copy is committed, the other is dead bytes in a
+        # pack, as are the copies of chunks another run committed meanwhile (referenced,
+        # not added); gc repacks them.
+        offered = {c.chunk_id: c for c in new_chunks}
         rows = []
-        for record in records:  # each new chunk goes with the first block that names it
-            chunk_ids = dict.fromkeys(record.chunk_ids)
-            rows.append((record, [offered.pop(c) for c in chunk_ids if c in offered]))
+        for record in records:
+            named = dict.fromkeys(record.chunk_ids)
+            rows.append((record, [offered.pop(c) for c in named if c in offered]))
         try:
             spare = {c.chunk_id for c in self.blockmap.commit_blocks(rows)}
         except BaseException:
-            written.writer.discard_all()
+            for item in group:
+                item.written.writer.discard_all()
             raise
-        # Chunks another run committed meanwhile were referenced, not added: their copies
-        # here are dead bytes in packs that also hold live chunks, for gc to repack.
-        written_now = {c.chunk_id: c for c in written.new_chunks if c.chunk_id not in spare}
+        written_now = {c.chunk_id: c for c in new_chunks if c.chunk_id not in spare}
         views = [
             container_view(
                 record,
@@ -423,20 +448,25 @@ class Node:
                     {
                         "size": view.size_bytes,
                         "chunks": len(record.chunk_ids),
-                        "new_chunks": len(new_chunks),
+                        "new_chunks": len(added),
                         "providers": [loc.provider for loc in view.distribution_map],
                         **({"tree": True} if "tree" in record.extra else {}),
                     },
                 )
-                for view, (record, new_chunks) in zip(views, rows, strict=True)
+                for view, (record, added) in zip(views, rows, strict=True)
             ]
         )
+        now = time.perf_counter()
         self.metrics.add(
             store_ops=len(views),
             store_bytes=sum(v.size_bytes for v in views),
-            store_seconds=time.perf_counter() - started,
+            store_seconds=sum(now - item.started for item in group),
         )
-        return views
+        per_item = []
+        for item in group:
+            per_item.append(views[: len(item.blocks)])
+            views = views[len(item.blocks) :]
+        return per_item
 
     # -- directory trees (engine/tree.py) ----------------------------------------------
 
