@@ -17,8 +17,8 @@ RECORD_VERSION = 1
 @dataclass(frozen=True)
 class Replica:
     """One copy of one chunk: which provider holds it, under which opaque key, how big,
-    and where in that blob: ``offset`` -1 for a blob of its own (written before packs,
-    or by repair), else the byte offset of the sealed chunk inside a pack blob."""
+    and where in that blob: ``offset`` -1 for a blob of its own (written before packs),
+    else the byte offset of the sealed chunk inside a pack blob."""
 
     provider: str
     key: str

@@ -26,9 +26,9 @@ from metanode_storage.config.secrets import Secret
 from metanode_storage.crypto import aead
 from metanode_storage.crypto.keystore import DataKey, KeyMaterial, SigningKeyRecord, update_keystore
 from metanode_storage.crypto.signing import NodeSigner
+from metanode_storage.engine.chunk_keys import unwrap_chunk_key, wrap_chunk_key
 from metanode_storage.engine.node import Node
-from metanode_storage.engine.writer import chunk_key_aad
-from metanode_storage.errors import IntegrityError, KeystoreError
+from metanode_storage.errors import KeystoreError
 
 _BATCH = 500
 
@@ -128,16 +128,8 @@ def rotate_data_key(
 
 
 def _rewrap(record: ChunkRecord, keys: dict[str, bytes], new: DataKey) -> ChunkRecord:
-    old_key = keys.get(record.data_key_id)
-    if old_key is None:
-        raise KeystoreError(f"data key {record.data_key_id} is missing from the keystore")
-    try:
-        chunk_key = aead.open_sealed(
-            old_key, record.wrapped_key, chunk_key_aad(record.chunk_id, record.data_key_id)
-        )
-    except aead.OpenFailed:
-        raise IntegrityError(f"chunk {record.chunk_id.hex()[:12]}'s key does not open") from None
-    wrapped = aead.seal(new.key.reveal(), chunk_key, chunk_key_aad(record.chunk_id, new.key_id))
+    chunk_key = unwrap_chunk_key(keys, record)
+    wrapped = wrap_chunk_key(new.key.reveal(), new.key_id, record.chunk_id, chunk_key)
     return replace(record, data_key_id=new.key_id, wrapped_key=wrapped)
 
 

@@ -10,7 +10,6 @@ import hmac
 import io
 import logging
 import os
-import random
 import time
 import uuid
 from collections import deque
@@ -49,6 +48,7 @@ from metanode_storage.engine.group_commit import GroupCommit
 from metanode_storage.engine.maintenance import backup_map, collect_garbage, tail_marks
 from metanode_storage.engine.metrics import Metrics
 from metanode_storage.engine.model import ContainerBlock
+from metanode_storage.engine.placement import providers_for_a_store
 from metanode_storage.engine.proof import PROOF_TYPE, manifest_hash
 from metanode_storage.engine.qlock import NodeLock
 from metanode_storage.engine.reader import ChunkReader, ReplicaCheck
@@ -80,7 +80,6 @@ _FILES_IN_FLIGHT = 2  # files of a tree restored at once: more only contend on 2
 _SEAL_INLINE_BELOW = 64 * 1024  # files of a tree restored at once (below _IO_THREADS)
 _AUDIT_TAIL = 200  # events beyond the last map backup segment before one is written
 log = logging.getLogger("metanode.node")
-_rng = random.SystemRandom()
 
 
 def _no_progress(_: int) -> None:
@@ -329,16 +328,14 @@ class Node:
         """A writer for one store: at most max_cloud_providers per store, drawn at
         random, those known Offline held back as a last resort."""
         keys = self.keys
-        names = _rng.sample(list(self.providers), len(self.providers))
-        chosen = [n for n in names if not self.health.is_offline(n)]
-        chosen += [n for n in names if self.health.is_offline(n)]
-        chosen = chosen[: self.settings.max_cloud_providers]
-        candidates = [n for n in chosen if not self.health.is_offline(n)]
+        candidates, last_resort = providers_for_a_store(
+            list(self.providers), self.health.is_offline, self.settings.max_cloud_providers
+        )
         return ChunkWriter(
             self.providers,
             self.io_pool,
             candidates=candidates,
-            last_resort=[n for n in chosen if n not in candidates],
+            last_resort=last_resort,
             replication_factor=self.settings.replication_factor,
             allow_under_replication=self.settings.allow_under_replication,
             data_key_id=keys.current_data_key,

@@ -8,24 +8,21 @@ A provider that does not answer is skipped for the rest of the run.
 from __future__ import annotations
 
 import hmac
-import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from metanode_storage.blockmap.records import ChunkRecord, Replica
 from metanode_storage.crypto import aead
 from metanode_storage.engine import blobformat
-from metanode_storage.engine.writer import chunk_key_aad
+from metanode_storage.engine.chunk_keys import unwrap_chunk_key
+from metanode_storage.engine.placement import read_order
 from metanode_storage.errors import (
     IntegrityError,
-    KeystoreDamaged,
     ObjectNotFound,
     ProviderError,
     ProviderUnavailable,
 )
 from metanode_storage.providers.base import BlobStore
-
-_rng = random.SystemRandom()
 
 MISSING = "missing"
 CORRUPT = "corrupt"
@@ -67,21 +64,7 @@ class ChunkReader:
         return self._chunk_key(record)
 
     def _chunk_key(self, record: ChunkRecord) -> bytes:
-        data_key = self._data_keys.get(record.data_key_id)
-        if data_key is None:
-            raise KeystoreDamaged(
-                f"data key {record.data_key_id} is not in the keystore",
-                "restore the newest keystore",
-            )
-        try:
-            return aead.open_sealed(
-                data_key, record.wrapped_key, chunk_key_aad(record.chunk_id, record.data_key_id)
-            )
-        except aead.OpenFailed:
-            raise IntegrityError(
-                f"the wrapped key of chunk {record.chunk_id.hex()[:12]} does not open",
-                "the block map or keystore is damaged; restore a map backup",
-            ) from None
+        return unwrap_chunk_key(self._data_keys, record)
 
     def check_replica(
         self, record: ChunkRecord, replica: Replica, chunk_key: bytes | None = None
@@ -124,12 +107,8 @@ class ChunkReader:
         other copy fails. Backup locations come last of all.
         """
         chunk_key = self._chunk_key(record)
-        replicas = list(record.replicas)
-        _rng.shuffle(replicas)
-        replicas.sort(key=lambda r: self._is_offline(r.provider))
-        replicas += record.backups
         checks: list[ReplicaCheck] = []
-        for replica in replicas:
+        for replica in read_order(record.replicas, record.backups, self._is_offline):
             check, data = self.check_replica(record, replica, chunk_key)
             checks.append(check)
             if data is not None:

@@ -31,6 +31,7 @@ from metanode_storage.blockmap.records import ChunkRecord, Replica
 from metanode_storage.engine import blobformat
 from metanode_storage.engine.node import Node
 from metanode_storage.engine.packs import PackWriter
+from metanode_storage.engine.placement import providers_for_repair
 from metanode_storage.engine.reader import MISSING
 from metanode_storage.errors import IntegrityError, MetanodeError, ProviderError
 from metanode_storage.providers.health import OFFLINE
@@ -256,15 +257,13 @@ def _stage_chunk(
         return None
     bad = {p for p in reasons if p}
     keep = [r for r in record.replicas if r.provider not in bad]
-    holders = {r.provider for r in keep}
-    targets = [
-        name
-        for name in node.providers
-        if name not in holders
-        and not node.health.is_offline(name)
-        and reasons.get(name) != "offline"
-    ]
-    targets.sort(key=lambda name: name in bad)  # prefer providers with no bad copy
+    targets = providers_for_repair(
+        list(node.providers),
+        holders={r.provider for r in keep},
+        is_offline=node.health.is_offline,
+        unusable={p for p, why in reasons.items() if why == "offline"},
+        had_bad_copy=bad,
+    )
     needed = max(record.wanted, len(record.replicas)) - len(keep)
     frame = blobformat.make_frame(plaintext, node.settings.compression)
     chunk_key = node.reader.chunk_key(record)

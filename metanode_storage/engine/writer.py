@@ -8,7 +8,6 @@ tried again for the rest of the store.
 from __future__ import annotations
 
 import contextlib
-import random
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
@@ -17,15 +16,11 @@ from dataclasses import replace
 from metanode_storage.blockmap.records import ChunkRecord, Replica
 from metanode_storage.crypto import aead
 from metanode_storage.engine import blobformat
+from metanode_storage.engine.chunk_keys import wrap_chunk_key
 from metanode_storage.engine.packs import PackWriter
+from metanode_storage.engine.placement import providers_for_copies
 from metanode_storage.errors import NotEnoughProviders, ProviderError
 from metanode_storage.providers.base import BlobStore
-
-_rng = random.SystemRandom()
-
-
-def chunk_key_aad(chunk_id: bytes, data_key_id: str) -> bytes:
-    return b"chunk-key\0" + chunk_id + b"\0" + data_key_id.encode()
 
 
 class ChunkWriter:
@@ -68,7 +63,7 @@ class ChunkWriter:
         frame = blobformat.make_frame(plaintext, self._compress)
         chunk_key = aead.new_key()
         replicas = self._place(chunk_id, chunk_key, frame, set())
-        wrapped = aead.seal(self._data_key, chunk_key, chunk_key_aad(chunk_id, self._data_key_id))
+        wrapped = wrap_chunk_key(self._data_key, self._data_key_id, chunk_id, chunk_key)
         return ChunkRecord(chunk_id, len(plaintext), self._data_key_id, wrapped, replicas, self._rf)
 
     def _place(
@@ -90,10 +85,10 @@ class ChunkWriter:
         """Up to the replicas still wanted, from providers that have not failed in this
         run and do not hold the chunk yet: candidates in random order, then last resorts."""
         with self._lock:
-            order = [p for p in self._candidates if p not in self._failed and p not in holding]
-            _rng.shuffle(order)
-            order += [p for p in self._last_resort if p not in self._failed and p not in holding]
-        return order[: max(0, self._rf - len(holding))]
+            excluded = set(self._failed) | holding
+        return providers_for_copies(
+            self._candidates, self._last_resort, excluded, self._rf - len(holding)
+        )
 
     def finish(self, records: Sequence[ChunkRecord]) -> list[ChunkRecord]:
         """Make every replica durable; the records as they ended up. A failed pack's
