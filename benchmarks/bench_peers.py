@@ -374,9 +374,12 @@ def _same_bytes(a: Path, b: Path) -> bool:
 
 
 def ratio(mine: float, best: float, lower_is_better: bool = True) -> str:
-    if lower_is_better:
-        return f"{mine / best:.2f}x " + ("slower" if mine > best else "faster")
-    return f"{best / mine:.2f}x " + ("less" if mine < best else "more")
+    """How this tool compares with the best peer, as a factor of at least 1."""
+    if not lower_is_better:
+        mine, best = best, mine  # a higher value is the better one
+    if mine <= best:
+        return f"{best / mine:.2f}x " + ("faster" if lower_is_better else "better")
+    return f"{mine / best:.2f}x " + ("slower" if lower_is_better else "worse")
 
 
 def main() -> None:
