@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from metanode_storage import Node, Secret, init_node
+from metanode_storage.blockmap.records import Replica
 from metanode_storage.cli.app import main
 from metanode_storage.config.settings import ProviderSettings
 from metanode_storage.crypto.kdf import KdfParams
@@ -68,6 +69,16 @@ def data_blobs(home: Path, provider: Path, passphrase: str = PASSPHRASE) -> list
     return sorted(
         p for p in provider.rglob("*") if p.is_file() and is_own_blob_key(keys.owner_key, p.name)
     )
+
+
+def flip_a_byte(home: Path, copy: Replica, at: int = 10) -> Path:
+    """Corrupt one chunk copy on a local provider (a byte ``at`` bytes into it, inside its
+    pack or its own blob); return the blob's path."""
+    (path,) = [p for p in blob_files(home) if p.name == copy.key]
+    body = bytearray(path.read_bytes())
+    body[max(copy.offset, 0) + at] ^= 1
+    path.write_bytes(bytes(body))
+    return path
 
 
 def named_blob_keys(node: Node) -> set[str]:

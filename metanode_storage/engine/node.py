@@ -77,7 +77,7 @@ _CHUNKS_IN_FLIGHT = 4  # bounds memory: at most this many chunks are being seale
 _IO_THREADS = 16
 _FILES_IN_FLIGHT = 2  # files of a tree restored at once: more only contend on 2 cores
 # Sealing a small chunk costs less than handing it to a worker thread.
-_SEAL_INLINE_BELOW = 64 * 1024  # files of a tree restored at once (below _IO_THREADS)
+_SEAL_INLINE_BELOW = 64 * 1024
 _AUDIT_TAIL = 200  # events beyond the last map backup segment before one is written
 log = logging.getLogger("metanode.node")
 

@@ -12,7 +12,7 @@ from metanode_storage import Node
 from metanode_storage.audit.trail import OK, RETRIEVE, VIOLATION
 from metanode_storage.engine.packs import MIN_PACK
 from metanode_storage.errors import IntegrityError
-from tests.conftest import data_blobs, provider_dirs
+from tests.conftest import data_blobs, flip_a_byte, provider_dirs
 
 
 def _pack_bytes(home: Path) -> int:
@@ -69,10 +69,7 @@ def test_a_repack_leaves_a_pack_whose_live_copy_is_corrupt(node: Node, home: Pat
     record = node.blockmap.get_chunk(node.blockmap.get_block(blocks[0].block_id).chunk_ids[0])
     assert record is not None
     victim = record.replicas[0]
-    (path,) = [p for d in provider_dirs(home) for p in data_blobs(home, d) if p.name == victim.key]
-    body = bytearray(path.read_bytes())
-    body[victim.offset + 100] ^= 1
-    path.write_bytes(bytes(body))
+    path = flip_a_byte(home, victim, at=100)
     report = node.repack()
     assert victim.provider not in report.packs_rewritten  # left to repair, not copied
     assert sum(report.packs_rewritten.values()) == 2
@@ -88,12 +85,7 @@ def test_retrieve_many_stops_at_a_block_with_no_good_copy_and_audits_what_it_rea
     record = node.blockmap.get_chunk(node.blockmap.get_block(blocks[2].block_id).chunk_ids[0])
     assert record is not None
     for copy in record.replicas:  # every copy of the third block's chunk
-        (path,) = [
-            p for d in provider_dirs(home) for p in data_blobs(home, d) if p.name == copy.key
-        ]
-        body = bytearray(path.read_bytes())
-        body[copy.offset + 50] ^= 1
-        path.write_bytes(bytes(body))
+        flip_a_byte(home, copy, at=50)
     with pytest.raises(IntegrityError):
         node.retrieve_many(b.block_id for b in blocks)
     events = [(e.block_id, e.status) for e in node.audit.trail.events() if e.type == RETRIEVE]

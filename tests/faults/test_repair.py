@@ -16,6 +16,7 @@ from tests.conftest import (
     blob_files,
     cheap_kdf,
     data_blobs,
+    flip_a_byte,
     named_blob_keys,
     provider_dirs,
 )
@@ -179,10 +180,7 @@ def test_repairing_one_chunk_of_a_pack_keeps_the_other_chunks_copies(
     record = node.blockmap.get_chunk(node.blockmap.get_block(blocks[0].block_id).chunk_ids[0])
     assert record is not None
     victim = record.replicas[0]
-    (path,) = [p for d in provider_dirs(home) for p in data_blobs(home, d) if p.name == victim.key]
-    body = bytearray(path.read_bytes())
-    body[victim.offset + 10] ^= 1
-    path.write_bytes(bytes(body))
+    path = flip_a_byte(home, victim)
     assert node.verify(blocks[0].block_id).faults
 
     report = repair(node)
