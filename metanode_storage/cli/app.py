@@ -23,6 +23,7 @@ from metanode_storage.cli import (
     providers_cmd,
     recovery_cmd,
     repair_cmd,
+    session_cmd,
 )
 from metanode_storage.errors import ExitCode, MetanodeError
 
@@ -44,6 +45,7 @@ storage_app.add_typer(providers_cmd.app, name="providers")
 storage_app.add_typer(audit_cmd.app, name="audit")
 storage_app.add_typer(proof_cmd.app, name="proof")
 storage_app.add_typer(keys_cmd.app, name="keys")
+storage_app.add_typer(session_cmd.app, name="session")
 storage_app.add_typer(distributed_cmd.token_app, name="token")
 blocks_cmd.register(storage_app)
 storage_app.command("repair")(repair_cmd.repair_command)

@@ -7,9 +7,11 @@ from typing import Annotated
 
 import typer
 
-from metanode_storage.config.paths import HOME_ENV
+from metanode_storage.config.paths import HOME_ENV, NodeLayout, resolve_home
 from metanode_storage.config.secrets import Secret, passphrase_from_environment
+from metanode_storage.crypto.keystore import keystore_params
 from metanode_storage.engine.node import Node
+from metanode_storage.session import client as session
 
 HomeOption = Annotated[
     Path | None,
@@ -36,7 +38,7 @@ def open_node(home: Path | None, read_only: bool = False) -> Node:
     """The node; unless ``read_only`` (the command records no audit event), first make
     sure its trail extends the providers' checkpoints, so a command refuses before doing
     work it could not audit (exit 10 after a rollback)."""
-    node = Node.open(home, read_passphrase())
+    node = _open_with_session(home) or Node.open(home, read_passphrase())
     if not read_only and node.audit.enabled:
         try:
             node.audit.ensure_extends_providers()
@@ -44,6 +46,17 @@ def open_node(home: Path | None, read_only: bool = False) -> Node:
             node.close()
             raise
     return node
+
+
+def _open_with_session(home: Path | None) -> Node | None:
+    """The node unlocked through this home's session agent (no Argon2id here), or None
+    when the home has no live session."""
+    resolved = resolve_home(home)
+    keystore = NodeLayout(resolved).keystore
+    if not keystore.exists() or session.status(resolved) is None:
+        return None
+    unlock = session.SessionUnlock(resolved)
+    return Node.open(resolved, unlock.passphrase(keystore_params(keystore)), unlock.derive)
 
 
 def parse_bool(value: str) -> bool:

@@ -117,5 +117,6 @@ def passphrase_from_environment(prompt: PromptFn | None = None, *, confirm: bool
     raise PassphraseUnavailable(
         "no passphrase given",
         f"set {PASSPHRASE_ENV}, {PASSPHRASE_FILE_ENV} or {PASSCOMMAND_ENV}, "
-        "or run in a terminal to be prompted",
+        "run in a terminal to be prompted, or start a session "
+        "(`metanode storage session start`; one that expired asks again)",
     )

@@ -197,7 +197,14 @@ def seal_keystore(material: KeyMaterial, passphrase: Secret, params: KdfParams) 
     return prefix + aead.seal(derived[:32], material._to_json(), prefix)
 
 
-def open_keystore_bytes(raw: bytes, passphrase: Secret, where: str = "keystore") -> KeyMaterial:
+# Gives the Argon2id output for a keystore's parameters without the caller running it
+# (a session agent that already did): see metanode_storage/session.
+KeyDeriver = Callable[[KdfParams], bytes]
+
+
+def open_keystore_bytes(
+    raw: bytes, passphrase: Secret, where: str = "keystore", derive_key: KeyDeriver | None = None
+) -> KeyMaterial:
     damaged = KeystoreDamaged(
         f"{where} is damaged or not a keystore",
         "restore the keystore file from a backup",
@@ -226,7 +233,7 @@ def open_keystore_bytes(raw: bytes, passphrase: Secret, where: str = "keystore")
         raise KeystoreDamaged(
             f"{where} has a damaged header: {exc}", "restore the keystore file from a backup"
         ) from None
-    derived = derive(passphrase.reveal(), params)
+    derived = derive_key(params) if derive_key else derive(passphrase.reveal(), params)
     if not hmac.compare_digest(_check_value(derived[32:]), check):
         raise WrongPassphrase(
             "wrong passphrase for the keystore",
@@ -256,9 +263,7 @@ def update_keystore(
     """
     with _exclusive(path.with_name(path.name + ".lock")):
         material = read_keystore(path, passphrase)
-        raw = path.read_bytes()
-        header_len = int.from_bytes(raw[5:9], "big")
-        params = KdfParams.from_header(json.loads(raw[_PREFIX : _PREFIX + header_len]))
+        params = keystore_params(path)
         change(material)
         material._signer = None  # the signing keys may have changed
         fresh = KdfParams.fresh(params.iterations, params.memory_kib, params.lanes)
@@ -288,7 +293,16 @@ def _exclusive(lock_path: Path, timeout: float = 60.0) -> Iterator[None]:
         os.close(fd)
 
 
-def read_keystore(path: Path, passphrase: Secret) -> KeyMaterial:
+def keystore_params(path: Path) -> KdfParams:
+    """The KDF parameters in a keystore's header (what unlocking it costs)."""
+    raw = path.read_bytes()
+    header_len = int.from_bytes(raw[5:9], "big")
+    return KdfParams.from_header(json.loads(raw[_PREFIX : _PREFIX + header_len]))
+
+
+def read_keystore(
+    path: Path, passphrase: Secret, derive_key: KeyDeriver | None = None
+) -> KeyMaterial:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -300,4 +314,4 @@ def read_keystore(path: Path, passphrase: Secret) -> KeyMaterial:
         raise KeystoreDamaged(
             f"cannot read the keystore {path}: {exc.strerror}", "check the file and its permissions"
         ) from None
-    return open_keystore_bytes(raw, passphrase, where=f"keystore {path}")
+    return open_keystore_bytes(raw, passphrase, f"keystore {path}", derive_key)

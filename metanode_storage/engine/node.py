@@ -38,7 +38,7 @@ from metanode_storage.config.paths import NodeLayout, resolve_home
 from metanode_storage.config.secrets import Secret
 from metanode_storage.config.settings import NodeSettings, load_settings
 from metanode_storage.crypto.aead import keyed_hash
-from metanode_storage.crypto.keystore import KeyMaterial, read_keystore
+from metanode_storage.crypto.keystore import KeyDeriver, KeyMaterial, read_keystore
 from metanode_storage.engine import tree
 from metanode_storage.engine.auditing import NodeAudit
 from metanode_storage.engine.backup_log import BACKUP_STATE_FILE, BackupState
@@ -182,10 +182,14 @@ class Node:
         self.metrics = Metrics(layout.metrics)  # never raises: metrics are housekeeping
 
     @classmethod
-    def open(cls, home: Path | str | None, passphrase: Secret) -> Node:
+    def open(
+        cls, home: Path | str | None, passphrase: Secret, derive_key: KeyDeriver | None = None
+    ) -> Node:
+        """Open the node; ``derive_key`` unlocks the keystore without running Argon2id
+        here (a session agent's), else the passphrase goes through it."""
         layout = NodeLayout(resolve_home(home))
         settings = load_settings(layout.config)
-        keys = read_keystore(layout.keystore, passphrase)
+        keys = read_keystore(layout.keystore, passphrase, derive_key)
         blockmap = BlockMap(layout.blockmap, keys.map_key.reveal())
         try:
             node = cls(layout, settings, keys, blockmap)
