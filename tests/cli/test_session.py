@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -146,3 +147,40 @@ def test_session_lengths(text: str, seconds: int) -> None:
 def test_bad_session_lengths_are_refused(text: str) -> None:
     with pytest.raises(InputError):
         parse_ttl(text)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as another user")
+def test_the_agent_does_not_answer_another_user(env: dict[str, str], home: Path) -> None:
+    """A peer of another uid that reaches the socket (its permissions loosened by mistake)
+    gets no answer: the agent checks the peer's credentials, not only the file modes."""
+    started = _run(env, "session", "start", "--ttl", "1m", passphrase=PASSPHRASE)
+    assert started.returncode == 0, started.stderr
+    sock_path = str(client.socket_path(home))
+    private = os.path.dirname(sock_path)
+    for directory in (os.path.dirname(private), private):
+        os.chmod(directory, 0o711)
+    os.chmod(sock_path, 0o666)
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: become nobody, then connect and ask
+        os.close(reader)
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            conn.connect(sock_path)
+            conn.settimeout(10)
+            conn.sendall(b'{"op": "status"}\n')
+            os.write(writer, conn.recv(4096) or b"<closed>")
+        except OSError as exc:
+            os.write(writer, f"<error {exc}>".encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    os.waitpid(pid, 0)
+    with os.fdopen(reader, "rb") as answer:
+        got = answer.read()
+    os.chmod(private, 0o700)  # private again, or the client refuses the directory
+    # it got through to the agent, and the agent hung up without a word
+    assert got == b"<closed>" or b"Connection reset by peer" in got, got
+    assert client.status(home) is not None  # and the owner is still answered
