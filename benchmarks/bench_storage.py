@@ -15,6 +15,7 @@ import os
 import platform
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from report_table import print_table  # benchmarks/ is on sys.path when run as a script
@@ -44,6 +45,19 @@ def main() -> None:
             ids = [node.store_bytes(data).block_id for data in objects]
             rows.append(
                 _row("store 4 KiB", len(ids), time.perf_counter() - started, "objects/s", len(ids))
+            )
+            threaded = [os.urandom(4096) for _ in range(args.small)]
+            started = time.perf_counter()
+            with ThreadPoolExecutor(8) as pool:  # as the service stores concurrent uploads
+                stored = list(pool.map(node.store_bytes, threaded))
+            rows.append(
+                _row(
+                    "store 4 KiB, one store_bytes each from 8 threads (group commit)",
+                    len(stored),
+                    time.perf_counter() - started,
+                    "objects/s",
+                    len(stored),
+                )
             )
             fresh = [os.urandom(4096) for _ in range(args.small)]  # no dedup with the above
             started = time.perf_counter()
