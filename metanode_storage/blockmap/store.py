@@ -530,14 +530,10 @@ class BlockMap:
             found.append((bytes.fromhex(doc["chunk_id"]), doc["provider"], doc["kind"]))
         return found
 
-    def update_chunk(self, old: ChunkRecord, new: ChunkRecord) -> None:
-        """Swap a chunk's replica list (after a repair), keeping the totals right and clearing
-        the faults of replicas that are gone."""
-        self.update_chunks([(old, new)])
-
     def update_chunks(self, changes: Sequence[tuple[ChunkRecord, ChunkRecord]]) -> list[Replica]:
-        """update_chunk for several chunks, in one transaction; one copy of each pack that
-        no longer holds a live copy (its blob may be deleted)."""
+        """Swap chunks' replica lists (after a repair or a repack), in one transaction,
+        keeping the totals right and clearing the faults of replicas that are gone; one
+        copy of each pack that no longer holds a live copy (its blob may be deleted)."""
         with self._write() as db:
             return [e for old, new in changes for e in self._update_chunk(db, old, new)]
 

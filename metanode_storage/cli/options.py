@@ -53,10 +53,11 @@ def _open_with_session(home: Path | None) -> Node | None:
     when the home has no live session."""
     resolved = resolve_home(home)
     keystore = NodeLayout(resolved).keystore
-    if not keystore.exists() or session.status(resolved) is None:
+    if not keystore.exists():
         return None
     unlock = session.SessionUnlock(resolved)
-    return Node.open(resolved, unlock.passphrase(keystore_params(keystore)), unlock.derive)
+    passphrase = unlock.passphrase(keystore_params(keystore))
+    return None if passphrase is None else Node.open(resolved, passphrase, unlock.derive)
 
 
 def parse_bool(value: str) -> bool:

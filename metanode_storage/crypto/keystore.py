@@ -202,15 +202,11 @@ def seal_keystore(material: KeyMaterial, passphrase: Secret, params: KdfParams) 
 KeyDeriver = Callable[[KdfParams], bytes]
 
 
-def open_keystore_bytes(
-    raw: bytes, passphrase: Secret, where: str = "keystore", derive_key: KeyDeriver | None = None
-) -> KeyMaterial:
-    damaged = KeystoreDamaged(
-        f"{where} is damaged or not a keystore",
-        "restore the keystore file from a backup",
-    )
+def _parse_header(raw: bytes, where: str) -> tuple[KdfParams, str, int]:
+    """(KDF parameters, check value, end of the header) of a keystore's bytes, or
+    KeystoreDamaged."""
     if len(raw) < _PREFIX or raw[:4] != MAGIC:
-        raise damaged
+        raise _damaged(where)
     if raw[4] != FORMAT_VERSION:
         raise KeystoreDamaged(
             f"{where} has format version {raw[4]}, this tool reads {FORMAT_VERSION}",
@@ -219,7 +215,7 @@ def open_keystore_bytes(
     header_len = int.from_bytes(raw[5:9], "big")
     end = _PREFIX + header_len
     if len(raw) < end + aead.OVERHEAD:
-        raise damaged
+        raise _damaged(where)
     try:
         header = json.loads(raw[_PREFIX:end])
         if not isinstance(header, dict):
@@ -227,12 +223,23 @@ def open_keystore_bytes(
         digest = header.get("header_sha256")  # absent in keystores from before 0.2
         if digest is not None and digest != _header_digest(header):
             raise ValueError("the header does not match its checksum")
-        params = KdfParams.from_header(header)
-        check = str(header["check"])
+        return KdfParams.from_header(header), str(header["check"]), end
     except (ValueError, KeyError, TypeError) as exc:
         raise KeystoreDamaged(
             f"{where} has a damaged header: {exc}", "restore the keystore file from a backup"
         ) from None
+
+
+def _damaged(where: str) -> KeystoreDamaged:
+    return KeystoreDamaged(
+        f"{where} is damaged or not a keystore", "restore the keystore file from a backup"
+    )
+
+
+def open_keystore_bytes(
+    raw: bytes, passphrase: Secret, where: str = "keystore", derive_key: KeyDeriver | None = None
+) -> KeyMaterial:
+    params, check, end = _parse_header(raw, where)
     derived = derive_key(params) if derive_key else derive(passphrase.reveal(), params)
     if not hmac.compare_digest(_check_value(derived[32:]), check):
         raise WrongPassphrase(
@@ -242,7 +249,7 @@ def open_keystore_bytes(
     try:
         return KeyMaterial._from_json(aead.open_sealed(derived[:32], raw[end:], raw[:end]))
     except (aead.OpenFailed, ValueError, KeyError, TypeError):
-        raise damaged from None
+        raise _damaged(where) from None
 
 
 def write_keystore(
@@ -295,16 +302,18 @@ def _exclusive(lock_path: Path, timeout: float = 60.0) -> Iterator[None]:
 
 def keystore_params(path: Path) -> KdfParams:
     """The KDF parameters in a keystore's header (what unlocking it costs)."""
-    raw = path.read_bytes()
-    header_len = int.from_bytes(raw[5:9], "big")
-    return KdfParams.from_header(json.loads(raw[_PREFIX : _PREFIX + header_len]))
+    return _parse_header(_read(path), f"keystore {path}")[0]
 
 
 def read_keystore(
     path: Path, passphrase: Secret, derive_key: KeyDeriver | None = None
 ) -> KeyMaterial:
+    return open_keystore_bytes(_read(path), passphrase, f"keystore {path}", derive_key)
+
+
+def _read(path: Path) -> bytes:
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise KeystoreDamaged(
             f"the keystore {path} is missing",
@@ -314,4 +323,3 @@ def read_keystore(
         raise KeystoreDamaged(
             f"cannot read the keystore {path}: {exc.strerror}", "check the file and its permissions"
         ) from None
-    return open_keystore_bytes(raw, passphrase, f"keystore {path}", derive_key)

@@ -61,9 +61,6 @@ class ChunkReader:
 
     def chunk_key(self, record: ChunkRecord) -> bytes:
         """The chunk's own AES key, unwrapped from its record."""
-        return self._chunk_key(record)
-
-    def _chunk_key(self, record: ChunkRecord) -> bytes:
         return unwrap_chunk_key(self._data_keys, record)
 
     def check_replica(
@@ -75,7 +72,7 @@ class ChunkReader:
             return ReplicaCheck(
                 replica.provider, UNCONFIGURED, "provider no longer configured"
             ), None
-        key = chunk_key if chunk_key is not None else self._chunk_key(record)
+        key = chunk_key if chunk_key is not None else self.chunk_key(record)
         try:
             if replica.in_pack:  # only this chunk's bytes of the pack
                 end = replica.offset + replica.size
@@ -106,7 +103,7 @@ class ChunkReader:
         known to be Offline moved to the end: they cost nothing unless every
         other copy fails. Backup locations come last of all.
         """
-        chunk_key = self._chunk_key(record)
+        chunk_key = self.chunk_key(record)
         checks: list[ReplicaCheck] = []
         for replica in read_order(record.replicas, record.backups, self._is_offline):
             check, data = self.check_replica(record, replica, chunk_key)

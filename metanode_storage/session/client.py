@@ -29,13 +29,15 @@ class SessionInfo:
     expires_at: float
 
 
-def runtime_directory() -> Path:
+def runtime_directory(create: bool = True) -> Path:
     """The user's runtime directory (``$XDG_RUNTIME_DIR/metanode``, else
-    ``/tmp/metanode-UID``), created 0700; refused if another user owns it or others
-    may enter it, since a socket there would answer with the passphrase."""
+    ``/tmp/metanode-UID``), created 0700 unless ``create`` is off; refused if another
+    user owns it or others may enter it, since a socket there would answer with the
+    passphrase."""
     base = os.environ.get("XDG_RUNTIME_DIR")
     directory = Path(base) / "metanode" if base else Path(f"/tmp/metanode-{os.getuid()}")
-    directory.mkdir(mode=0o700, exist_ok=True)
+    if create:
+        directory.mkdir(mode=0o700, exist_ok=True)
     info = os.lstat(directory)
     if (
         not stat.S_ISDIR(info.st_mode)
@@ -49,10 +51,10 @@ def runtime_directory() -> Path:
     return directory
 
 
-def socket_path(home: Path) -> Path:
+def socket_path(home: Path, create: bool = True) -> Path:
     """One agent per node home (the socket name keeps the path of the home private)."""
     digest = sha256(str(home.resolve()).encode()).hexdigest()[:20]
-    path = runtime_directory() / f"session-{digest}.sock"
+    path = runtime_directory(create) / f"session-{digest}.sock"
     if len(os.fsencode(path)) > _MAX_SOCKET_PATH:
         raise LocalStateError(
             f"the session socket path {path} is too long for a Unix socket",
@@ -62,8 +64,12 @@ def socket_path(home: Path) -> Path:
 
 
 def _ask(home: Path, request: dict[str, Any]) -> dict[str, Any] | None:
-    """The agent's reply, or None when no agent answers for this home."""
-    path = socket_path(home)
+    """The agent's reply, or None when no agent answers for this home (looking for one
+    creates nothing: a command without a session leaves the runtime directory alone)."""
+    try:
+        path = socket_path(home, create=False)
+    except FileNotFoundError:
+        return None  # no runtime directory: no session was ever started
     if not path.exists():
         return None
     try:
@@ -97,24 +103,32 @@ def status(home: Path) -> SessionInfo | None:
 
 class SessionUnlock:
     """What a command needs from a live session: the passphrase, and the keystore's
-    Argon2id output without running Argon2id."""
+    Argon2id output without running Argon2id. One round trip per KDF salt: the answer
+    is kept for the rest of the command."""
 
     def __init__(self, home: Path) -> None:
         self._home = home
         self._passphrase: Secret | None = None
+        self._derived: dict[bytes, bytes] = {}
+
+    def _fetch(self, params: KdfParams) -> bool:
+        """Ask the agent for ``params``; False when no agent answers for this home."""
+        if params.salt not in self._derived:
+            reply = _ask(self._home, {"op": "derive", "kdf": params.as_header()})
+            if reply is None:
+                return False
+            self._passphrase = Secret(bytes.fromhex(reply["passphrase"]))
+            self._derived[params.salt] = bytes.fromhex(reply["derived"])
+        return True
 
     def derive(self, params: KdfParams) -> bytes:
-        reply = _ask(self._home, {"op": "derive", "kdf": params.as_header()})
-        if reply is None:
+        if not self._fetch(params):
             raise LocalStateError("the session ended while the command was unlocking")
-        self._passphrase = Secret(bytes.fromhex(reply["passphrase"]))
-        return bytes.fromhex(reply["derived"])
+        return self._derived[params.salt]
 
-    def passphrase(self, params: KdfParams) -> Secret:
-        if self._passphrase is None:
-            self.derive(params)
-        assert self._passphrase is not None
-        return self._passphrase
+    def passphrase(self, params: KdfParams) -> Secret | None:
+        """The session's passphrase, or None when the home has no live session."""
+        return self._passphrase if self._fetch(params) else None
 
 
 def start(home: Path, passphrase: Secret, ttl_seconds: float) -> SessionInfo:
