@@ -104,6 +104,12 @@ class NodeBusy(LocalStateError):
     reference = "MN-152"
 
 
+class LeaseLost(NodeBusy):
+    """This run's QLOCK lease was broken or taken over while it worked."""
+
+    reference = "MN-155"
+
+
 # -- keys and secrets --------------------------------------------------------
 
 

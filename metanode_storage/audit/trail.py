@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,7 @@ class AuditEvent:
     status: str
     detail: dict[str, Any]
     key_id: str
+    fence: int | None = None  # the QLOCK fencing token it was written under
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,9 @@ class AuditTrail:
         self.path = path
         self.origin = origin
         self._signer = signer
+        # The QLOCK fencing token events are written under (engine/qlock.py); each event
+        # carries it as "fence", so an auditor can tell which holder wrote what.
+        self.fence: Callable[[], int | None] = lambda: None
         try:
             self._db = SharedConnection(
                 path,
@@ -154,6 +158,7 @@ class AuditTrail:
         if self._signer is None:
             raise LocalStateError("this audit trail was opened read-only")
         now = int(time.time())
+        fence = self.fence()
         with self._db.transaction():
             frontier, last = self._frontier()
             for event_type, block_id, status, detail in events:
@@ -168,6 +173,8 @@ class AuditTrail:
                     "prev": last,
                     "key_id": self._signer.key_id,
                 }
+                if fence is not None:
+                    signed["fence"] = fence
                 body = canonical({**signed, "sig": self._signer.sign(canonical(signed)).hex()})
                 leaf = leaf_hash(body)
                 self._db.execute(
@@ -317,6 +324,7 @@ class AuditTrail:
                 doc["status"],
                 doc["detail"],
                 doc["key_id"],
+                doc.get("fence"),
             )
 
     def latest_note(self) -> str | None:

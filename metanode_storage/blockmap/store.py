@@ -15,12 +15,14 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from metanode_storage.blockmap.leases import SCHEMA as LEASES_SCHEMA
+from metanode_storage.blockmap.leases import check_fence
 from metanode_storage.blockmap.records import BlockRecord, ChunkRecord, Replica
 from metanode_storage.crypto import aead
 from metanode_storage.errors import AmbiguousBlockId, BlockMapDamaged, BlockNotFound
@@ -104,6 +106,8 @@ class BlockMap:
         went missing is an error, never a fresh empty map."""
         self._key = map_key
         self.path = path
+        # The fencing token of the QLOCK lease writes happen under (engine/qlock.py).
+        self.fence: Callable[[], int | None] = lambda: None
         try:
             # FULL: a block id is printed only after its map row is on disk.
             self._db = SharedConnection(
@@ -113,7 +117,9 @@ class BlockMap:
                 create=create,
                 translate=translator("block map", path, BlockMapDamaged),
             )
-            self._db.executescript(_SCHEMA + _TRIGGERS)  # idempotent; outside any transaction
+            self._db.executescript(
+                _SCHEMA + LEASES_SCHEMA + _TRIGGERS
+            )  # idempotent; outside any transaction
             with self._write():
                 self._db.execute(
                     "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
@@ -154,9 +160,13 @@ class BlockMap:
                 "the map was tampered with or damaged; restore it from a map backup",
             ) from None
 
-    def _write(self) -> AbstractContextManager[SharedConnection]:
-        """One write transaction, holding the connection's lock (SQLite errors translated)."""
-        return self._db.transaction()
+    @contextmanager
+    def _write(self) -> Iterator[SharedConnection]:
+        """One write transaction, holding the connection's lock (SQLite errors translated),
+        fenced: it goes ahead only while the writer's QLOCK lease stands."""
+        with self._db.transaction() as db:
+            check_fence(db, self.fence())
+            yield db
 
     def _add_totals(self, db: SharedConnection, **deltas: int) -> None:
         db.executemany(

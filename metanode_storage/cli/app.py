@@ -19,6 +19,7 @@ from metanode_storage.cli import (
     console,
     distributed_cmd,
     keys_cmd,
+    lock_cmd,
     proof_cmd,
     providers_cmd,
     recovery_cmd,
@@ -46,6 +47,7 @@ storage_app.add_typer(audit_cmd.app, name="audit")
 storage_app.add_typer(proof_cmd.app, name="proof")
 storage_app.add_typer(keys_cmd.app, name="keys")
 storage_app.add_typer(session_cmd.app, name="session")
+storage_app.add_typer(lock_cmd.app, name="lock")
 storage_app.add_typer(distributed_cmd.token_app, name="token")
 blocks_cmd.register(storage_app)
 storage_app.command("repair")(repair_cmd.repair_command)

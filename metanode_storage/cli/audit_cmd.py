@@ -288,6 +288,16 @@ def list_events(
         return
     console.table(
         f"{len(events)} event(s)",
-        ["#", "time", "type", "block", "status"],
-        [[str(e.seq), formatting.timestamp(e.time), e.type, e.block_id, e.status] for e in events],
+        ["#", "time", "type", "block", "status", "fence"],
+        [
+            [
+                str(e.seq),
+                formatting.timestamp(e.time),
+                e.type,
+                e.block_id,
+                e.status,
+                "" if e.fence is None else str(e.fence),
+            ]
+            for e in events
+        ],
     )

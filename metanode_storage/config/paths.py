@@ -59,10 +59,6 @@ class NodeLayout:
         return self.home / "metrics.sqlite"
 
     @property
-    def lock(self) -> Path:
-        return self.home / "qlock"
-
-    @property
     def local_providers(self) -> Path:
         """Parent of the embedded default's provider directories."""
         return self.home / "providers"

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import zstandard
 
+from metanode_storage.blockmap.leases import LeaseTable
 from metanode_storage.config.paths import NodeLayout
 from metanode_storage.config.secrets import Secret
 from metanode_storage.crypto import aead
@@ -101,8 +102,13 @@ def recover_home(home: Path, passphrase: Secret, provider: BlobStore) -> Recover
     head = open_head(provider, locator, sealed)
     if head is not None:
         log = restore_log(home, provider, locator, head)
-        return Recovered(log.node_id, log.created_at, log.files)
-    return _recover_bundle(home, provider, locator, sealed)
+        recovered = Recovered(log.node_id, log.created_at, log.files)
+    else:
+        recovered = _recover_bundle(home, provider, locator, sealed)
+    leases = LeaseTable(layout.blockmap)
+    leases.clear()  # they were the lost machine's
+    leases.close()
+    return recovered
 
 
 def _recover_bundle(home: Path, provider: BlobStore, locator: Locator, sealed: bytes) -> Recovered:

@@ -64,7 +64,7 @@ from metanode_storage.config.paths import NodeLayout
 from metanode_storage.crypto import aead
 from metanode_storage.engine.backup import Locator
 from metanode_storage.engine.blobformat import padme
-from metanode_storage.engine.qlock import NodeLock
+from metanode_storage.engine.qlock import QLock
 from metanode_storage.errors import (
     NotEnoughProviders,
     ProviderError,
@@ -210,8 +210,10 @@ class BackupLog:
         trail: AuditTrail,
         io_pool: Executor,
         is_offline: Callable[[str], bool],
+        lock: QLock,
     ) -> None:
         self._layout = layout
+        self._lock = lock
         self._node_id = node_id
         self._providers = providers
         self._locators = locators
@@ -228,10 +230,10 @@ class BackupLog:
     def write(self) -> dict[str, str]:
         """Bring every provider that answers up to date; "ok" (or what went wrong) each.
 
-        Runs under a file lock of its own, so two runs never write the same provider's
+        Runs under the QLOCK ``backup`` lock, so two runs never write the same provider's
         log at once. Raises NotEnoughProviders when fewer than two providers are current.
         """
-        with NodeLock(self._layout.home / "backup.lock").exclusive("back up the map"):
+        with self._lock.exclusive("back up the map"):
             state = self.state()
             outcome = self._write_locked(state)
             current = [n for n, v in outcome.items() if v == "ok"]

@@ -32,6 +32,7 @@ from metanode_storage.audit.trail import (
     NewEvent,
     audit_origin,
 )
+from metanode_storage.blockmap.leases import Lease, LeaseTable
 from metanode_storage.blockmap.records import BlockRecord, ChunkRecord
 from metanode_storage.blockmap.store import BlockMap
 from metanode_storage.config.paths import NodeLayout, resolve_home
@@ -50,7 +51,7 @@ from metanode_storage.engine.metrics import Metrics
 from metanode_storage.engine.model import ContainerBlock
 from metanode_storage.engine.placement import providers_for_a_store
 from metanode_storage.engine.proof import PROOF_TYPE, manifest_hash
-from metanode_storage.engine.qlock import NodeLock
+from metanode_storage.engine.qlock import BLOCKS, QLock
 from metanode_storage.engine.reader import ChunkReader, ReplicaCheck
 from metanode_storage.engine.repack import RepackReport, repack
 from metanode_storage.engine.status import MapBackupStatus, NodeStatus, measure_status
@@ -157,7 +158,10 @@ class Node:
             )
             for p in settings.providers
         }
-        self.lock = NodeLock(layout.lock)
+        self.leases = LeaseTable(layout.blockmap)
+        self.lock = QLock(self.leases, BLOCKS, on_takeover=self._record_takeover)
+        self.backup_lock = QLock(self.leases, "backup", on_takeover=self._record_takeover)
+        blockmap.fence = self._fence
         self._group: GroupCommit[_Commit, list[ContainerBlock]] = GroupCommit(self._commit_group)
         self.io_pool = ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="metanode-io")
         self._workers = ThreadPoolExecutor(_CHUNKS_IN_FLIGHT, thread_name_prefix="metanode-chunk")
@@ -171,6 +175,7 @@ class Node:
         self._backed_up_mark = blockmap.content_change_mark()  # what the last backup carried
         self._keystore_rewritten = False
         trail = AuditTrail(layout.audit, audit_origin(settings.node_id), keys.signer)
+        trail.fence = self._fence
         self.audit = NodeAudit(
             trail,
             self.providers,
@@ -230,11 +235,26 @@ class Node:
     def close(self) -> None:
         self._workers.shutdown(wait=True)
         self.housekeeping()
+        self.lock.close()
+        self.backup_lock.close()
+        self.leases.close()
         self.audit.close()
         self.io_pool.shutdown(wait=True)
         self.health.save()
         self.metrics.close()
         self.blockmap.close()
+
+    def _fence(self) -> int | None:
+        """The fencing token of this run's hold on the blocks lock: map writes check it,
+        audit events carry it."""
+        return self.lock.token
+
+    def _record_takeover(self, stale: list[Lease], by: Lease | None) -> None:
+        """Taking over a stale lease is recorded: whose it was, until when it held, and
+        the lease that followed it."""
+        self.audit.record_many(
+            [("lock_takeover", "", OK, {**s.to_dict(), "by_token": by and by.token}) for s in stale]
+        )
 
     def housekeeping(self) -> None:
         """After the work: back up what changed, then publish the audit checkpoint.

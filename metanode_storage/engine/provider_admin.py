@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from metanode_storage.blockmap.leases import LeaseTable
 from metanode_storage.config.paths import NodeLayout
 from metanode_storage.config.secrets import Secret
 from metanode_storage.config.settings import (
@@ -17,7 +18,7 @@ from metanode_storage.config.settings import (
     save_settings,
 )
 from metanode_storage.crypto.keystore import KeyMaterial, read_keystore, update_keystore
-from metanode_storage.engine.qlock import NodeLock
+from metanode_storage.engine.qlock import BLOCKS, QLock
 from metanode_storage.engine.setup import node_bucket_name
 from metanode_storage.errors import InvalidSetting, MetanodeError, ProviderError
 from metanode_storage.fileio import atomic_write
@@ -90,53 +91,72 @@ def configure_providers(
     ``passphrase`` is asked for only when the keystore must be opened.
     """
     layout = NodeLayout(home)
-    with NodeLock(layout.lock).exclusive("change the providers"):
-        settings = load_settings(layout.config)
-        chosen = [
-            replace(p, credentials="keystore") if store_credentials and not p.is_local else p
-            for p in providers
-        ]
-        names = {p.name for p in chosen}
-        updated = replace(
-            settings,
-            providers=(*(p for p in settings.providers if p.name not in names), *chosen),
-        )
-        updated.validate()
-        keyed = [p for p in chosen if p.credentials == "keystore"]
-        secret: Secret | None = None
-        found: dict[str, Mapping[str, Secret]] = {}
-        if store_credentials:
-            found = {p.name: credentials_from_environment(p) for p in keyed}
-        if keyed and (store_credentials or create_bucket):
-            if passphrase is None:
-                raise InvalidSetting("the keystore must be opened for this change")
-            secret = passphrase()
-            if not store_credentials:
-                held = read_keystore(layout.keystore, secret).provider_credentials
-                found = {p.name: held.get(p.name, {}) for p in keyed}
-        for provider in chosen:
-            if create_bucket:
-                open_provider(provider, found.get(provider.name)).create_bucket()
-            elif provider.is_local and not Path(provider.path).is_dir():
-                raise InvalidSetting(
-                    f"directory {provider.path} does not exist",
-                    "create it, or pass --create-bucket",
-                )
-        previous_keystore = layout.keystore.read_bytes() if store_credentials and keyed else None
-        if previous_keystore is not None and secret is not None:
+    load_settings(layout.config)  # a home that is not a node fails here, clearly
+    leases = LeaseTable(layout.blockmap)
+    lock = QLock(leases, BLOCKS)
+    try:
+        with lock.exclusive("change the providers"):
+            return _configure_locked(
+                layout, providers, passphrase, store_credentials, create_bucket
+            )
+    finally:
+        lock.close()
+        leases.close()
 
-            def seal(material: KeyMaterial) -> None:
-                for name, credentials in found.items():
-                    material.provider_credentials[name] = dict(credentials)
 
-            update_keystore(layout.keystore, secret, seal)
-        try:
-            save_settings(layout.config, updated)
-        except BaseException:
-            if previous_keystore is not None:
-                atomic_write(layout.keystore, previous_keystore)
-            raise
-        return updated
+def _configure_locked(
+    layout: NodeLayout,
+    providers: Sequence[ProviderSettings],
+    passphrase: Callable[[], Secret] | None,
+    store_credentials: bool,
+    create_bucket: bool,
+) -> NodeSettings:
+    settings = load_settings(layout.config)
+    chosen = [
+        replace(p, credentials="keystore") if store_credentials and not p.is_local else p
+        for p in providers
+    ]
+    names = {p.name for p in chosen}
+    updated = replace(
+        settings,
+        providers=(*(p for p in settings.providers if p.name not in names), *chosen),
+    )
+    updated.validate()
+    keyed = [p for p in chosen if p.credentials == "keystore"]
+    secret: Secret | None = None
+    found: dict[str, Mapping[str, Secret]] = {}
+    if store_credentials:
+        found = {p.name: credentials_from_environment(p) for p in keyed}
+    if keyed and (store_credentials or create_bucket):
+        if passphrase is None:
+            raise InvalidSetting("the keystore must be opened for this change")
+        secret = passphrase()
+        if not store_credentials:
+            held = read_keystore(layout.keystore, secret).provider_credentials
+            found = {p.name: held.get(p.name, {}) for p in keyed}
+    for provider in chosen:
+        if create_bucket:
+            open_provider(provider, found.get(provider.name)).create_bucket()
+        elif provider.is_local and not Path(provider.path).is_dir():
+            raise InvalidSetting(
+                f"directory {provider.path} does not exist",
+                "create it, or pass --create-bucket",
+            )
+    previous_keystore = layout.keystore.read_bytes() if store_credentials and keyed else None
+    if previous_keystore is not None and secret is not None:
+
+        def seal(material: KeyMaterial) -> None:
+            for name, credentials in found.items():
+                material.provider_credentials[name] = dict(credentials)
+
+        update_keystore(layout.keystore, secret, seal)
+    try:
+        save_settings(layout.config, updated)
+    except BaseException:
+        if previous_keystore is not None:
+            atomic_write(layout.keystore, previous_keystore)
+        raise
+    return updated
 
 
 @dataclass(frozen=True)

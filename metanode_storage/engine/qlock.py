@@ -1,55 +1,254 @@
-"""QLOCK: time-limited node locks, so that concurrent runs never corrupt state.
+"""QLOCK: named leases with deadlines and fencing tokens, so concurrent runs never
+corrupt state.
 
-Stores and retrieves hold the lock shared; removal and garbage collection
-hold it exclusively, so a chunk cannot be deleted while a store that dedups
-against it is in flight. The lock is an ``flock`` on a file in the node home:
-the kernel drops it when its holder dies, even by SIGKILL, so a crash never
-leaves a stale lock behind.
+A lease is a row in the ``leases`` table of the block map's SQLite file: the lock's
+name, shared or exclusive, who holds it (host, pid and the process's start time), what
+for, and a deadline. Stores and retrieves hold the ``blocks`` lock shared; removal,
+garbage collection, repacking, key rotation and provider changes hold it exclusively,
+so a chunk is never deleted while a store that dedups against it is in flight.
+
+- **Deadlines.** A holder renews its lease while it works (every third of the TTL). A
+  lease past its deadline is stale and the next run takes it over; so is one held by a
+  process on this host that no longer exists (a SIGKILLed run), at once.
+- **Fencing tokens.** Every lease gets a new token from one counter that only grows.
+  Map transactions check, inside the transaction, that the writer's lease is still
+  there (``fence_holds``), so a holder that was paused past its deadline and taken
+  over cannot write after all; and every audit event carries the token of the lease
+  under which it was written, so an auditor can tell holders apart and order them.
+- **Writers first.** An exclusive request that has to wait leaves a waiter row; new
+  shared leases wait behind it, and a process holding an idle shared lease lets it go.
+
+A process holds one shared lease however many of its threads store at once, and keeps
+it for a moment after the last one finishes (``_LINGER``), so a loop of stores costs
+one lease, not one per store. The table is left out of map backups: leases belong to
+the machine that holds them.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from pathlib import Path
 
-from metanode_storage.errors import NodeBusy
+from metanode_storage.blockmap.leases import EXCLUSIVE, SHARED, Lease, LeaseTable
+from metanode_storage.errors import InvalidSetting, NodeBusy
 
+BLOCKS = "blocks"
+TTL_ENV = "METANODE_LOCK_TTL"
+DEFAULT_TTL = 60.0
 DEFAULT_TIMEOUT = 30.0
 _POLL = 0.05
+_LINGER = 0.5  # seconds an idle shared lease is kept for the next store of this process
 
 
-class NodeLock:
-    def __init__(self, path: Path, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.path = path
+def lock_ttl() -> float:
+    """The lease time limit: ``METANODE_LOCK_TTL`` seconds, else 60."""
+    raw = os.environ.get(TTL_ENV, "")
+    if not raw:
+        return DEFAULT_TTL
+    try:
+        ttl = float(raw)
+    except ValueError:
+        ttl = 0.0
+    if not 0.5 <= ttl <= 86400:
+        raise InvalidSetting(f"{TTL_ENV}={raw!r} is not a number of seconds from 0.5 to 86400")
+    return ttl
+
+
+# Told of stale leases taken over, and of the lease that replaced them (None: still waiting).
+TakeoverHook = Callable[[list[Lease], Lease | None], None]
+
+
+class QLock:
+    """This process's hold on one named lock: one shared lease for all its threads, or
+    an exclusive lease for one operation, renewed by a background thread."""
+
+    def __init__(
+        self,
+        table: LeaseTable,
+        name: str = BLOCKS,
+        *,
+        ttl: float | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        on_takeover: TakeoverHook = lambda stale, by: None,
+    ) -> None:
+        self.table = table
+        self.name = name
+        self.ttl = ttl if ttl is not None else lock_ttl()
         self.timeout = timeout
+        self.on_takeover = on_takeover
+        self._cond = threading.Condition()
+        self._shared: Lease | None = None
+        self._users = 0  # threads inside shared()
+        self._idle_since = 0.0
+        self._draining = False  # an exclusive request waits: new shared users wait too
+        self._exclusive: Lease | None = None
+        self._lost: set[int] = set()
+        self._renewer: threading.Thread | None = None
+        self._renewing = False  # set and cleared under the condition, unlike is_alive()
+        self._stopping = threading.Event()
 
-    @contextmanager
-    def _hold(self, mode: int, what: str) -> Iterator[None]:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            deadline = time.monotonic() + self.timeout
-            while True:
-                try:
-                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise NodeBusy(
-                            f"another run holds the node lock; gave up after {self.timeout:g} s "
-                            f"waiting to {what}",
-                            "retry when the other run has finished",
-                        ) from None
-                    time.sleep(_POLL)
-            yield
-        finally:
-            os.close(fd)  # closing the descriptor releases the flock
+    # -- holding -----------------------------------------------------------------------
 
     def shared(self, what: str) -> AbstractContextManager[None]:
-        return self._hold(fcntl.LOCK_SH, what)
+        return self._hold_shared(what)
 
     def exclusive(self, what: str) -> AbstractContextManager[None]:
-        return self._hold(fcntl.LOCK_EX, what)
+        return self._hold_exclusive(what)
+
+    @contextmanager
+    def _hold_shared(self, what: str) -> Iterator[None]:
+        deadline = time.monotonic() + self.timeout
+        with self._cond:
+            while self._draining or self._exclusive is not None:
+                self._wait(deadline, what)
+            if self._shared is None or self._shared.token in self._lost:
+                self._drop_shared()
+                self._shared = self._acquire(SHARED, what, deadline)
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._users -= 1
+                self._idle_since = time.monotonic()
+                self._cond.notify_all()
+
+    @contextmanager
+    def _hold_exclusive(self, what: str) -> Iterator[None]:
+        deadline = time.monotonic() + self.timeout
+        with self._cond:
+            while self._draining or self._exclusive is not None:
+                self._wait(deadline, what)
+            self._draining = True
+            try:
+                while self._users:
+                    self._wait(deadline, what)
+                self._drop_shared()
+                self._exclusive = self._acquire(EXCLUSIVE, what, deadline)
+            finally:
+                self._draining = False
+        try:
+            yield
+        finally:
+            with self._cond:
+                lease, self._exclusive = self._exclusive, None
+                if lease is not None:
+                    self.table.release(lease.token)
+                    self._lost.discard(lease.token)
+                self._cond.notify_all()
+
+    def _wait(self, deadline: float, what: str) -> None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise self._busy(what)
+        self._cond.wait(min(left, _POLL * 4))
+
+    def _acquire(self, mode: str, what: str, deadline: float) -> Lease:
+        """Take a lease from the table, polling until ``deadline``. Called with the
+        condition held; it is let go while sleeping so other threads can finish."""
+        waiter: int | None = None
+        try:
+            while True:
+                lease, stale, waiter = self.table.try_acquire(
+                    self.name, mode, what, self.ttl, waiter
+                )
+                if stale:
+                    self.on_takeover(stale, lease)
+                if lease is not None:
+                    self._start_renewer()
+                    return lease
+                if time.monotonic() >= deadline:
+                    raise self._busy(what)
+                self._cond.wait(_POLL)
+        except BaseException:
+            if waiter is not None:
+                self.table.release(waiter)
+            raise
+
+    def _busy(self, what: str) -> NodeBusy:
+        holders = [lease for lease in self.table.leases() if lease.name == self.name]
+        held = "; ".join(f"{h.mode} by {h.holder} to {h.purpose}" for h in holders) or "none"
+        return NodeBusy(
+            f"the '{self.name}' lock is held ({held}); gave up after {self.timeout:g} s "
+            f"waiting to {what}",
+            "retry when the other run has finished; `metanode storage lock status` shows it",
+        )
+
+    def _drop_shared(self) -> None:
+        if self._shared is not None:
+            self.table.release(self._shared.token)
+            self._lost.discard(self._shared.token)
+            self._shared = None
+
+    # -- fencing -----------------------------------------------------------------------
+
+    @property
+    def token(self) -> int | None:
+        """The fencing token this process writes under now, if it holds the lock."""
+        lease = self._exclusive or self._shared
+        return lease.token if lease is not None else None
+
+    # -- renewal -----------------------------------------------------------------------
+
+    def _start_renewer(self) -> None:
+        if not self._renewing:
+            self._renewing = True
+            self._renewer = threading.Thread(
+                target=self._renew_loop, name="metanode-qlock", daemon=True
+            )
+            self._renewer.start()
+
+    def _renew_loop(self) -> None:
+        """Renew held leases, let an idle shared lease go after ``_LINGER`` (or at once
+        when another process waits for the lock). It sleeps on an event of its own, so
+        the stores that come and go do not wake it."""
+        tick = min(self.ttl / 3, _LINGER / 2)
+        renewed = time.monotonic()
+        try:
+            while not self._stopping.wait(tick):
+                with self._cond:
+                    if not (self._shared or self._exclusive):
+                        self._renewing = False  # decided under the condition: no race
+                        return
+                    if self._shared is not None and self._users == 0:
+                        idle = time.monotonic() - self._idle_since
+                        if idle >= _LINGER or self.table.waiting(self.name):
+                            self._drop_shared()
+                            self._cond.notify_all()
+                            continue
+                    if self._shared is not None and self.table.waiting(self.name):
+                        self._draining_for_others()
+                    if time.monotonic() - renewed >= self.ttl / 3:
+                        renewed = time.monotonic()
+                        for lease in (self._shared, self._exclusive):
+                            if lease is not None and not self.table.renew(lease.token, self.ttl):
+                                self._lost.add(lease.token)
+        finally:
+            with self._cond:
+                self._renewing = False
+
+    def _draining_for_others(self) -> None:
+        """Another process waits for the lock exclusively: let this process's running
+        stores finish, then give the shared lease up so it can go first."""
+        self._draining = True
+        try:
+            while self._users and not self._stopping.is_set():
+                self._cond.wait(_POLL)
+            self._drop_shared()
+        finally:
+            self._draining = False
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        self._stopping.set()
+        with self._cond:
+            self._drop_shared()
+            if self._exclusive is not None:
+                self.table.release(self._exclusive.token)
+                self._exclusive = None
+            self._cond.notify_all()
+        if self._renewer is not None:
+            self._renewer.join(timeout=5)
