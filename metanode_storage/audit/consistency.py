@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from metanode_storage.audit.merkle import verify_consistency
 from metanode_storage.audit.note import Checkpoint, NoteInvalid, open_note
+from metanode_storage.crypto.signing import PublicKey
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class Extension:
 
 
 def check_extension(
-    old_note: str, new_note: str, proof: list[bytes], public_keys: list[bytes]
+    old_note: str, new_note: str, proof: list[bytes], public_keys: list[PublicKey]
 ) -> Extension:
     try:
         old = open_note(old_note, public_keys)

@@ -28,7 +28,7 @@ from typing import Any
 
 from metanode_storage.audit.merkle import Frontier, consistency_proof, leaf_hash
 from metanode_storage.audit.note import Checkpoint, NoteInvalid, open_note
-from metanode_storage.crypto.signing import NodeSigner, verify_signature
+from metanode_storage.crypto.signing import NodeSigner, PublicKey, verify_ml_dsa, verify_signature
 from metanode_storage.errors import AuditTrailDamaged, LocalStateError
 from metanode_storage.localdb import DatabaseMissing, SharedConnection, translator
 
@@ -54,6 +54,17 @@ NewEvent = tuple[str, str, str, Mapping[str, Any] | None]
 def audit_origin(node_id: str) -> str:
     """The checkpoint origin line of a node's trail."""
     return f"metanode/{node_id}"
+
+
+KEY_HANDOVER, KEY_ACCEPTED = "key_rotation", "key_rotation_accepted"
+
+
+def handover_statement(old_key_id: str, new_key_id: str, new_public_key: str) -> bytes:
+    """What both keys of a rotation sign with ML-DSA-65 when they are hybrid: the old key
+    hands over to the new one (``new_public_key`` in `keys show`'s text form)."""
+    return canonical(
+        {"old_key_id": old_key_id, "new_key_id": new_key_id, "new_public_key": new_public_key}
+    )
 
 
 def canonical(document: Mapping[str, Any]) -> bytes:
@@ -334,7 +345,7 @@ class AuditTrail:
     # -- verification --------------------------------------------------------------------
 
     def verify(
-        self, public_keys: Mapping[str, bytes], remote_notes: Sequence[tuple[str, str]] = ()
+        self, public_keys: Mapping[str, PublicKey], remote_notes: Sequence[tuple[str, str]] = ()
     ) -> TrailVerification:
         """Check every event, every link, every checkpoint; ``remote_notes`` are
         (where, note) pairs fetched from providers. Stops at the first bad event."""
@@ -410,7 +421,7 @@ class AuditTrail:
 
     @staticmethod
     def _check_event(
-        row: tuple[Any, ...], seq: int, last: str, public_keys: Mapping[str, bytes]
+        row: tuple[Any, ...], seq: int, last: str, public_keys: Mapping[str, PublicKey]
     ) -> str:
         stored_seq, stored_time, stored_type, stored_block, stored_status, body, leaf = row
         if stored_seq != seq:
@@ -434,8 +445,12 @@ class AuditTrail:
         public = public_keys.get(str(doc.get("key_id")))
         if public is None:
             return f"signed by unknown key {doc.get('key_id')}"
-        if not verify_signature(public, canonical(doc), signature):
+        if not verify_signature(public.ed25519, canonical(doc), signature):
             return "its signature does not verify (edited)"
+        if doc.get("type") in (KEY_HANDOVER, KEY_ACCEPTED) and public.ml_dsa is not None:
+            problem = _handover_problem(doc, public.ml_dsa)
+            if problem:
+                return problem
         if (doc["time"], doc["type"], doc["block_id"], doc["status"]) != (
             stored_time,
             stored_type,
@@ -444,3 +459,21 @@ class AuditTrail:
         ):
             return "its indexed columns differ from its signed body (edited)"
         return ""
+
+
+def _handover_problem(doc: Mapping[str, Any], ml_dsa_key: bytes) -> str:
+    """A hybrid key's hand-over (or acceptance) must carry its ML-DSA-65 signature."""
+    detail = doc.get("detail")
+    try:
+        assert isinstance(detail, dict)
+        if doc["type"] == KEY_HANDOVER:
+            ids = (detail["old_key_id"], detail["new_key_id"])
+        else:
+            ids = (detail["previous_key_id"], detail["key_id"])
+        statement = handover_statement(*ids, detail["new_public_key"])
+        signature = bytes.fromhex(detail["ml_dsa_signature"])
+    except (AssertionError, KeyError, TypeError, ValueError):
+        return "the key hand-over lacks its ML-DSA-65 signature (a hybrid key signs both)"
+    if not verify_ml_dsa(ml_dsa_key, statement, signature):
+        return "the key hand-over's ML-DSA-65 signature does not verify (edited)"
+    return ""

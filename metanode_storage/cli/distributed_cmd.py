@@ -142,7 +142,7 @@ def status(
             ),
         ]
     )
-    console.key_values([("Map Backup", _map_backup_line(report))])
+    console.key_values([("Map Backup", _map_backup_line(report)), ("TLSLS", report.tlsls.line())])
     console.table(
         "Providers",
         ["name", "vendor", "region", "state", "latency", "problem"],

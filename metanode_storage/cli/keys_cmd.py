@@ -9,8 +9,8 @@ import typer
 
 from metanode_storage.cli import console, formatting
 from metanode_storage.cli.options import HomeOption, JsonOption, open_node
-from metanode_storage.crypto.signing import NodeSigner
 from metanode_storage.engine.keys import rotate_data_key, rotate_signing_key
+from metanode_storage.errors import InputError
 
 app = typer.Typer(
     rich_markup_mode=None, help="Show and rotate the node's keys.", no_args_is_help=True
@@ -22,14 +22,17 @@ def show(home: HomeOption = None, json_output: JsonOption = False) -> None:
     """Public signing keys (give these to auditors) and data key ids. No secret is shown."""
     with open_node(home, read_only=True) as node:
         keys = node.keys
-    signers = [(NodeSigner(k.seed), k) for k in keys.signing_keys]
+    signers = [(k.signer, k) for k in keys.signing_keys]
     if json_output:
         console.emit_json(
             {
                 "signing_keys": [
                     {
                         "key_id": s.key_id,
-                        "public_key": s.public_key.hex(),
+                        "public_key": s.public.text(),  # what --public-key takes
+                        "ed25519": s.public_key.hex(),
+                        "ml_dsa_65": s.public.ml_dsa.hex() if s.public.ml_dsa else None,
+                        "hybrid": s.hybrid,
                         "created_at": k.created_at,
                         "retired_at": k.retired_at,
                     }
@@ -50,7 +53,11 @@ def show(home: HomeOption = None, json_output: JsonOption = False) -> None:
         state = "current"
         if record.retired_at:
             state = f"retired {formatting.timestamp(record.retired_at)}"
-        console.line(f"signing {signer.key_id} {signer.public_key.hex()} ({state})")
+        kind = "Ed25519 + ML-DSA-65" if signer.hybrid else "Ed25519"
+        console.line(f"signing {signer.key_id} {kind} ({state})")
+        console.line(f"  ed25519   {signer.public_key.hex()}")
+        if signer.public.ml_dsa:
+            console.line(f"  ml-dsa-65 {signer.public.ml_dsa.hex()}")
     for key in keys.data_keys:
         current = "current" if key.key_id == keys.current_data_key else "old"
         console.line(f"data    {key.key_id} ({current})")
@@ -61,11 +68,21 @@ def rotate(
     data: Annotated[
         bool, typer.Option("--data", help="Rotate the data key instead of the signing key.")
     ] = False,
+    post_quantum: Annotated[
+        bool,
+        typer.Option(
+            "--pq",
+            help="Make the new signing key a TLSLS hybrid (Ed25519 + ML-DSA-65); a hybrid "
+            "node's keys stay hybrid anyway.",
+        ),
+    ] = False,
     home: HomeOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Make a new signing key (the old one signs the hand-over), or with --data a new data
     key that re-wraps every chunk key in the map (no data is re-uploaded)."""
+    if data and post_quantum:
+        raise InputError("--pq is for the signing key; data keys are AES-256 already")
     with open_node(home) as node:
         if data:
             with console.count_progress(
@@ -73,7 +90,7 @@ def rotate(
             ) as bar:
                 result: object = rotate_data_key(node, bar.advance)
         else:
-            result = rotate_signing_key(node)
+            result = rotate_signing_key(node, post_quantum)
     document = asdict(result)  # type: ignore[call-overload]
     if json_output:
         console.emit_json(document)

@@ -1,4 +1,5 @@
-"""Reading Ed25519 public keys given on the command line: hex, or a file holding hex."""
+"""Reading node public keys given on the command line: the text `keys show` prints, or a
+file holding it."""
 
 from __future__ import annotations
 
@@ -7,30 +8,33 @@ from typing import Annotated
 
 import typer
 
-from metanode_storage.crypto.signing import key_id_of
+from metanode_storage.crypto.signing import PublicKey
 from metanode_storage.errors import InvalidSetting
 
 PublicKeyOption = Annotated[
     list[str] | None,
     typer.Option(
         "--public-key",
-        help="Node public key: 64 hex digits, or a file holding them (repeatable).",
+        help="Node public key as `keys show` prints it (Ed25519 hex, or ED25519:ML-DSA-65 hex "
+        "for a hybrid key), or a file holding it (repeatable).",
     ),
 ]
 
 
-def parse_public_keys(values: list[str] | None) -> dict[str, bytes]:
-    keys: dict[str, bytes] = {}
+def parse_public_keys(values: list[str] | None) -> dict[str, PublicKey]:
+    keys: dict[str, PublicKey] = {}
     for value in values or []:
         text = value.strip()
         path = Path(text)
-        if path.is_file():
-            text = path.read_text().split()[0] if path.read_text().split() else ""
+        if len(text) < 256 and path.is_file():
+            words = path.read_text().split()
+            text = words[0] if words else ""
         try:
-            raw = bytes.fromhex(text)
+            key = PublicKey.parse(text)
         except ValueError:
-            raw = b""
-        if len(raw) != 32:
-            raise InvalidSetting(f"{value!r} is not an Ed25519 public key (64 hex digits)")
-        keys[key_id_of(raw)] = raw
+            raise InvalidSetting(
+                f"{value[:80]!r} is not a node public key",
+                "give 64 hex digits (Ed25519) or ED25519:ML-DSA-65 hex, as `keys show` prints",
+            ) from None
+        keys[key.key_id] = key
     return keys

@@ -32,7 +32,7 @@ from pathlib import Path
 from metanode_storage.config.secrets import Secret
 from metanode_storage.crypto import aead
 from metanode_storage.crypto.kdf import KdfParams, derive
-from metanode_storage.crypto.signing import NodeSigner
+from metanode_storage.crypto.signing import NodeSigner, PublicKey
 from metanode_storage.errors import KeystoreDamaged, NodeBusy, WrongPassphrase
 from metanode_storage.fileio import atomic_write
 
@@ -47,6 +47,15 @@ class SigningKeyRecord:
     seed: Secret
     created_at: int
     retired_at: int | None = None
+    ml_dsa_seed: Secret | None = None  # a TLSLS hybrid key's ML-DSA-65 half
+
+    @classmethod
+    def of(cls, signer: NodeSigner, created_at: int) -> SigningKeyRecord:
+        return cls(signer.seed, created_at, None, signer.ml_dsa_seed)
+
+    @property
+    def signer(self) -> NodeSigner:
+        return NodeSigner(self.seed, self.ml_dsa_seed)
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,7 @@ class KeyMaterial:
         now = int(time.time())
         data_key = DataKey(os.urandom(8).hex(), Secret(aead.new_key()), now)
         return cls(
-            signing_keys=[SigningKeyRecord(NodeSigner.generate().seed, now)],
+            signing_keys=[SigningKeyRecord.of(NodeSigner.generate(), now)],
             data_keys=[data_key],
             current_data_key=data_key.key_id,
             dedup_key=Secret(aead.new_key()),
@@ -94,7 +103,7 @@ class KeyMaterial:
         """The current signing key: the newest one that is not retired."""
         if self._signer is None:
             active = [k for k in self.signing_keys if k.retired_at is None]
-            self._signer = NodeSigner(active[-1].seed)
+            self._signer = active[-1].signer
         return self._signer
 
     @property
@@ -102,10 +111,10 @@ class KeyMaterial:
         """Keys the ownership tag in this node's blob names (engine/blobformat.py)."""
         return aead.keyed_hash(self.name_key.reveal(), b"blob owner key v1")
 
-    def public_keys(self) -> dict[str, bytes]:
+    def public_keys(self) -> dict[str, PublicKey]:
         """Every signing key's public half, retired ones included, by key id."""
-        signers = (NodeSigner(k.seed) for k in self.signing_keys)
-        return {s.key_id: s.public_key for s in signers}
+        signers = (k.signer for k in self.signing_keys)
+        return {s.key_id: s.public for s in signers}
 
     def data_key(self, key_id: str) -> bytes:
         for key in self.data_keys:
@@ -124,6 +133,7 @@ class KeyMaterial:
                         "seed": k.seed.reveal().hex(),
                         "created_at": k.created_at,
                         "retired_at": k.retired_at,
+                        **({"ml_dsa_seed": k.ml_dsa_seed.reveal().hex()} if k.ml_dsa_seed else {}),
                     }
                     for k in self.signing_keys
                 ],
@@ -152,7 +162,12 @@ class KeyMaterial:
         doc = json.loads(raw)
         material = cls(
             signing_keys=[
-                SigningKeyRecord(Secret(bytes.fromhex(k["seed"])), k["created_at"], k["retired_at"])
+                SigningKeyRecord(
+                    Secret(bytes.fromhex(k["seed"])),
+                    k["created_at"],
+                    k["retired_at"],
+                    Secret(bytes.fromhex(k["ml_dsa_seed"])) if k.get("ml_dsa_seed") else None,
+                )
                 for k in doc["signing_keys"]
             ],
             data_keys=[

@@ -18,8 +18,11 @@ and checks offline with any SHA-256 and Ed25519 implementation::
     seal message v1 = b"metanode/proof-batch/v1\\n" || u64 tree_size || 32 bytes root
 
 All integers are big-endian; the tree is RFC 6962's (split at the largest power of two
-below the size). Signing is one Ed25519 signature per batch; verifying many proofs of
-one batch checks the seal once and each tree node once (``ProofVerifier``).
+below the size). Signing is one Ed25519 signature per batch, and with a TLSLS hybrid key
+also one ML-DSA-65 signature (context "metanode") over the same seal message; the seal's
+key id then names both public keys (crypto/signing.py), and a verifier requires both
+signatures. Verifying many proofs of one batch checks the seal once and each tree node
+once (``ProofVerifier``).
 """
 
 from __future__ import annotations
@@ -30,7 +33,12 @@ from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any
 
-from metanode_storage.crypto.signing import NodeSigner, key_id_of, verify_signature
+from metanode_storage.crypto.signing import (
+    ML_DSA_PUBLIC_KEY_SIZE,
+    ML_DSA_SIGNATURE_SIZE,
+    NodeSigner,
+    PublicKey,
+)
 
 VERSION = 2
 LEAF_DOMAIN = b"metanode/proof/v2\n"
@@ -112,6 +120,12 @@ class BatchSeal:
     signature: bytes
     verification_key: bytes
     key_id: str
+    ml_dsa_signature: bytes | None = None  # a hybrid key's second signature
+    ml_dsa_key: bytes | None = None
+
+    @property
+    def public(self) -> PublicKey:
+        return PublicKey(self.verification_key, self.ml_dsa_key)
 
 
 @dataclass(frozen=True)
@@ -152,15 +166,25 @@ class BatchedProof:
         return self.seal.verification_key.hex()
 
     @property
+    def public(self) -> PublicKey:
+        return self.seal.public
+
+    @property
     def proof_hash(self) -> str:
         """The block's leaf hash: what the seal commits to for this block."""
         return leaf_hash_of(self.fields).hex()
 
-    def verify(self, trusted_keys: Mapping[str, bytes] | None = None) -> bool:
+    def verify(self, trusted_keys: Mapping[str, PublicKey] | None = None) -> bool:
         return ProofVerifier(trusted_keys).verify(self)
 
     def to_dict(self) -> dict[str, Any]:
         f, s = self.fields, self.seal
+        hybrid = {}
+        if s.ml_dsa_signature is not None and s.ml_dsa_key is not None:
+            hybrid = {
+                "ml_dsa_signature": s.ml_dsa_signature.hex(),
+                "ml_dsa_verification_key": s.ml_dsa_key.hex(),
+            }
         return {
             "version": self.version,
             "proof_type": f.proof_type,
@@ -176,6 +200,7 @@ class BatchedProof:
             "signature": s.signature.hex(),
             "verification_key": s.verification_key.hex(),
             "key_id": s.key_id,
+            **hybrid,
         }
 
     @classmethod
@@ -199,6 +224,8 @@ class BatchedProof:
                 _hex(doc, "signature", 64),
                 _hex(doc, "verification_key", 32),
                 _typed(doc, "key_id", str),
+                _optional_hex(doc, "ml_dsa_signature", ML_DSA_SIGNATURE_SIZE),
+                _optional_hex(doc, "ml_dsa_verification_key", ML_DSA_PUBLIC_KEY_SIZE),
             )
             return cls(
                 fields,
@@ -226,18 +253,26 @@ def _hex(doc: Mapping[str, Any], name: str, size: int) -> bytes:
     return raw
 
 
+def _optional_hex(doc: Mapping[str, Any], name: str, size: int) -> bytes | None:
+    return _hex(doc, name, size) if name in doc else None
+
+
 def seal_batch(signer: NodeSigner, blocks: Sequence[BlockFields]) -> list[BatchedProof]:
-    """Sign ``blocks`` together: one signature, one inclusion path per block."""
+    """Sign ``blocks`` together: one signature (two with a hybrid key), one inclusion
+    path per block."""
     if not blocks:
         return []
     levels = _levels([leaf_hash_of(b) for b in blocks])
     root = levels[-1][0]
+    message = seal_message(len(blocks), root)
     seal = BatchSeal(
         len(blocks),
         root,
-        signer.sign(seal_message(len(blocks), root)),
+        signer.sign(message),
         signer.public_key,
         signer.key_id,
+        signer.sign_ml_dsa(message),
+        signer.public.ml_dsa,
     )
     return [BatchedProof(b, i, _path(levels, i), seal) for i, b in enumerate(blocks)]
 
@@ -255,15 +290,15 @@ class ProofVerifier:
 
     MAX_SEALS = 64  # seals remembered at once, so memory stays bounded over a long run
 
-    def __init__(self, trusted_keys: Mapping[str, bytes] | None = None) -> None:
+    def __init__(self, trusted_keys: Mapping[str, PublicKey] | None = None) -> None:
         self._trusted = trusted_keys
-        self._seals: dict[tuple[int, bytes, bytes, bytes, str], _ProvenNodes] = {}
+        self._seals: dict[BatchSeal, _ProvenNodes] = {}
 
     def verify(self, proof: BatchedProof) -> bool:
         seal = proof.seal
         if proof.version != VERSION or not 0 <= proof.leaf_index < seal.tree_size:
             return False
-        seal_id = (seal.tree_size, seal.root, seal.signature, seal.verification_key, seal.key_id)
+        seal_id = seal
         known = self._seals.get(seal_id)
         if known is None:
             if not self._seal_holds(seal):
@@ -278,14 +313,15 @@ class ProofVerifier:
         return self._climb(node, proof.leaf_index, seal.tree_size, proof.path, seal.root, known)
 
     def _seal_holds(self, seal: BatchSeal) -> bool:
-        """The seal's key is the one its id names, trusted if trust was asked for, and
-        its signature holds."""
-        if key_id_of(seal.verification_key) != seal.key_id:
+        """The seal's key is the one its id names (both halves of a hybrid key), trusted
+        if trust was asked for, and every signature the key calls for holds."""
+        public = seal.public
+        if public.key_id != seal.key_id:
             return False
-        if self._trusted is not None and self._trusted.get(seal.key_id) != seal.verification_key:
+        if self._trusted is not None and self._trusted.get(seal.key_id) != public:
             return False
-        return verify_signature(
-            seal.verification_key, seal_message(seal.tree_size, seal.root), seal.signature
+        return public.verify(
+            seal_message(seal.tree_size, seal.root), seal.signature, seal.ml_dsa_signature
         )
 
     @staticmethod

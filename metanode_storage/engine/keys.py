@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from metanode_storage.audit.trail import KEY_ACCEPTED, KEY_HANDOVER, handover_statement
 from metanode_storage.blockmap.records import ChunkRecord
 from metanode_storage.config.secrets import Secret
 from metanode_storage.crypto import aead
@@ -37,7 +38,8 @@ _BATCH = 500
 class SigningRotation:
     old_key_id: str
     new_key_id: str
-    new_public_key: str
+    new_public_key: str  # `keys show`'s text form: Ed25519, and ML-DSA-65 when hybrid
+    hybrid: bool
 
 
 @dataclass(frozen=True)
@@ -54,17 +56,22 @@ def _passphrase(node: Node) -> Secret:
     return node.passphrase
 
 
-def rotate_signing_key(node: Node) -> SigningRotation:
+def rotate_signing_key(node: Node, post_quantum: bool = False) -> SigningRotation:
+    """A new signing key: hybrid (Ed25519 + ML-DSA-65) if the old one was or
+    ``post_quantum`` asks for it. The old key signs the hand-over, the new one its
+    acceptance; a hybrid key signs its side with ML-DSA-65 too."""
     with node.lock.exclusive("rotate the signing key"):
         old = node.keys.signer
-        new = NodeSigner.generate()
+        new = NodeSigner.generate(hybrid=post_quantum or old.hybrid)
+        statement = handover_statement(old.key_id, new.key_id, new.public.text())
         node.audit.trail.append(
-            "key_rotation",
+            KEY_HANDOVER,
             detail={
                 "old_key_id": old.key_id,
                 "new_key_id": new.key_id,
-                "new_public_key": new.public_key.hex(),
+                "new_public_key": new.public.text(),
                 "signed_by": "old",
+                **_ml_dsa_signature(old, statement),
             },
         )
 
@@ -73,13 +80,24 @@ def rotate_signing_key(node: Node) -> SigningRotation:
             material.signing_keys[:] = [
                 k if k.retired_at is not None else replace(k, retired_at=now)
                 for k in material.signing_keys
-            ] + [SigningKeyRecord(new.seed, now)]
+            ] + [SigningKeyRecord.of(new, now)]
 
         node.reload_keys(update_keystore(node.layout.keystore, _passphrase(node), hand_over))
         node.audit.record(
-            "key_rotation_accepted", detail={"key_id": new.key_id, "previous_key_id": old.key_id}
+            KEY_ACCEPTED,
+            detail={
+                "key_id": new.key_id,
+                "previous_key_id": old.key_id,
+                "new_public_key": new.public.text(),
+                **_ml_dsa_signature(new, statement),
+            },
         )
-        return SigningRotation(old.key_id, new.key_id, new.public_key.hex())
+        return SigningRotation(old.key_id, new.key_id, new.public.text(), new.hybrid)
+
+
+def _ml_dsa_signature(signer: NodeSigner, statement: bytes) -> dict[str, str]:
+    signature = signer.sign_ml_dsa(statement)
+    return {} if signature is None else {"ml_dsa_signature": signature.hex()}
 
 
 def rotate_data_key(

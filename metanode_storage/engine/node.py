@@ -54,7 +54,12 @@ from metanode_storage.engine.proof import PROOF_TYPE, manifest_hash
 from metanode_storage.engine.qlock import BLOCKS, QLock
 from metanode_storage.engine.reader import ChunkReader, ReplicaCheck
 from metanode_storage.engine.repack import RepackReport, repack
-from metanode_storage.engine.status import MapBackupStatus, NodeStatus, measure_status
+from metanode_storage.engine.status import (
+    MapBackupStatus,
+    NodeStatus,
+    Protection,
+    measure_status,
+)
 from metanode_storage.engine.verification import (
     BlockVerification,
     check_block_signatures,
@@ -965,6 +970,7 @@ class Node:
             self.blockmap.stats(),
             self.blockmap.audit_coverage(),
             self._map_backup_status(),
+            Protection.of(self.keys.signer),
         )
         self.health.save()
         return report

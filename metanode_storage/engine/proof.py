@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from hashlib import sha256
 from typing import Any, BinaryIO
 
-from metanode_storage.crypto.signing import NodeSigner, key_id_of, verify_signature
+from metanode_storage.crypto.signing import NodeSigner, PublicKey, key_id_of, verify_signature
 from metanode_storage.engine.batch_proof import VERSION as VERSION_BATCHED
 from metanode_storage.engine.batch_proof import (
     BatchedProof,
@@ -87,11 +87,16 @@ class CryptographicProof:
     def proof_hash(self) -> str:
         return sha256(self.message() + bytes.fromhex(self.signature)).hexdigest()
 
-    def verify(self, trusted_keys: Mapping[str, bytes] | None = None) -> bool:
-        """True if the signature holds; with ``trusted_keys`` the key must also be one of them."""
+    @property
+    def public(self) -> PublicKey:
+        return PublicKey(bytes.fromhex(self.verification_key))
+
+    def verify(self, trusted_keys: Mapping[str, PublicKey] | None = None) -> bool:
+        """True if the signature holds; with ``trusted_keys`` the key must also be one of
+        them. Version 1 is Ed25519 alone: older blocks' proofs."""
         try:
             public = bytes.fromhex(self.verification_key)
-            if trusted_keys is not None and trusted_keys.get(self.key_id) != public:
+            if trusted_keys is not None and trusted_keys.get(self.key_id) != PublicKey(public):
                 return False
             return self.version == 1 and verify_signature(
                 public, self.message(), bytes.fromhex(self.signature)
@@ -124,7 +129,7 @@ def make_proof(
         chunk_manifest.hex(),
         "",
         signer.public_key.hex(),
-        signer.key_id,
+        key_id_of(signer.public_key),  # Ed25519 alone, whatever else the signer holds
     )
     signature = signer.sign(unsigned.message()).hex()
     return CryptographicProof(**{**asdict(unsigned), "signature": signature})
@@ -193,7 +198,7 @@ def proof_documents(document: Any) -> list[Any]:
 class ProofChecker:
     """Checks proof files offline, remembering which batch seals already verified."""
 
-    def __init__(self, public_key: bytes | None) -> None:
+    def __init__(self, public_key: PublicKey | None) -> None:
         self.public_key = public_key
         self._batches = ProofVerifier()
 
@@ -211,10 +216,15 @@ class ProofChecker:
         if proof.version != document.get("version"):
             return ["the proof's version differs from the file's"]
         problems = []
-        embedded = bytes.fromhex(proof.verification_key)
-        if self.public_key is not None and embedded != self.public_key:
+        embedded = proof.public
+        given = self.public_key
+        if given is not None and embedded.ed25519 != given.ed25519:
             problems.append("the proof names a different verification key than the one given")
-        if key_id_of(embedded) != proof.key_id:
+        elif given is not None and given.hybrid and embedded != given:
+            problems.append(
+                "the proof lacks the ML-DSA-65 half of the hybrid key given, or names another"
+            )
+        if embedded.key_id != proof.key_id:
             problems.append("the key id does not belong to the verification key")
         valid = self._batches.verify(proof) if isinstance(proof, BatchedProof) else proof.verify()
         if not valid:

@@ -10,6 +10,7 @@ from typing import Any
 
 from metanode_storage.blockmap.store import MapStats
 from metanode_storage.config.settings import NodeSettings
+from metanode_storage.crypto.signing import NodeSigner
 from metanode_storage.errors import ProviderError
 from metanode_storage.providers.base import BlobStore
 from metanode_storage.providers.health import ACTIVE, DEGRADED, OFFLINE, HealthBoard
@@ -36,6 +37,32 @@ class MapBackupStatus:
 
 
 @dataclass(frozen=True)
+class Protection:
+    """TLSLS: what protects this node against a quantum adversary, and what does not
+    (docs/TLSLS.md), as the keys in force say."""
+
+    signatures: str
+    key_encapsulation: str
+    transport: str
+
+    @classmethod
+    def of(cls, signer: NodeSigner) -> Protection:
+        return cls(
+            "ML-DSA-65 + Ed25519 signatures"
+            if signer.hybrid
+            else "Ed25519 signatures only (not post-quantum; `keys rotate --pq` upgrades)",
+            "none yet (no X-Wing recovery recipient; map backups are sealed under the passphrase)",
+            "loopback only, plain HTTP (no TLS yet)",
+        )
+
+    def line(self) -> str:
+        return (
+            f"{self.signatures}; key encapsulation: {self.key_encapsulation}; "
+            f"transport: {self.transport}"
+        )
+
+
+@dataclass(frozen=True)
 class NodeStatus:
     state: str  # Active: all providers answer; Degraded: some do not; Offline: none do
     node_id: str
@@ -52,6 +79,7 @@ class NodeStatus:
     blocks_never_checked: int  # blocks no integrity audit has read yet
     oldest_check_at: int | None  # when the least recently checked block was checked
     map_backup: MapBackupStatus
+    tlsls: Protection
 
     @property
     def active_providers(self) -> int:
@@ -100,6 +128,7 @@ def measure_status(
     stats: MapStats,
     coverage: tuple[int, int | None],
     map_backup: MapBackupStatus,
+    protection: Protection,
 ) -> NodeStatus:
     """Probe every provider now (in parallel); the probes also update the health board.
 
@@ -147,4 +176,5 @@ def measure_status(
         blocks_never_checked=coverage[0],
         oldest_check_at=coverage[1],
         map_backup=map_backup,
+        tlsls=protection,
     )

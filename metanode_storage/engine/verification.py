@@ -10,7 +10,7 @@ from typing import Any
 from metanode_storage.audit.trail import FAILED, OK, VIOLATION
 from metanode_storage.blockmap.records import BlockRecord
 from metanode_storage.blockmap.store import BlockMap
-from metanode_storage.crypto.signing import verify_signature
+from metanode_storage.crypto.signing import PublicKey, verify_signature
 from metanode_storage.engine.batch_proof import BatchedProof, ProofVerifier
 from metanode_storage.engine.proof import block_message, load_proof, manifest_hash
 from metanode_storage.engine.reader import GOOD, ChunkReader, ReplicaCheck
@@ -42,7 +42,7 @@ class BlockVerification:
 
 
 def check_block_signatures(
-    block: BlockRecord, trusted_keys: Mapping[str, bytes], batches: ProofVerifier | None = None
+    block: BlockRecord, trusted_keys: Mapping[str, PublicKey], batches: ProofVerifier | None = None
 ) -> None:
     """The block's proof and VM signature must hold under one of the node's keys
     (retired ones included) and agree with the block's chunk list. ``batches`` carries
@@ -56,7 +56,7 @@ def check_block_signatures(
 
 
 def _failed_signature(
-    block: BlockRecord, trusted_keys: Mapping[str, bytes], batches: ProofVerifier | None
+    block: BlockRecord, trusted_keys: Mapping[str, PublicKey], batches: ProofVerifier | None
 ) -> str:
     """Which of the block's signatures fails ("" when they hold)."""
     try:
@@ -88,7 +88,7 @@ def _failed_signature(
     public = trusted_keys[proof.key_id]
     return (
         ""
-        if verify_signature(public, message, bytes.fromhex(block.vm_signature))
+        if verify_signature(public.ed25519, message, bytes.fromhex(block.vm_signature))
         else ("VM signature")
     )
 
@@ -98,7 +98,7 @@ def verify_block(
     blockmap: BlockMap,
     reader: ChunkReader,
     io_pool: Executor,
-    trusted_keys: Mapping[str, bytes],
+    trusted_keys: Mapping[str, PublicKey],
     progress: Callable[[int], None],
     batches: ProofVerifier | None = None,
 ) -> BlockVerification:

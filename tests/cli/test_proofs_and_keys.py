@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from metanode_storage import Secret
+from metanode_storage.crypto.keystore import KeyMaterial, SigningKeyRecord, update_keystore
+from metanode_storage.crypto.signing import NodeSigner
 from metanode_storage.engine.node import Node
-from tests.conftest import CliRunnerFn, blob_files, provider_dirs
+from tests.conftest import PASSPHRASE, CliRunnerFn, blob_files, provider_dirs
 
 
 def _public_key(cli: CliRunnerFn, index: int = -1) -> str:
@@ -145,7 +148,7 @@ def test_signing_key_rotation_keeps_old_proofs_and_trail_valid(
     assert done.returncode == 0, done.stdout
     # new blocks are signed by the new key, and old blocks still retrieve and verify
     later = cli("storage", "put", "-", "--json", stdin=b"after rotation")
-    assert json.loads(later.stdout)["proof"]["verification_key"] == new_key
+    assert json.loads(later.stdout)["proof"]["verification_key"] == new_key.split(":")[0]
     assert cli("storage", "verify", "--all").exit_code == 0
     trail = cli("storage", "audit", "verify")
     assert trail.exit_code == 0, trail.stdout
@@ -271,3 +274,40 @@ def test_an_auditor_checks_a_newer_checkpoint_against_a_kept_one(
     forged = cli("storage", *args, "--public-key", key)
     assert forged.exit_code == 10 and "does not extend" in forged.stdout
     assert cli("storage", *args).exit_code == 2  # no trusted key: refused, never 0
+
+
+def test_keys_rotate_pq_upgrades_an_ed25519_node(
+    cli: CliRunnerFn, home: Path, tmp_path: Path
+) -> None:
+    def ed25519_only(material: KeyMaterial) -> None:  # a node from before TLSLS
+        material.signing_keys[:] = [SigningKeyRecord.of(NodeSigner.generate(hybrid=False), 1)]
+
+    update_keystore(home / "keystore.mnk", Secret(PASSPHRASE.encode()), ed25519_only)
+    data = tmp_path / "old.bin"
+    data.write_bytes(os.urandom(30_000))
+    old_block = cli("storage", "put", str(data)).stdout.strip()
+    old_key = _public_key(cli)
+    assert ":" not in old_key
+
+    rotated = json.loads(cli("storage", "keys", "rotate", "--pq", "--json").stdout)
+    assert rotated["hybrid"] is True
+    shown = cli("storage", "keys", "show").stdout
+    assert shown.count("ml-dsa-65 ") == 1 and "Ed25519 + ML-DSA-65 (current)" in shown
+    new_key = _public_key(cli)
+    assert new_key == rotated["new_public_key"] and new_key.startswith(new_key.split(":")[0])
+
+    new_block = cli("storage", "put", "-", stdin=b"after the upgrade").stdout.strip()
+    for block in (old_block, new_block):
+        assert cli("storage", "verify", block).exit_code == 0
+    assert cli("storage", "audit", "verify").exit_code == 0
+
+    new_proof, old_proof = tmp_path / "new.json", tmp_path / "old.json"
+    assert cli("storage", "proof", "export", new_block, "-o", str(new_proof)).exit_code == 0
+    assert cli("storage", "proof", "export", old_block, "-o", str(old_proof)).exit_code == 0
+    assert _third_party(str(new_proof), "--public-key", new_key, cwd=tmp_path).returncode == 0
+    assert _third_party(str(old_proof), "--public-key", old_key, cwd=tmp_path).returncode == 0
+    document = json.loads(new_proof.read_text())
+    del document["proof"]["ml_dsa_signature"]
+    new_proof.write_text(json.dumps(document))
+    stripped = _third_party(str(new_proof), "--public-key", new_key, cwd=tmp_path)
+    assert stripped.returncode == 10 and "does not verify" in stripped.stdout

@@ -24,7 +24,7 @@ from metanode_storage.engine.batch_proof import (
 )
 
 SIGNER = NodeSigner.generate()
-TRUSTED = {SIGNER.key_id: SIGNER.public_key}
+TRUSTED = {SIGNER.key_id: SIGNER.public}
 
 
 def _fields(i: int) -> BlockFields:
@@ -97,7 +97,7 @@ def test_a_batch_costs_one_signature_check(monkeypatch: pytest.MonkeyPatch) -> N
         checks.append(message)
         return real(key, message, signature)
 
-    monkeypatch.setattr(batch_proof, "verify_signature", counting)
+    monkeypatch.setattr(signing, "verify_signature", counting)
     verifier = ProofVerifier(TRUSTED)
     for batch in range(3):
         proofs = seal_batch(SIGNER, [_fields(batch * 1000 + i) for i in range(1000)])

@@ -56,17 +56,17 @@ def test_frontier_refuses_a_size_that_does_not_fit_its_hashes() -> None:
 def test_signed_note_round_trip_and_tampering() -> None:
     signer = NodeSigner.generate()
     note = Checkpoint("metanode/n1", 42, os.urandom(32)).sign(signer)
-    assert open_note(note, [signer.public_key]).size == 42
+    assert open_note(note, [signer.public]).size == 42
     lines = note.split("\n")
     for index in (0, 1, 2):  # origin, size, root
         altered = list(lines)
         altered[index] = altered[index][:-1] + ("A" if altered[index][-1] != "A" else "B")
         with pytest.raises(NoteInvalid):
-            open_note("\n".join(altered), [signer.public_key])
+            open_note("\n".join(altered), [signer.public])
     with pytest.raises(NoteInvalid):
-        open_note(note, [NodeSigner.generate().public_key])
+        open_note(note, [NodeSigner.generate().public])
     with pytest.raises(NoteInvalid):
-        open_note("garbage", [signer.public_key])
+        open_note("garbage", [signer.public])
 
 
 # The RFC 6962 reference vectors (certificate-transparency's merkle tree tests): eight

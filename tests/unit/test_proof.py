@@ -23,9 +23,9 @@ def _proof(signer: NodeSigner) -> CryptographicProof:
 
 
 def test_a_fresh_proof_verifies_under_the_node_key() -> None:
-    signer = NodeSigner.generate()
+    signer = NodeSigner.generate(hybrid=False)
     proof = _proof(signer)
-    assert proof.verify({signer.key_id: signer.public_key})
+    assert proof.verify({signer.key_id: signer.public})
     assert CryptographicProof.from_dict(proof.to_dict()) == proof
 
 
@@ -43,18 +43,18 @@ def test_a_fresh_proof_verifies_under_the_node_key() -> None:
     ],
 )
 def test_any_changed_field_fails(field: str, value: Any) -> None:
-    signer = NodeSigner.generate()
+    signer = NodeSigner.generate(hybrid=False)
     tampered = dataclasses.replace(_proof(signer), **{field: value})
-    assert not tampered.verify({signer.key_id: signer.public_key})
+    assert not tampered.verify({signer.key_id: signer.public})
 
 
 def test_a_proof_signed_by_another_key_is_not_trusted() -> None:
-    node, stranger = NodeSigner.generate(), NodeSigner.generate()
+    node, stranger = NodeSigner.generate(hybrid=False), NodeSigner.generate(hybrid=False)
     proof = _proof(stranger)
     assert proof.verify()  # self-consistent
-    assert not proof.verify({node.key_id: node.public_key})  # but not by this node
+    assert not proof.verify({node.key_id: node.public})  # but not by this node
 
 
 def test_the_same_key_signs_every_proof() -> None:
-    signer = NodeSigner.generate()
+    signer = NodeSigner.generate(hybrid=False)
     assert _proof(signer).verification_key == _proof(signer).verification_key
