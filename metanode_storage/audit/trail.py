@@ -463,17 +463,19 @@ class AuditTrail:
 
 def _handover_problem(doc: Mapping[str, Any], ml_dsa_key: bytes) -> str:
     """A hybrid key's hand-over (or acceptance) must carry its ML-DSA-65 signature."""
+    missing = "the key hand-over lacks its ML-DSA-65 signature (a hybrid key signs both)"
     detail = doc.get("detail")
+    if not isinstance(detail, dict):
+        return missing
     try:
-        assert isinstance(detail, dict)
         if doc["type"] == KEY_HANDOVER:
             ids = (detail["old_key_id"], detail["new_key_id"])
         else:
             ids = (detail["previous_key_id"], detail["key_id"])
         statement = handover_statement(*ids, detail["new_public_key"])
         signature = bytes.fromhex(detail["ml_dsa_signature"])
-    except (AssertionError, KeyError, TypeError, ValueError):
-        return "the key hand-over lacks its ML-DSA-65 signature (a hybrid key signs both)"
+    except (KeyError, TypeError, ValueError):
+        return missing
     if not verify_ml_dsa(ml_dsa_key, statement, signature):
         return "the key hand-over's ML-DSA-65 signature does not verify (edited)"
     return ""

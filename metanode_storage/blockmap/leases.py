@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
 from metanode_storage.errors import LeaseLost, LocalStateError
@@ -56,6 +56,10 @@ class Lease:
             "acquired": self.acquired,
             "deadline": self.deadline,
         }
+
+
+# The columns of a Lease, in its fields' order.
+_COLUMNS = ", ".join(f.name for f in fields(Lease))
 
 
 def _process_start(pid: int) -> str:
@@ -127,18 +131,8 @@ class LeaseTable:
                 self._next_token(db), name, mode, _HOST, os.getpid(), purpose, now, now + ttl
             )
             db.execute(
-                "INSERT INTO leases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    lease.token,
-                    name,
-                    mode,
-                    _HOST,
-                    lease.pid,
-                    _PID_START,
-                    purpose,
-                    lease.acquired,
-                    lease.deadline,
-                ),
+                f"INSERT INTO leases ({_COLUMNS}, pid_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*astuple(lease), _PID_START),
             )
             return lease, stale, None
 
@@ -173,21 +167,7 @@ class LeaseTable:
         """Every lease with its state: "held", "expired" (past its deadline) or "holder
         gone" (its process on this host is no longer there); the next run takes the
         last two over."""
-        now = time.time()
-        rows = self._db.execute(
-            "SELECT token, name, mode, host, pid, purpose, acquired, deadline, pid_start "
-            "FROM leases ORDER BY token"
-        ).fetchall()
-        described = []
-        for row in rows:
-            lease = Lease(*row[:8])
-            state = "held"
-            if lease.deadline < now:
-                state = "expired"
-            elif self.is_stale(lease, row[8], now):
-                state = "holder gone"
-            described.append((lease, state))
-        return described
+        return self._with_state(self._db, "", (), time.time())
 
     def break_leases(self, name: str, token: int | None = None) -> list[Lease]:
         """Remove ``name``'s leases (only ``token``'s, if given); return what was removed."""
@@ -209,16 +189,25 @@ class LeaseTable:
             db.execute("DELETE FROM lease_waiters")
 
     @staticmethod
-    def is_stale(lease: Lease, pid_start: str, now: float) -> bool:
-        return lease.deadline < now or (lease.host == _HOST and _process_gone(lease.pid, pid_start))
+    def _with_state(
+        db: SharedConnection, where: str, args: tuple[object, ...], now: float
+    ) -> list[tuple[Lease, str]]:
+        described = []
+        for *columns, pid_start in db.execute(
+            f"SELECT {_COLUMNS}, pid_start FROM leases {where} ORDER BY token", args
+        ).fetchall():
+            lease = Lease(*columns)
+            state = "held"
+            if lease.deadline < now:
+                state = "expired"
+            elif lease.host == _HOST and _process_gone(lease.pid, pid_start):
+                state = "holder gone"
+            described.append((lease, state))
+        return described
 
     def _drop_stale(self, db: SharedConnection, name: str, now: float) -> list[Lease]:
-        rows = db.execute(
-            "SELECT token, name, mode, host, pid, purpose, acquired, deadline, pid_start "
-            "FROM leases WHERE name=?",
-            (name,),
-        ).fetchall()
-        stale = [Lease(*r[:8]) for r in rows if self.is_stale(Lease(*r[:8]), r[8], now)]
+        described = self._with_state(db, "WHERE name=?", (name,), now)
+        stale = [lease for lease, state in described if state != "held"]
         db.executemany("DELETE FROM leases WHERE token=?", [(s.token,) for s in stale])
         db.execute("DELETE FROM lease_waiters WHERE name=? AND deadline<?", (name, now))
         return stale
@@ -228,9 +217,7 @@ class LeaseTable:
         return [
             Lease(*row)
             for row in db.execute(
-                "SELECT token, name, mode, host, pid, purpose, acquired, deadline FROM leases "
-                f"{where} ORDER BY token",
-                args,
+                f"SELECT {_COLUMNS} FROM leases {where} ORDER BY token", args
             ).fetchall()
         ]
 

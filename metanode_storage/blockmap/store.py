@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metanode_storage.blockmap.leases import SCHEMA as LEASES_SCHEMA
 from metanode_storage.blockmap.leases import check_fence
 from metanode_storage.blockmap.records import BlockRecord, ChunkRecord, Replica
 from metanode_storage.crypto import aead
@@ -106,7 +105,8 @@ class BlockMap:
         went missing is an error, never a fresh empty map."""
         self._key = map_key
         self.path = path
-        # The fencing token of the QLOCK lease writes happen under (engine/qlock.py).
+        # The fencing token of the QLOCK lease writes happen under (engine/qlock.py); the
+        # lease tables beside the map are LeaseTable's, made when a Node opens it.
         self.fence: Callable[[], int | None] = lambda: None
         try:
             # FULL: a block id is printed only after its map row is on disk.
@@ -117,9 +117,7 @@ class BlockMap:
                 create=create,
                 translate=translator("block map", path, BlockMapDamaged),
             )
-            self._db.executescript(
-                _SCHEMA + LEASES_SCHEMA + _TRIGGERS
-            )  # idempotent; outside any transaction
+            self._db.executescript(_SCHEMA + _TRIGGERS)  # idempotent; outside any transaction
             with self._write():
                 self._db.execute(
                     "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",

@@ -14,7 +14,7 @@ def size(n: int) -> str:
     raise AssertionError("unreachable")
 
 
-def timestamp(seconds: int) -> str:
+def timestamp(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
 
 

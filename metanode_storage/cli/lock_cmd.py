@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import time
+from contextlib import closing
 from typing import Annotated
 
 import typer
 
 from metanode_storage.audit.trail import OK
 from metanode_storage.blockmap.leases import LeaseTable
-from metanode_storage.cli import console
+from metanode_storage.cli import console, formatting
 from metanode_storage.cli.options import HomeOption, JsonOption, open_node
 from metanode_storage.config.paths import NodeLayout, resolve_home
 from metanode_storage.config.settings import load_settings
@@ -22,21 +22,14 @@ app = typer.Typer(
 )
 
 
-def _when(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
-
-
 @app.command()
 def status(home: HomeOption = None, json_output: JsonOption = False) -> None:
     """Who holds which lock, what for, under which fencing token, and until when.
     Needs no passphrase: leases hold nothing secret."""
     layout = NodeLayout(resolve_home(home))
     load_settings(layout.config)  # a home that is not a node fails here, clearly
-    table = LeaseTable(layout.blockmap)
-    try:
+    with closing(LeaseTable(layout.blockmap)) as table:
         holders = table.holders()
-    finally:
-        table.close()
     if json_output:
         console.emit_json(
             {"leases": [{**lease.to_dict(), "state": state} for lease, state in holders]}
@@ -55,7 +48,7 @@ def status(home: HomeOption = None, json_output: JsonOption = False) -> None:
                 str(lease.token),
                 lease.holder,
                 lease.purpose,
-                _when(lease.deadline),
+                formatting.timestamp(lease.deadline),
                 state,
             ]
             for lease, state in holders

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from contextlib import closing
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
@@ -105,9 +106,8 @@ def recover_home(home: Path, passphrase: Secret, provider: BlobStore) -> Recover
         recovered = Recovered(log.node_id, log.created_at, log.files)
     else:
         recovered = _recover_bundle(home, provider, locator, sealed)
-    leases = LeaseTable(layout.blockmap)
-    leases.clear()  # they were the lost machine's
-    leases.close()
+    with closing(LeaseTable(layout.blockmap)) as leases:
+        leases.clear()  # they were the lost machine's
     return recovered
 
 

@@ -298,14 +298,13 @@ class ProofVerifier:
         seal = proof.seal
         if proof.version != VERSION or not 0 <= proof.leaf_index < seal.tree_size:
             return False
-        seal_id = seal
-        known = self._seals.get(seal_id)
+        known = self._seals.get(seal)
         if known is None:
             if not self._seal_holds(seal):
                 return False
             if len(self._seals) >= self.MAX_SEALS:
                 del self._seals[next(iter(self._seals))]  # the oldest
-            known = self._seals[seal_id] = {}
+            known = self._seals[seal] = {}
         try:
             node = leaf_hash_of(proof.fields)
         except ValueError:

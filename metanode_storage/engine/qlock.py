@@ -30,7 +30,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 
 from metanode_storage.blockmap.leases import EXCLUSIVE, SHARED, Lease, LeaseTable
 from metanode_storage.errors import InvalidSetting, NodeBusy
@@ -92,14 +92,8 @@ class QLock:
 
     # -- holding -----------------------------------------------------------------------
 
-    def shared(self, what: str) -> AbstractContextManager[None]:
-        return self._hold_shared(what)
-
-    def exclusive(self, what: str) -> AbstractContextManager[None]:
-        return self._hold_exclusive(what)
-
     @contextmanager
-    def _hold_shared(self, what: str) -> Iterator[None]:
+    def shared(self, what: str) -> Iterator[None]:
         deadline = time.monotonic() + self.timeout
         with self._cond:
             while self._draining or self._exclusive is not None:
@@ -117,7 +111,7 @@ class QLock:
                 self._cond.notify_all()
 
     @contextmanager
-    def _hold_exclusive(self, what: str) -> Iterator[None]:
+    def exclusive(self, what: str) -> Iterator[None]:
         deadline = time.monotonic() + self.timeout
         with self._cond:
             while self._draining or self._exclusive is not None:
@@ -134,10 +128,7 @@ class QLock:
             yield
         finally:
             with self._cond:
-                lease, self._exclusive = self._exclusive, None
-                if lease is not None:
-                    self.table.release(lease.token)
-                    self._lost.discard(lease.token)
+                self._release_exclusive()
                 self._cond.notify_all()
 
     def _wait(self, deadline: float, what: str) -> None:
@@ -178,10 +169,17 @@ class QLock:
         )
 
     def _drop_shared(self) -> None:
-        if self._shared is not None:
-            self.table.release(self._shared.token)
-            self._lost.discard(self._shared.token)
-            self._shared = None
+        lease, self._shared = self._shared, None
+        self._release(lease)
+
+    def _release_exclusive(self) -> None:
+        lease, self._exclusive = self._exclusive, None
+        self._release(lease)
+
+    def _release(self, lease: Lease | None) -> None:
+        if lease is not None:
+            self.table.release(lease.token)
+            self._lost.discard(lease.token)
 
     # -- fencing -----------------------------------------------------------------------
 
@@ -213,14 +211,15 @@ class QLock:
                     if not (self._shared or self._exclusive):
                         self._renewing = False  # decided under the condition: no race
                         return
-                    if self._shared is not None and self._users == 0:
+                    if self._shared is not None:
+                        others_wait = self.table.waiting(self.name)
                         idle = time.monotonic() - self._idle_since
-                        if idle >= _LINGER or self.table.waiting(self.name):
+                        if self._users == 0 and (others_wait or idle >= _LINGER):
                             self._drop_shared()
                             self._cond.notify_all()
                             continue
-                    if self._shared is not None and self.table.waiting(self.name):
-                        self._draining_for_others()
+                        if others_wait:
+                            self._draining_for_others()
                     if time.monotonic() - renewed >= self.ttl / 3:
                         renewed = time.monotonic()
                         for lease in (self._shared, self._exclusive):
@@ -246,9 +245,7 @@ class QLock:
         self._stopping.set()
         with self._cond:
             self._drop_shared()
-            if self._exclusive is not None:
-                self.table.release(self._exclusive.token)
-                self._exclusive = None
+            self._release_exclusive()
             self._cond.notify_all()
         if self._renewer is not None:
             self._renewer.join(timeout=5)
