@@ -17,10 +17,11 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from metanode_storage.blockmap import seal_parts
 from metanode_storage.blockmap.leases import check_fence
 from metanode_storage.blockmap.records import BlockRecord, ChunkRecord, Replica
 from metanode_storage.crypto import aead
@@ -45,6 +46,10 @@ CREATE TABLE IF NOT EXISTS totals (name TEXT PRIMARY KEY, value INTEGER NOT NULL
 -- How many chunk copies each pack blob still holds; the row id is a keyed hash of
 -- (provider, blob key). At zero the pack goes (`rm` deletes it).
 CREATE TABLE IF NOT EXISTS packs (pack_id BLOB PRIMARY KEY, live INTEGER NOT NULL);
+-- The ML-DSA halves of hybrid proofs, once per batch seal and per key instead of in every
+-- block row (blockmap/seal_parts.py); the row id is a keyed hash of what the part belongs to.
+CREATE TABLE IF NOT EXISTS seals (
+    part_id BLOB PRIMARY KEY, refcount INTEGER NOT NULL, sealed BLOB NOT NULL);
 -- Which rows changed, in order, so a map backup uploads the change and not the map
 -- (engine/backup_log.py); triggers below fill it, backups prune it.
 CREATE TABLE IF NOT EXISTS changes (
@@ -59,6 +64,7 @@ TRACKED = {
     "faults": "fault_id",
     "totals": "name",
     "packs": "pack_id",
+    "seals": "part_id",
 }
 
 
@@ -108,6 +114,7 @@ class BlockMap:
         # The fencing token of the QLOCK lease writes happen under (engine/qlock.py); the
         # lease tables beside the map are LeaseTable's, made when a Node opens it.
         self.fence: Callable[[], int | None] = lambda: None
+        self._parts: dict[bytes, bytes] = {}  # seal parts read lately; a part never changes
         try:
             # FULL: a block id is printed only after its map row is on disk.
             self._db = SharedConnection(
@@ -182,7 +189,7 @@ class BlockMap:
             raise BlockNotFound(
                 f"no block {block_id!r} on this node", "list blocks with `metanode storage ls`"
             )
-        return BlockRecord.from_bytes(self._unseal("blocks", full.encode(), row[0]))
+        return self._block_of(full, row[0])
 
     def resolve_block_id(self, text: str) -> str:
         """The full id that ``text`` names: itself, or the one block it is a prefix of
@@ -210,6 +217,52 @@ class BlockMap:
             raise missing
         return str(rows[0][0])
 
+    def _block_of(self, block_id: str, sealed: bytes) -> BlockRecord:
+        """A block row opened, its proof whole again."""
+        block = BlockRecord.from_bytes(self._unseal("blocks", block_id.encode(), sealed))
+        wanted = seal_parts.labels(block.proof)
+        if not wanted:
+            return block
+        values = {name: self._part(label) for name, label in wanted}
+        return replace(block, proof=seal_parts.join(block.proof, values))
+
+    def _part_id(self, label: bytes) -> bytes:
+        return aead.keyed_hash(self._key, b"seal-part", label)
+
+    def _part(self, label: bytes) -> bytes:
+        part_id = self._part_id(label)
+        value = self._parts.get(part_id)
+        if value is None:
+            row = self._db.execute(
+                "SELECT sealed FROM seals WHERE part_id=?", (part_id,)
+            ).fetchone()
+            if row is None:
+                raise BlockMapDamaged(
+                    "a block's proof names a seal part the map does not hold",
+                    "the map was damaged; restore it from a map backup",
+                )
+            value = self._unseal("seals", part_id, row[0])
+            if len(self._parts) >= 256:
+                self._parts.clear()
+            self._parts[part_id] = value
+        return value
+
+    def _count_parts(self, db: SharedConnection, blocks: Iterable[BlockRecord], delta: int) -> None:
+        """Add ``delta`` references to each seal part these (whole) blocks' proofs use:
+        a part is written with its first reference and removed with its last."""
+        counts: dict[bytes, tuple[seal_parts.Part, int]] = {}
+        for block in blocks:
+            for part in seal_parts.split(block.proof)[1]:
+                part_id = self._part_id(part.label)
+                counts[part_id] = (part, counts.get(part_id, (part, 0))[1] + delta)
+        for part_id, (part, change) in counts.items():
+            db.execute(
+                "INSERT INTO seals VALUES (?, ?, ?) "
+                "ON CONFLICT(part_id) DO UPDATE SET refcount = refcount + excluded.refcount",
+                (part_id, change, self._seal("seals", part_id, part.value)),
+            )
+            db.execute("DELETE FROM seals WHERE part_id=? AND refcount <= 0", (part_id,))
+
     def get_chunk(self, chunk_id: bytes) -> ChunkRecord | None:
         row = self._db.execute("SELECT sealed FROM chunks WHERE chunk_id=?", (chunk_id,)).fetchone()
         if row is None:
@@ -235,7 +288,7 @@ class BlockMap:
                 return
             for rowid, block_id, sealed in rows:
                 last = rowid
-                yield BlockRecord.from_bytes(self._unseal("blocks", block_id.encode(), sealed))
+                yield self._block_of(block_id, sealed)
 
     def chunks(self) -> Iterator[ChunkRecord]:
         last = b""
@@ -316,12 +369,10 @@ class BlockMap:
             [(c,) for c in referenced],
         )
         self._count_packed(db, [copy for r in added for copy in r.all_copies], +1)
+        self._count_parts(db, (b for b, _ in blocks), +1)
         db.executemany(
             "INSERT INTO blocks VALUES (?, ?)",
-            [
-                (b.block_id, self._seal("blocks", b.block_id.encode(), b.to_bytes()))
-                for b, _ in blocks
-            ],
+            [(b.block_id, self._sealed_block(b)) for b, _ in blocks],
         )
         self._add_totals(
             db,
@@ -334,6 +385,11 @@ class BlockMap:
         )
         return spare
 
+    def _sealed_block(self, block: BlockRecord) -> bytes:
+        """A block row as stored: its proof without the parts the seals table keeps."""
+        stored = replace(block, proof=seal_parts.split(block.proof)[0])
+        return self._seal("blocks", block.block_id.encode(), stored.to_bytes())
+
     def delete_block(self, block_id: str) -> Released:
         """Remove a block; return the chunks no other block needs (their own blobs may
         go) and the packs that now hold nothing (they may go too)."""
@@ -344,6 +400,7 @@ class BlockMap:
             if not db.execute("DELETE FROM blocks WHERE block_id=?", (block_id,)).rowcount:
                 raise BlockNotFound(f"no block {block_id!r} on this node")
             db.execute("DELETE FROM audited WHERE block_id=?", (block_id,))
+            self._count_parts(db, [block], -1)
             for chunk_id in dict.fromkeys(block.chunk_ids):
                 db.execute(
                     "UPDATE chunks SET refcount = refcount - 1 WHERE chunk_id=?", (chunk_id,)

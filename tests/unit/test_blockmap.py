@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from metanode_storage.blockmap import BlockMap, BlockRecord, ChunkRecord, Replica
+from metanode_storage.crypto.signing import NodeSigner
+from metanode_storage.engine.batch_proof import BatchedProof, BlockFields, seal_batch
 from metanode_storage.errors import BlockMapDamaged, BlockNotFound
 
 
@@ -84,3 +87,69 @@ def test_a_file_that_is_not_a_database_is_reported(tmp_path: Path) -> None:
     path.write_bytes(b"garbage" * 1000)
     with pytest.raises(BlockMapDamaged):
         BlockMap(path, os.urandom(32))
+
+
+def _hybrid_blocks(signer: NodeSigner, count: int) -> list[tuple[BlockRecord, ChunkRecord]]:
+    chunks = [_chunk(os.urandom(32)) for _ in range(count)]
+    fields = [BlockFields("p", f"b{i}", "00" * 32, 90, 1, "11" * 32) for i in range(count)]
+    proofs = seal_batch(signer, fields)
+    return [
+        (replace(_block(f"b{i}", [c.chunk_id]), proof=p.to_dict()), c)
+        for i, (p, c) in enumerate(zip(proofs, chunks, strict=True))
+    ]
+
+
+def _seal_rows(blockmap: BlockMap) -> list[tuple[bytes, int]]:
+    db = sqlite3.connect(blockmap.path)
+    try:
+        return [(bytes(r[0]), r[1]) for r in db.execute("SELECT part_id, refcount FROM seals")]
+    finally:
+        db.close()
+
+
+def test_a_batch_keeps_its_ml_dsa_half_once_and_reads_give_it_back(blockmap: BlockMap) -> None:
+    signer = NodeSigner.generate(hybrid=True)
+    batch = _hybrid_blocks(signer, 20)
+    blockmap.commit_blocks([(b, [c]) for b, c in batch])
+    # one signature part and one key part, each counted by all 20 blocks
+    assert sorted(n for _, n in _seal_rows(blockmap)) == [20, 20]
+    db = sqlite3.connect(blockmap.path)
+    row_sizes = [len(r[0]) for r in db.execute("SELECT sealed FROM blocks")]
+    db.close()
+    assert max(row_sizes) < 2_000  # the 5 KiB ML-DSA half is not in the rows
+    trusted = {signer.public.key_id: signer.public}
+    for block, _ in batch:
+        read = blockmap.get_block(block.block_id)
+        assert read.proof == block.proof
+        assert BatchedProof.from_dict(read.proof).verify(trusted)
+    assert [b.proof for b in blockmap.blocks()] == [b.proof for b, _ in batch]
+    # a second batch by the same key shares the key part only
+    more = _hybrid_blocks(signer, 1)
+    more = [(replace(more[0][0], block_id="c0"), more[0][1])]
+    blockmap.commit_blocks([(b, [c]) for b, c in more])
+    assert sorted(n for _, n in _seal_rows(blockmap)) == [1, 20, 21]
+    for block, _ in batch + more:
+        blockmap.delete_block(block.block_id)
+    assert _seal_rows(blockmap) == []
+
+
+def test_a_missing_seal_part_is_damage_not_a_weaker_proof(tmp_path: Path) -> None:
+    key = os.urandom(32)
+    path = tmp_path / "map.sqlite"
+    blockmap = BlockMap(path, key, create=True)
+    ((block, chunk),) = _hybrid_blocks(NodeSigner.generate(hybrid=True), 1)
+    blockmap.commit_block(block, [chunk])
+    blockmap.close()
+    db = sqlite3.connect(path)
+    db.execute("DELETE FROM seals WHERE refcount = 1 AND rowid = (SELECT MIN(rowid) FROM seals)")
+    db.commit()
+    db.close()
+    with pytest.raises(BlockMapDamaged, match="seal part"):
+        BlockMap(path, key).get_block(block.block_id)
+
+
+def test_ed25519_only_proofs_are_kept_whole(blockmap: BlockMap) -> None:
+    ((block, chunk),) = _hybrid_blocks(NodeSigner.generate(hybrid=False), 1)
+    blockmap.commit_block(block, [chunk])
+    assert _seal_rows(blockmap) == []
+    assert blockmap.get_block(block.block_id).proof == block.proof
