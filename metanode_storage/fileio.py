@@ -143,3 +143,24 @@ def _opened_in_place(given: Path, target: Path) -> Iterator[BinaryIO]:
             yield fh
     except OSError as exc:
         raise InputError(f"cannot write {given}: {exc.strerror or exc}") from None
+
+
+def create_new(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path``, which must not exist (not even as a dangling symlink):
+    for a secret the user asked us to make, which must never replace anything."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    except FileExistsError:
+        raise InputError(f"{path} exists; it is left as it is", "name a new file") from None
+    except OSError as exc:
+        raise InputError(f"cannot create {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    _fsync_directory(path.parent if str(path.parent) else Path("."))

@@ -1,20 +1,33 @@
-"""`metanode storage keys show | rotate`."""
+"""`metanode storage keys show | rotate | escrow | recipient new`."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from metanode_storage.cli import console, formatting
 from metanode_storage.cli.options import HomeOption, JsonOption, open_node
+from metanode_storage.crypto.recovery_key import (
+    RECIPIENT_PREFIX,
+    RecoveryIdentity,
+    RecoveryRecipient,
+)
+from metanode_storage.engine.escrow import escrow_to
 from metanode_storage.engine.keys import rotate_data_key, rotate_signing_key
 from metanode_storage.errors import InputError
 
 app = typer.Typer(
     rich_markup_mode=None, help="Show and rotate the node's keys.", no_args_is_help=True
 )
+recipient_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Recovery key pairs (X-Wing: ML-KEM-768 + X25519) to keep offline.",
+    no_args_is_help=True,
+)
+app.add_typer(recipient_app, name="recipient")
 
 
 @app.command()
@@ -46,6 +59,9 @@ def show(home: HomeOption = None, json_output: JsonOption = False) -> None:
                     }
                     for k in keys.data_keys
                 ],
+                "recovery_recipients": [
+                    {"fingerprint": r.fingerprint, "recipient": r.text()} for r in keys.recipients
+                ],
             }
         )
         return
@@ -61,6 +77,8 @@ def show(home: HomeOption = None, json_output: JsonOption = False) -> None:
     for key in keys.data_keys:
         current = "current" if key.key_id == keys.current_data_key else "old"
         console.line(f"data    {key.key_id} ({current})")
+    for recipient in keys.recipients:
+        console.line(f"recovery recipient {recipient.fingerprint} (X-Wing)")
 
 
 @app.command()
@@ -96,3 +114,76 @@ def rotate(
         console.emit_json(document)
     else:
         console.key_values([(k.replace("_", " "), str(v)) for k, v in document.items()])
+
+
+@recipient_app.command("new")
+def recipient_new(
+    output: Annotated[
+        Path,
+        typer.Option(
+            "-o", "--output", help="The new identity file (owner-only; never replaces a file)."
+        ),
+    ],
+    json_output: JsonOption = False,
+) -> None:
+    """Make a recovery key pair: the identity goes to a new file (keep it offline), the
+    recipient is printed (give it to `keys escrow --to`). Needs no node."""
+    identity = RecoveryIdentity.generate()
+    identity.write_new(output)
+    recipient = identity.recipient
+    if json_output:
+        console.emit_json(
+            {
+                "identity_file": str(output),
+                "fingerprint": recipient.fingerprint,
+                "recipient": recipient.text(),
+            }
+        )
+        return
+    console.line(f"identity written to {output}: keep it offline, away from the node")
+    console.line(f"fingerprint {recipient.fingerprint}")
+    console.line(recipient.text())
+
+
+def _recipient_text(value: str) -> str:
+    """The recipient itself, or read from a file holding it (as `recipient new` prints)."""
+    if value.strip().startswith(RECIPIENT_PREFIX):
+        return value
+    try:
+        lines = Path(value).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        lines = []
+    found = [line.strip() for line in lines if line.strip().startswith(RECIPIENT_PREFIX)]
+    if len(found) != 1:
+        raise InputError(
+            f"{value[:40]!r} is neither a recovery recipient nor a file holding one",
+            f"give the {RECIPIENT_PREFIX}... line `keys recipient new` printed",
+        )
+    RecoveryRecipient.parse(found[0])
+    return found[0]
+
+
+@app.command()
+def escrow(
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="The recovery recipient (mnr1:...), or a file holding it.",
+        ),
+    ],
+    home: HomeOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Seal the node's key material to a recovery recipient (X-Wing), in the keystore and
+    in every map backup, so its identity file recovers the node without the passphrase
+    (`recover --identity`)."""
+    with open_node(home) as node:
+        result = escrow_to(node, _recipient_text(to))
+    if json_output:
+        console.emit_json(asdict(result))
+        return
+    state = "added" if result.added else "already a recipient"
+    console.line(f"recovery recipient {result.recipient}: {state}")
+    for provider, outcome in result.backups.items():
+        console.line(f"  {provider}: {outcome}")

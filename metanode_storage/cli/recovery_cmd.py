@@ -12,9 +12,10 @@ from metanode_storage.cli import console
 from metanode_storage.cli.options import HomeOption, JsonOption, open_node, read_passphrase
 from metanode_storage.config.paths import resolve_home
 from metanode_storage.config.settings import ProviderSettings
+from metanode_storage.crypto.recovery_key import RecoveryIdentity
 from metanode_storage.engine.backup import recover_home
 from metanode_storage.engine.node import Node
-from metanode_storage.errors import InvalidSetting
+from metanode_storage.errors import InvalidSetting, ProviderError
 from metanode_storage.providers.catalogue import open_provider
 
 
@@ -39,10 +40,18 @@ def recover(
     endpoint: Annotated[str, typer.Option()] = "",
     account: Annotated[str, typer.Option()] = "",
     credentials: Annotated[str, typer.Option(help="sdk (default) or anonymous.")] = "sdk",
+    identity: Annotated[
+        Path | None,
+        typer.Option(
+            help="A recovery identity file (`keys recipient new`): recover without the "
+            "passphrase; the one given then becomes the node's new passphrase."
+        ),
+    ] = None,
     home: HomeOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Rebuild a lost node's home from one reachable provider and the passphrase.
+    """Rebuild a lost node's home from one reachable provider and the passphrase, or a
+    recovery identity the node's keys were escrowed to.
 
     The provider's credentials come from the SDK's environment (the keystore is what is
     being recovered). Afterwards every block retrieves as before.
@@ -62,18 +71,33 @@ def recover(
     )
     settings.validate()
     target = resolve_home(home)
-    passphrase = read_passphrase()
-    recovered = recover_home(target, passphrase, open_provider(settings))
+    key = RecoveryIdentity.read(identity) if identity else None
+    passphrase = read_passphrase(confirm=key is not None)  # with an identity: the new one
+    recovered = recover_home(target, passphrase, open_provider(settings), key)
+    backups: dict[str, str] = {}
     with Node.open(target, passphrase) as node:  # proves the keystore and map open
         node.audit.adopt_tail(name)  # the events published with the newest checkpoint
+        if key is not None:
+            node.audit.record(
+                "recover_with_identity",
+                detail={"recipient": key.recipient.fingerprint, "provider": name},
+            )
+            try:  # the new passphrase's backups, which it finds; the identity finds the old
+                backups = node.backup_map()
+            except ProviderError as exc:
+                console.warn(f"the node is recovered, but its map backup is not: {exc.message}")
+                backups = {"error": exc.message}
         stats = node.blockmap.stats()
         trail = node.audit.verify()
+        signing_keys = list(node.keys.public_keys())
     document = {
         **asdict(recovered),
         "home": str(target),
         "blocks": stats.blocks,
+        "signing_key_ids": signing_keys,
         "audit_trail_ok": trail.ok,
         "audit_problems": trail.problems,
+        **({"map_backups": backups} if key is not None else {}),
     }
     if json_output:
         console.emit_json(document)
@@ -83,6 +107,8 @@ def recover(
             ("Recovered Node", recovered.node_id),
             ("Home", str(target)),
             ("Blocks", f"{stats.blocks:,}"),
+            ("Signing Keys", ", ".join(signing_keys)),
             ("Audit Trail", "intact" if trail.ok else f"PROBLEM: {trail.problems[0]}"),
+            *[(f"Map Backup on {p}", outcome) for p, outcome in backups.items()],
         ]
     )

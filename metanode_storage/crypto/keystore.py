@@ -4,15 +4,19 @@ File layout (all integers big-endian)::
 
     offset  size  field
     0       4     magic  b"MNKS"
-    4       1     format version (1)
+    4       1     format version (1; 2 with escrow copies)
     5       4     header length H
     9       H     header, UTF-8 JSON: the Argon2id parameters and salt, and
-                  "check", an HMAC that tells a wrong passphrase from a damaged file
-    9+H     ...   AES-256-GCM(nonce || ciphertext || tag) of the key material
-                  (UTF-8 JSON); the associated data is bytes 0 .. 9+H
+                  "check", an HMAC that tells a wrong passphrase from a damaged file;
+                  in version 2 also "escrow": [{"recipient", "bytes"}]
+    9+H     E     version 2: the key material sealed to each recovery recipient
+                  (crypto/recovery_key.py), back to back, as the header lists them
+    9+H+E   ...   AES-256-GCM(nonce || ciphertext || tag) of the key material
+                  (UTF-8 JSON); the associated data is every byte before it
 
 The passphrase goes through Argon2id to 64 bytes: the first 32 seal the key
-material, the last 32 key the check value.
+material, the last 32 key the check value. The escrow copies are written in
+the same file, so a keystore and its copies for recovery never disagree.
 """
 
 from __future__ import annotations
@@ -32,12 +36,19 @@ from pathlib import Path
 from metanode_storage.config.secrets import Secret
 from metanode_storage.crypto import aead
 from metanode_storage.crypto.kdf import KdfParams, derive
+from metanode_storage.crypto.recovery_key import (
+    RecoveryIdentity,
+    RecoveryRecipient,
+    WrongIdentity,
+)
 from metanode_storage.crypto.signing import NodeSigner, PublicKey
 from metanode_storage.errors import KeystoreDamaged, NodeBusy, WrongPassphrase
 from metanode_storage.fileio import atomic_write
 
 MAGIC = b"MNKS"
 FORMAT_VERSION = 1
+ESCROW_FORMAT_VERSION = 2  # a keystore with escrow copies: older tools say "upgrade"
+_ESCROW_INFO = b"metanode keystore escrow v1"
 _PREFIX = 9  # magic, version, header length
 _CHECK_LABEL = b"metanode keystore passphrase check v1"
 
@@ -83,6 +94,9 @@ class KeyMaterial:
     backup_locators: dict[str, Secret] = field(default_factory=dict)
     # Bearer token for the `distributed start` service's API.
     api_token: Secret = field(default_factory=lambda: Secret(secrets.token_urlsafe(32).encode()))
+    # Recovery recipients (their text form): every write seals a copy of this material
+    # to each, and the map backups tell each where they are (engine/escrow.py).
+    recovery_recipients: list[str] = field(default_factory=list)
     _signer: NodeSigner | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -116,6 +130,10 @@ class KeyMaterial:
         signers = (k.signer for k in self.signing_keys)
         return {s.key_id: s.public for s in signers}
 
+    @property
+    def recipients(self) -> list[RecoveryRecipient]:
+        return [RecoveryRecipient.parse(text) for text in self.recovery_recipients]
+
     def data_key(self, key_id: str) -> bytes:
         for key in self.data_keys:
             if key.key_id == key_id:
@@ -146,6 +164,7 @@ class KeyMaterial:
                 "name_key": self.name_key.reveal().hex(),
                 "map_key": self.map_key.reveal().hex(),
                 "api_token": self.api_token.reveal().decode(),
+                "recovery_recipients": self.recovery_recipients,
                 "backup_locators": {
                     n: v.reveal().decode() for n, v in self.backup_locators.items()
                 },
@@ -186,6 +205,7 @@ class KeyMaterial:
                 n: Secret(v.encode()) for n, v in doc.get("backup_locators", {}).items()
             },
         )
+        material.recovery_recipients = [str(r) for r in doc.get("recovery_recipients", [])]
         if "api_token" in doc:
             material.api_token = Secret(doc["api_token"].encode())
         return material
@@ -205,11 +225,45 @@ def _header_digest(header: dict[str, object]) -> str:
 
 def seal_keystore(material: KeyMaterial, passphrase: Secret, params: KdfParams) -> bytes:
     derived = derive(passphrase.reveal(), params)
+    plain = material._to_json()
     header: dict[str, object] = dict(params.as_header(), check=_check_value(derived[32:]))
+    copies = [(r.fingerprint, r.seal(plain, _ESCROW_INFO)) for r in material.recipients]
+    if copies:
+        header["escrow"] = [{"recipient": fp, "bytes": len(sealed)} for fp, sealed in copies]
     header["header_sha256"] = _header_digest(header)
     header_bytes = json.dumps(header, sort_keys=True).encode()
-    prefix = MAGIC + bytes([FORMAT_VERSION]) + len(header_bytes).to_bytes(4, "big") + header_bytes
-    return prefix + aead.seal(derived[:32], material._to_json(), prefix)
+    version = ESCROW_FORMAT_VERSION if copies else FORMAT_VERSION
+    prefix = (
+        MAGIC
+        + bytes([version])
+        + len(header_bytes).to_bytes(4, "big")
+        + header_bytes
+        + b"".join(sealed for _, sealed in copies)
+    )
+    return prefix + aead.seal(derived[:32], plain, prefix)
+
+
+def open_keystore_with_identity(
+    raw: bytes, identity: RecoveryIdentity, where: str = "keystore"
+) -> KeyMaterial:
+    """The key material from the copy sealed to ``identity``'s recipient (no passphrase)."""
+    header = _parse_header(raw, where)
+    fingerprint = identity.recipient.fingerprint
+    offset = header.end
+    for entry_fingerprint, size in header.escrow:
+        if entry_fingerprint == fingerprint:
+            plain = identity.open(raw[offset : offset + size], _ESCROW_INFO)
+            try:
+                return KeyMaterial._from_json(plain)
+            except (ValueError, KeyError, TypeError):
+                raise _damaged(where) from None
+        offset += size
+    raise WrongIdentity(
+        f"{where} holds no copy for recovery recipient {fingerprint}",
+        "use the identity whose recipient was given to `keys escrow --to`"
+        if header.escrow
+        else "this node never had a recovery recipient (`keys escrow --to`)",
+    )
 
 
 # Gives the Argon2id output for a keystore's parameters without the caller running it
@@ -217,20 +271,27 @@ def seal_keystore(material: KeyMaterial, passphrase: Secret, params: KdfParams) 
 KeyDeriver = Callable[[KdfParams], bytes]
 
 
-def _parse_header(raw: bytes, where: str) -> tuple[KdfParams, str, int]:
-    """(KDF parameters, check value, end of the header) of a keystore's bytes, or
-    KeystoreDamaged."""
+@dataclass(frozen=True)
+class _Header:
+    params: KdfParams
+    check: str
+    end: int  # where the header ends (and the escrow copies begin)
+    escrow: list[tuple[str, int]]  # (recipient fingerprint, bytes) of each copy
+    body: int  # where the passphrase-sealed key material begins
+
+
+def _parse_header(raw: bytes, where: str) -> _Header:
+    """A keystore's header, or KeystoreDamaged."""
     if len(raw) < _PREFIX or raw[:4] != MAGIC:
         raise _damaged(where)
-    if raw[4] != FORMAT_VERSION:
+    if raw[4] not in (FORMAT_VERSION, ESCROW_FORMAT_VERSION):
         raise KeystoreDamaged(
-            f"{where} has format version {raw[4]}, this tool reads {FORMAT_VERSION}",
+            f"{where} has format version {raw[4]}, this tool reads "
+            f"{FORMAT_VERSION} and {ESCROW_FORMAT_VERSION}",
             "upgrade metanode-storage",
         )
     header_len = int.from_bytes(raw[5:9], "big")
     end = _PREFIX + header_len
-    if len(raw) < end + aead.OVERHEAD:
-        raise _damaged(where)
     try:
         header = json.loads(raw[_PREFIX:end])
         if not isinstance(header, dict):
@@ -238,7 +299,13 @@ def _parse_header(raw: bytes, where: str) -> tuple[KdfParams, str, int]:
         digest = header.get("header_sha256")  # absent in keystores from before 0.2
         if digest is not None and digest != _header_digest(header):
             raise ValueError("the header does not match its checksum")
-        return KdfParams.from_header(header), str(header["check"]), end
+        escrow = [(str(e["recipient"]), int(e["bytes"])) for e in header.get("escrow", [])]
+        if bool(escrow) != (raw[4] == ESCROW_FORMAT_VERSION):
+            raise ValueError("the escrow copies do not match the format version")
+        body = end + sum(size for _, size in escrow)
+        if len(raw) < body + aead.OVERHEAD or any(size <= 0 for _, size in escrow):
+            raise ValueError("the file is shorter than its header says")
+        return _Header(KdfParams.from_header(header), str(header["check"]), end, escrow, body)
     except (ValueError, KeyError, TypeError) as exc:
         raise KeystoreDamaged(
             f"{where} has a damaged header: {exc}", "restore the keystore file from a backup"
@@ -254,15 +321,18 @@ def _damaged(where: str) -> KeystoreDamaged:
 def open_keystore_bytes(
     raw: bytes, passphrase: Secret, where: str = "keystore", derive_key: KeyDeriver | None = None
 ) -> KeyMaterial:
-    params, check, end = _parse_header(raw, where)
-    derived = derive_key(params) if derive_key else derive(passphrase.reveal(), params)
-    if not hmac.compare_digest(_check_value(derived[32:]), check):
+    header = _parse_header(raw, where)
+    derived = (
+        derive_key(header.params) if derive_key else derive(passphrase.reveal(), header.params)
+    )
+    if not hmac.compare_digest(_check_value(derived[32:]), header.check):
         raise WrongPassphrase(
             "wrong passphrase for the keystore",
             "check METANODE_PASSPHRASE; the passphrase cannot be recovered",
         )
     try:
-        return KeyMaterial._from_json(aead.open_sealed(derived[:32], raw[end:], raw[:end]))
+        sealed, prefix = raw[header.body :], raw[: header.body]
+        return KeyMaterial._from_json(aead.open_sealed(derived[:32], sealed, prefix))
     except (aead.OpenFailed, ValueError, KeyError, TypeError):
         raise _damaged(where) from None
 
@@ -317,7 +387,11 @@ def _exclusive(lock_path: Path, timeout: float = 60.0) -> Iterator[None]:
 
 def keystore_params(path: Path) -> KdfParams:
     """The KDF parameters in a keystore's header (what unlocking it costs)."""
-    return _parse_header(_read(path), f"keystore {path}")[0]
+    return keystore_header_params(_read(path), f"keystore {path}")
+
+
+def keystore_header_params(raw: bytes, where: str = "keystore") -> KdfParams:
+    return _parse_header(raw, where).params
 
 
 def read_keystore(

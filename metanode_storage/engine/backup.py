@@ -37,6 +37,7 @@ from metanode_storage.config.paths import NodeLayout
 from metanode_storage.config.secrets import Secret
 from metanode_storage.crypto import aead
 from metanode_storage.crypto.kdf import KdfParams, derive
+from metanode_storage.crypto.recovery_key import RecoveryIdentity
 from metanode_storage.errors import (
     AlreadyInitialised,
     KeystoreDamaged,
@@ -82,30 +83,47 @@ class Recovered:
     files: list[str]
 
 
-def recover_home(home: Path, passphrase: Secret, provider: BlobStore) -> Recovered:
+def recover_home(
+    home: Path, passphrase: Secret, provider: BlobStore, identity: RecoveryIdentity | None = None
+) -> Recovered:
     """Rebuild a node home from the map backup on ``provider``: the incremental log
-    (engine/backup_log.py), or a full bundle written by versions before 0.2."""
+    (engine/backup_log.py), or a full bundle written by versions before 0.2.
+
+    With a recovery ``identity``, the backup is found through its pointer and the
+    keystore opened with the identity (engine/escrow.py); ``passphrase`` is then the
+    recovered node's new passphrase."""
     from metanode_storage.engine.backup_restore import open_head, restore_log
+    from metanode_storage.engine.escrow import find_backup, reseal_for_new_passphrase
 
     layout = NodeLayout(home)
     if layout.config.exists():
         raise AlreadyInitialised(f"a node already exists at {home}", "recover into an empty --home")
-    locator = derive_locator(passphrase, provider.name)
+    if identity is None:
+        locator = derive_locator(passphrase, provider.name)
+        missing = "holds no map backup for this passphrase and provider name"
+    else:
+        locator = find_backup(identity, provider).locator
+        missing = "holds a recovery pointer but not the map backup it names"
     try:
         sealed = provider.get(locator.blob_key)
     except ObjectNotFound:
         raise ObjectNotFound(
             provider.name,
-            "holds no map backup for this passphrase and provider name",
+            missing,
             "check the passphrase and that --name is the provider's name in the lost node",
         ) from None
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     head = open_head(provider, locator, sealed)
     if head is not None:
-        log = restore_log(home, provider, locator, head)
+        reseal = None
+        if identity is not None:
+            reseal = lambda raw: reseal_for_new_passphrase(raw, identity, passphrase)  # noqa: E731
+        log = restore_log(home, provider, locator, head, reseal)
         recovered = Recovered(log.node_id, log.created_at, log.files)
-    else:
+    elif identity is None:
         recovered = _recover_bundle(home, provider, locator, sealed)
+    else:
+        raise KeystoreDamaged(f"the map backup on {provider.name} does not open with the pointer")
     with closing(LeaseTable(layout.blockmap)) as leases:
         leases.clear()  # they were the lost machine's
     return recovered

@@ -49,7 +49,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
@@ -62,8 +62,10 @@ from metanode_storage.audit.trail import AuditTrail
 from metanode_storage.blockmap.store import BlockMap
 from metanode_storage.config.paths import NodeLayout
 from metanode_storage.crypto import aead
+from metanode_storage.crypto.recovery_key import RecoveryRecipient
 from metanode_storage.engine.backup import Locator
 from metanode_storage.engine.blobformat import padme
+from metanode_storage.engine.escrow import pointer_name, seal_pointer
 from metanode_storage.engine.qlock import QLock
 from metanode_storage.errors import (
     NotEnoughProviders,
@@ -146,6 +148,8 @@ class ProviderLog:
 class BackupState:
     logs: dict[str, ProviderLog] = field(default_factory=dict)
     doomed: dict[str, list[str]] = field(default_factory=dict)  # superseded pieces to delete
+    # per provider, the recovery recipients (fingerprints) whose pointer it holds
+    pointers: dict[str, list[str]] = field(default_factory=dict)
     last_failure: str = ""
     last_failure_at: float = 0.0
 
@@ -156,6 +160,7 @@ class BackupState:
             return cls(
                 logs={n: ProviderLog(**v) for n, v in doc.get("logs", {}).items()},
                 doomed={n: list(v) for n, v in doc.get("doomed", {}).items()},
+                pointers={n: list(v) for n, v in doc.get("pointers", {}).items()},
                 last_failure=str(doc.get("last_failure", "")),
                 last_failure_at=float(doc.get("last_failure_at", 0.0)),
             )
@@ -166,6 +171,7 @@ class BackupState:
         doc = {
             "logs": {n: asdict(v) for n, v in self.logs.items()},
             "doomed": self.doomed,
+            "pointers": self.pointers,
             "last_failure": self.last_failure,
             "last_failure_at": self.last_failure_at,
         }
@@ -211,9 +217,11 @@ class BackupLog:
         io_pool: Executor,
         is_offline: Callable[[str], bool],
         lock: QLock,
+        recipients: Sequence[RecoveryRecipient] = (),
     ) -> None:
         self._layout = layout
         self._lock = lock
+        self._recipients = recipients
         self._node_id = node_id
         self._providers = providers
         self._locators = locators
@@ -296,6 +304,7 @@ class BackupLog:
         with self._state_lock:
             log = state.logs.get(name)
             doomed = list(state.doomed.get(name, []))
+        old_state = log is not None
         if log is None or log.wants_snapshot():
             assert snapshot is not None
             old = log
@@ -318,6 +327,17 @@ class BackupLog:
         self._write_head(store, locator, log)
         with self._state_lock:
             state.logs[name] = log
+            # a provider the state knew nothing of may have lost everything: its pointers too
+            pointed = list(state.pointers.get(name, [])) if old_state else []
+        for recipient in self._recipients:  # once per provider and recipient
+            if recipient.fingerprint not in pointed:
+                store.put(
+                    pointer_name(recipient, name),
+                    seal_pointer(recipient, self._node_id, name, locator),
+                )
+                pointed.append(recipient.fingerprint)
+        with self._state_lock:
+            state.pointers[name] = pointed
         remaining = [key for key in doomed if not self._deleted(store, key)]
         with self._state_lock:
             state.doomed[name] = remaining

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
@@ -76,9 +76,15 @@ def _fetch(store: BlobStore, key: str, what: str) -> bytes:
 
 
 def restore_log(
-    home: Path, store: BlobStore, locator: Locator, head: Mapping[str, Any]
+    home: Path,
+    store: BlobStore,
+    locator: Locator,
+    head: Mapping[str, Any],
+    reseal: Callable[[bytes], bytes] | None = None,
 ) -> RecoveredLog:
-    """Rebuild the node's files in ``home`` from the snapshot and every segment in order."""
+    """Rebuild the node's files in ``home`` from the snapshot and every segment in order;
+    ``reseal`` turns the keystore's bytes into what the recovered home keeps (before the
+    config makes the home a node)."""
     key = locator.seal_key.reveal()
     snap = head["snapshot"]
     snapshot_id, parts = str(snap["id"]), int(snap["parts"])
@@ -127,6 +133,9 @@ def restore_log(
         target = written[name]
         if name in files:
             target.write_bytes(files[name])
+    if reseal is not None:
+        keystore = written["keystore.mnk"]
+        keystore.write_bytes(reseal(keystore.read_bytes()))
     os.replace(written["keystore.mnk"], home / "keystore.mnk")
     os.replace(written["config.toml"], home / "config.toml")
     return RecoveredLog(

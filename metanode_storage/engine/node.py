@@ -970,7 +970,7 @@ class Node:
             self.blockmap.stats(),
             self.blockmap.audit_coverage(),
             self._map_backup_status(),
-            Protection.of(self.keys.signer),
+            Protection.of(self.keys.signer, len(self.keys.recovery_recipients)),
         )
         self.health.save()
         return report

@@ -46,12 +46,14 @@ class Protection:
     transport: str
 
     @classmethod
-    def of(cls, signer: NodeSigner) -> Protection:
+    def of(cls, signer: NodeSigner, recovery_recipients: int) -> Protection:
         return cls(
             "ML-DSA-65 + Ed25519 signatures"
             if signer.hybrid
             else "Ed25519 signatures only (not post-quantum; `keys rotate --pq` upgrades)",
-            "none yet (no X-Wing recovery recipient; map backups are sealed under the passphrase)",
+            f"X-Wing (ML-KEM-768 + X25519) escrow to {recovery_recipients} recovery recipient(s)"
+            if recovery_recipients
+            else "none in use (no recovery recipient: `keys escrow --to`)",
             "loopback only, plain HTTP (no TLS yet)",
         )
 

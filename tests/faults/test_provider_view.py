@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 
 from metanode_storage import Node
+from metanode_storage.crypto.recovery_key import RecoveryIdentity
+from metanode_storage.engine.escrow import escrow_to, pointer_name
 from tests.conftest import provider_dirs
 
 MARKER = b"TOP-SECRET-QUARTERLY-NUMBERS "
@@ -16,6 +18,9 @@ def test_providers_hold_only_opaque_sealed_blobs(node: Node, home: Path, tmp_pat
     source.write_bytes(MARKER * 200_000)  # compressible, several chunks after compression
     block = node.store_file(source)
     small = node.store_bytes(MARKER, name="note.txt")
+    recipient = RecoveryIdentity.generate().recipient
+    escrow_to(node, recipient.text())  # recovery pointers join the map backups
+    pointers = {pointer_name(recipient, name) for name in node.providers}
     seen_names: set[str] = set()
     seen_bodies: set[bytes] = set()
     packs = 0
@@ -46,8 +51,12 @@ def test_providers_hold_only_opaque_sealed_blobs(node: Node, home: Path, tmp_pat
             assert body[1:] not in seen_bodies  # replicas share no ciphertext
             seen_names.add(name)
             seen_bodies.add(body[1:])
+            if name in pointers:  # sealed to the recipient, one fixed size everywhere
+                pointers.remove(name)
+                assert len(body) == 512 + 1120 + 16
             if len(name) == 48:  # a pack of chunks: padded, so a tiny file shows no size
                 packs += 1
                 assert len(body) >= 4096
     # one pack per provider per store, however many chunks each holds: no blob per chunk
     assert block.chunks > 1 and packs == 3 * 2
+    assert not pointers  # every provider holds its pointer

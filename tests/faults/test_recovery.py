@@ -13,7 +13,8 @@ import pytest
 
 from metanode_storage import Node, Secret, init_node
 from metanode_storage.config.settings import ProviderSettings
-from tests.conftest import PASSPHRASE, CliRunnerFn, cheap_kdf, cloud_provider
+from metanode_storage.crypto.recovery_key import RecoveryIdentity
+from tests.conftest import PASSPHRASE, CliResult, CliRunnerFn, cheap_kdf, cloud_provider
 from tests.servers import S3_ACCESS_KEY, S3_SECRET_KEY, ServerProcess
 
 
@@ -145,3 +146,113 @@ def test_recover_from_an_s3_provider_of_a_multi_cloud_node(
         got = cli("storage", "get", block_id)
         assert got.exit_code == 0, got.stderr
         assert got.stdout_bytes == data
+
+
+def _recover(cli: CliRunnerFn, tmp_path: Path, name: str, *extra: str) -> CliResult:
+    return cli(
+        "storage",
+        "recover",
+        "--name",
+        name,
+        "--vendor",
+        "local",
+        "--path",
+        str(tmp_path / name),
+        "--json",
+        *extra,
+    )
+
+
+def test_a_recovery_identity_recovers_without_the_passphrase(
+    cli: CliRunnerFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Escrow to an X-Wing recipient, keep working (a data key rotation, more stores), lose
+    the machine and the passphrase: the identity file recovers everything, under a new
+    passphrase that from then on recovers the node by itself."""
+    home = tmp_path / "lost-node"
+    providers = [
+        ProviderSettings(f"disk-{i}", "local", str(tmp_path / f"disk-{i}"), "local")
+        for i in (1, 2, 3)
+    ]
+    for provider in providers:
+        Path(provider.path).mkdir()
+    init_node(home, Secret(PASSPHRASE.encode()), providers=providers, kdf=cheap_kdf())
+    monkeypatch.setenv("METANODE_HOME", str(home))
+    identity = tmp_path / "offline" / "recovery.id"
+    identity.parent.mkdir()
+    made = json.loads(
+        cli("storage", "keys", "recipient", "new", "-o", str(identity), "--json").stdout
+    )
+    before = _store_some(cli)
+    escrowed = cli("storage", "keys", "escrow", "--to", made["recipient"], "--json")
+    assert escrowed.exit_code == 0, escrowed.stderr
+    assert json.loads(escrowed.stdout)["backups"] == {f"disk-{i}": "ok" for i in (1, 2, 3)}
+    status = json.loads(cli("storage", "distributed", "status", "--json").stdout)
+    assert status["tlsls"]["key_encapsulation"].startswith("X-Wing (ML-KEM-768 + X25519)")
+    assert cli("storage", "keys", "rotate", "--data").exit_code == 0  # the copy follows
+    after = _store_some(cli)
+    payloads = {**before, **after}
+    key_ids = [
+        k["key_id"]
+        for k in json.loads(cli("storage", "keys", "show", "--json").stdout)["signing_keys"]
+    ]
+
+    shutil.rmtree(home)  # the machine is lost, and the passphrase with it
+    monkeypatch.setenv("METANODE_HOME", str(tmp_path / "new-machine"))
+    monkeypatch.setenv("METANODE_PASSPHRASE", "an entirely new passphrase")
+    without = _recover(cli, tmp_path, "disk-2")
+    assert without.exit_code == 6 and "no map backup" in without.stderr  # not the old one
+    recovered = _recover(cli, tmp_path, "disk-2", "--identity", str(identity))
+    assert recovered.exit_code == 0, recovered.stderr
+    document = json.loads(recovered.stdout)
+    assert document["signing_key_ids"] == key_ids  # what the operator compares
+    assert document["map_backups"] == {f"disk-{i}": "ok" for i in (1, 2, 3)}
+    assert document["audit_trail_ok"], document["audit_problems"]
+    for block_id, data in payloads.items():
+        assert cli("storage", "get", block_id).stdout_bytes == data
+    events = json.loads(cli("storage", "audit", "list", "--json").stdout)
+    assert {"key_escrow", "recover_with_identity"} <= {e["type"] for e in events}
+
+    # the new passphrase alone now recovers it, from another provider
+    shutil.rmtree(tmp_path / "new-machine")
+    monkeypatch.setenv("METANODE_HOME", str(tmp_path / "third-machine"))
+    again = _recover(cli, tmp_path, "disk-3")
+    assert again.exit_code == 0, again.stderr
+    for block_id, data in payloads.items():
+        assert cli("storage", "get", block_id).stdout_bytes == data
+
+
+def test_another_identity_or_a_node_without_escrow_recovers_nothing(
+    cli: CliRunnerFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "node-e"
+    providers = [
+        ProviderSettings(f"d{i}", "local", str(tmp_path / f"d{i}"), "local") for i in (1, 2, 3)
+    ]
+    for provider in providers:
+        Path(provider.path).mkdir()
+    init_node(home, Secret(PASSPHRASE.encode()), providers=providers, kdf=cheap_kdf())
+    monkeypatch.setenv("METANODE_HOME", str(home))
+    cli("storage", "put", "-", stdin=b"something")
+    stranger = tmp_path / "stranger.id"
+    assert cli("storage", "keys", "recipient", "new", "-o", str(stranger)).exit_code == 0
+    target = tmp_path / "elsewhere"
+    monkeypatch.setenv("METANODE_HOME", str(target))
+    never = _recover(cli, tmp_path, "d1", "--identity", str(stranger))
+    assert never.exit_code == 6 and "no recovery pointer" in never.stderr
+
+    monkeypatch.setenv("METANODE_HOME", str(home))
+    mine = tmp_path / "mine.id"
+    recipient = json.loads(
+        cli("storage", "keys", "recipient", "new", "-o", str(mine), "--json").stdout
+    )["recipient"]
+    assert cli("storage", "keys", "escrow", "--to", recipient).exit_code == 0
+    monkeypatch.setenv("METANODE_HOME", str(target))
+    wrong = _recover(cli, tmp_path, "d1", "--identity", str(stranger))
+    assert wrong.exit_code == 6 and "no recovery pointer" in wrong.stderr
+    assert not (target / "config.toml").exists()
+    not_an_identity = _recover(cli, tmp_path, "d1", "--identity", str(tmp_path / "d1"))
+    assert not_an_identity.exit_code == 7
+    again = cli("storage", "keys", "recipient", "new", "-o", str(mine))
+    assert again.exit_code == 7 and "exists" in again.stderr  # never replaced
+    assert RecoveryIdentity.read(mine).recipient.text() == recipient
