@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -270,6 +271,13 @@ def start(
     header_timeout: Annotated[
         float, typer.Option(min=0.1, help="Seconds a new connection has to send its request.")
     ] = 10.0,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(help="PEM certificate (chain): serve TLS 1.3 only. Needs --tls-key."),
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(help="PEM private key of --tls-cert (keep it 0600).")
+    ] = None,
     insecure_plain_http: Annotated[
         bool,
         typer.Option(
@@ -287,11 +295,17 @@ def start(
     # aiohttp: loaded only for the service
     from metanode_storage.service.api import Limits
     from metanode_storage.service.runner import is_loopback, serve
+    from metanode_storage.service.tls import server_context
 
-    if not is_loopback(host) and not insecure_plain_http:
+    if (tls_cert is None) != (tls_key is None):
+        raise InvalidSetting("--tls-cert and --tls-key go together", "give both, or neither")
+    tls = server_context(tls_cert, tls_key) if tls_cert and tls_key else None
+    if not is_loopback(host) and tls is None and not insecure_plain_http:
         raise InvalidSetting(
-            f"--host {host} is not a loopback address, and the service speaks plain HTTP",
-            "bind to 127.0.0.1 behind a TLS proxy, or pass --insecure-plain-http",
+            f"--host {host} is not a loopback address, and without TLS the token and data "
+            "would cross the network in clear",
+            "give --tls-cert and --tls-key, or bind to 127.0.0.1 behind a TLS proxy "
+            "(--insecure-plain-http accepts the risk)",
         )
 
     console.configure_logging(service=True)
@@ -311,6 +325,7 @@ def start(
                 header_timeout=header_timeout,
                 repair_interval=repair_interval,
                 offline_grace=offline_grace,
+                tls=tls,
                 ready=console.note,
             )
         )

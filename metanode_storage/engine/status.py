@@ -54,7 +54,8 @@ class Protection:
             f"X-Wing (ML-KEM-768 + X25519) escrow to {recovery_recipients} recovery recipient(s)"
             if recovery_recipients
             else "none in use (no recovery recipient: `keys escrow --to`)",
-            "loopback only, plain HTTP (no TLS yet)",
+            "the service: TLS 1.3 with --tls-cert (X25519 key exchange, not post-quantum; "
+            "bodies not yet X-Wing-sealed), else plain HTTP on loopback only",
         )
 
     def line(self) -> str:

@@ -7,6 +7,7 @@ import contextlib
 import ipaddress
 import logging
 import signal
+import ssl
 from collections.abc import Callable
 from functools import partial
 
@@ -118,6 +119,7 @@ async def serve(
     header_timeout: float = DEFAULT_HEADER_TIMEOUT,
     repair_interval: float = DEFAULT_REPAIR_INTERVAL,
     offline_grace: float = DEFAULT_OFFLINE_GRACE,
+    tls: ssl.SSLContext | None = None,
     ready: Callable[[str], None] = lambda _: None,
 ) -> None:
     app = make_app(node, node.keys.api_token.reveal(), limits)
@@ -129,7 +131,13 @@ async def serve(
     assert runner.server is not None
     try:
         listener = await loop.create_server(
-            _with_header_deadline(runner.server, app[STARTED], header_timeout, loop), host, port
+            _with_header_deadline(runner.server, app[STARTED], header_timeout, loop),
+            host,
+            port,
+            ssl=tls,
+            # the header deadline covers the handshake too: a client that never finishes
+            # it is closed after header_timeout, like one that never sends its request
+            ssl_handshake_timeout=header_timeout if tls else None,
         )
     except OSError as exc:
         await runner.cleanup()
@@ -145,7 +153,7 @@ async def serve(
             node, app[AUTH_FAILURES], repair_interval, offline_grace, repairs=backup_enabled
         )
     )
-    ready(f"listening on http://{host}:{port}")
+    ready(f"listening on {'https' if tls else 'http'}://{host}:{port}")
     await stop.wait()
     log.info("stopping: refusing new requests, finishing %d in flight", len(app[INFLIGHT].tasks))
     listener.close()  # no new connections

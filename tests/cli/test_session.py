@@ -181,6 +181,8 @@ def test_the_agent_does_not_answer_another_user(env: dict[str, str], home: Path)
     with os.fdopen(reader, "rb") as answer:
         got = answer.read()
     os.chmod(private, 0o700)  # private again, or the client refuses the directory
-    # it got through to the agent, and the agent hung up without a word
-    assert got == b"<closed>" or b"Connection reset by peer" in got, got
+    # it got through to the agent, and the agent hung up without a word (before the
+    # question was even sent, when the agent is quick: a broken pipe)
+    hung_up = (b"Connection reset by peer", b"Broken pipe")
+    assert got == b"<closed>" or any(word in got for word in hung_up), got
     assert client.status(home) is not None  # and the owner is still answered

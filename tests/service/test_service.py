@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -34,11 +35,17 @@ class Service:
     token: str
     home: Path
     log: Path  # the service's stderr: a file, so a chatty access log never fills a pipe
+    tls: ssl.SSLContext | None = None  # the client's, when the service serves TLS
+
+    def connect(self) -> http.client.HTTPConnection:
+        if self.tls is None:
+            return http.client.HTTPConnection(LOOPBACK, self.port, timeout=60)
+        return http.client.HTTPSConnection(LOOPBACK, self.port, timeout=60, context=self.tls)
 
     def request(
         self, method: str, path: str, body: object = None, token: str | None = "use"
     ) -> tuple[int, dict[str, str], bytes]:
-        conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=60)
+        conn = self.connect()
         headers = {}
         if token is not None:
             headers["Authorization"] = f"Bearer {self.token if token == 'use' else token}"
@@ -49,7 +56,7 @@ class Service:
         return response.status, dict(response.getheaders()), data
 
 
-def _start(home: Path, *extra: str) -> Service:
+def _start(home: Path, *extra: str, tls: ssl.SSLContext | None = None) -> Service:
     port = free_port()
     env = dict(os.environ, METANODE_HOME=str(home), METANODE_PASSPHRASE=PASSPHRASE)
     log = home.parent / f"service-{port}.log"
@@ -62,7 +69,7 @@ def _start(home: Path, *extra: str) -> Service:
         )
     with Node.open(home, Secret(PASSPHRASE.encode())) as node:
         token = node.keys.api_token.reveal().decode()
-    service = Service(process, port, token, home, log)
+    service = Service(process, port, token, home, log, tls)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
