@@ -23,6 +23,7 @@ from metanode_storage.cli import (
     proof_cmd,
     providers_cmd,
     recovery_cmd,
+    remote,
     repair_cmd,
     session_cmd,
 )
@@ -38,7 +39,10 @@ app = typer.Typer(
     add_completion=True,
 )
 storage_app = typer.Typer(
-    rich_markup_mode=None, help="Store, retrieve and verify data.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="Store, retrieve and verify data.",
+    no_args_is_help=True,
+    callback=remote.configure,
 )
 app.add_typer(storage_app, name="storage")
 storage_app.add_typer(distributed_cmd.app, name="distributed")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from metanode_storage.cli import console, formatting
+from metanode_storage.cli import console, formatting, remote
 from metanode_storage.cli.options import HomeOption, JsonOption, open_node
 from metanode_storage.engine.model import ContainerBlock
 from metanode_storage.engine.verification import BlockVerification
@@ -51,6 +51,10 @@ def put(
     directories. Devices, sockets and FIFOs are skipped with a warning; an
     unreadable file is reported, the rest is stored, and the exit code is 7.
     """
+    through = remote.service()
+    if through is not None:
+        remote.put(through, paths, json_output)
+        return
     single = len(paths) == 1 and (paths[0] == "-" or not Path(paths[0]).is_dir())
     problems: list[str] = []
     with open_node(home) as node:
@@ -92,6 +96,12 @@ def get(
     home: HomeOption = None,
 ) -> None:
     """Retrieve a block, verified, to stdout or a file; a tree into a directory."""
+    through = remote.service()
+    if through is not None:
+        if path is not None:
+            raise InvalidSetting("--path (trees) is not available through --remote")
+        remote.get(through, block_id, output)
+        return
     to_stdout = output is None or str(output) == "-"
     sink = console.binary_stdout() if to_stdout else None  # refuse a closed stdout up front
     with open_node(home) as node:
@@ -144,6 +154,12 @@ def verify(
     """
     if (block_id is None) == (not all_blocks):
         raise InvalidSetting("give a block id or --all, not both or neither")
+    through = remote.service()
+    if through is not None:
+        if block_id is None:
+            raise InvalidSetting("--all is not available through --remote: verify one block")
+        _report_verification([BlockVerification.from_dict(through.verify(block_id))], json_output)
+        return
     with open_node(home) as node:
         if all_blocks:
             total = node.blockmap.stats().logical_bytes
@@ -152,6 +168,10 @@ def verify(
         else:
             assert block_id is not None
             results = [node.verify(block_id)]
+    _report_verification(results, json_output)
+
+
+def _report_verification(results: list[BlockVerification], json_output: bool) -> None:
     bad = [r for r in results if not r.ok or r.faults]
     unreachable = sorted({p for r in results for p in r.unreachable})
     if json_output:
@@ -204,6 +224,9 @@ def ls(
     json_output: JsonOption = False,
 ) -> None:
     """List stored blocks, or the files of one tree block."""
+    through = remote.service()
+    if through is not None and block_id is not None:
+        raise InvalidSetting("listing a tree is not available through --remote")
     if block_id is not None:
         with open_node(home, read_only=True) as node:
             entries = node.tree_entries(block_id)
@@ -215,8 +238,11 @@ def ls(
             size = formatting.size(entry.size) if entry.type == "file" else ""
             console.line(f"{size:>10}  {entry.path}{suffix}")
         return
-    with open_node(home, read_only=True) as node:
-        blocks = [_summary(b) for b in node.blocks()]
+    if through is not None:
+        blocks = remote.ls(through)
+    else:
+        with open_node(home, read_only=True) as node:
+            blocks = [_summary(b) for b in node.blocks()]
     if json_output:
         console.emit_json(blocks)
         return

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from metanode_storage.cli import audit_cmd, console, formatting
+from metanode_storage.cli import audit_cmd, console, formatting, remote
 from metanode_storage.cli.options import (
     HomeOption,
     JsonOption,
@@ -116,11 +116,17 @@ def status(
 ) -> None:
     """Providers reachable and blocks, measured now; replica integrity as last known
     (from integrity audits, verify and get), or measured now with --check."""
-    with open_node(home, read_only=not check) as node:
+    through = remote.service()
+    if through is not None:
         if check:
-            with console.count_progress("checking blocks", node.blockmap.stats().blocks) as bar:
-                run_integrity_audit(node, progress=bar.advance)
-        report = node.status(probe_offline=check)
+            raise InvalidSetting("--check is not available through --remote")
+        report = NodeStatus.from_dict(through.status())
+    else:
+        with open_node(home, read_only=not check) as node:
+            if check:
+                with console.count_progress("checking blocks", node.blockmap.stats().blocks) as bar:
+                    run_integrity_audit(node, progress=bar.advance)
+            report = node.status(probe_offline=check)
     if json_output:
         console.emit_json(report.to_dict())
         return

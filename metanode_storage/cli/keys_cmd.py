@@ -10,10 +10,10 @@ import typer
 
 from metanode_storage.cli import console, formatting
 from metanode_storage.cli.options import HomeOption, JsonOption, open_node
-from metanode_storage.crypto.recovery_key import (
+from metanode_storage.crypto.xwing import (
     RECIPIENT_PREFIX,
-    RecoveryIdentity,
-    RecoveryRecipient,
+    XWingIdentity,
+    XWingRecipient,
 )
 from metanode_storage.engine.escrow import escrow_to
 from metanode_storage.engine.keys import rotate_data_key, rotate_signing_key
@@ -128,7 +128,7 @@ def recipient_new(
 ) -> None:
     """Make a recovery key pair: the identity goes to a new file (keep it offline), the
     recipient is printed (give it to `keys escrow --to`). Needs no node."""
-    identity = RecoveryIdentity.generate()
+    identity = XWingIdentity.generate()
     identity.write_new(output)
     recipient = identity.recipient
     if json_output:
@@ -159,7 +159,7 @@ def _recipient_text(value: str) -> str:
             f"{value[:40]!r} is neither a recovery recipient nor a file holding one",
             f"give the {RECIPIENT_PREFIX}... line `keys recipient new` printed",
         )
-    RecoveryRecipient.parse(found[0])
+    XWingRecipient.parse(found[0])
     return found[0]
 
 

@@ -12,7 +12,7 @@ from metanode_storage.cli import console
 from metanode_storage.cli.options import HomeOption, JsonOption, open_node, read_passphrase
 from metanode_storage.config.paths import resolve_home
 from metanode_storage.config.settings import ProviderSettings
-from metanode_storage.crypto.recovery_key import RecoveryIdentity
+from metanode_storage.crypto.xwing import XWingIdentity
 from metanode_storage.engine.backup import recover_home
 from metanode_storage.engine.node import Node
 from metanode_storage.errors import InvalidSetting, ProviderError
@@ -71,7 +71,7 @@ def recover(
     )
     settings.validate()
     target = resolve_home(home)
-    key = RecoveryIdentity.read(identity) if identity else None
+    key = XWingIdentity.read(identity) if identity else None
     passphrase = read_passphrase(confirm=key is not None)  # with an identity: the new one
     recovered = recover_home(target, passphrase, open_provider(settings), key)
     backups: dict[str, str] = {}

@@ -16,6 +16,12 @@ def default_home() -> Path:
     return base / "metanode-storage"
 
 
+def xdg_config_home() -> Path:
+    """Where per-user settings live ($XDG_CONFIG_HOME, else ~/.config)."""
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    return Path(xdg) if xdg else Path.home() / ".config"
+
+
 def resolve_home(explicit: Path | str | None = None) -> Path:
     if explicit:
         return Path(explicit).expanduser().resolve()

@@ -10,7 +10,7 @@ File layout (all integers big-endian)::
                   "check", an HMAC that tells a wrong passphrase from a damaged file;
                   in version 2 also "escrow": [{"recipient", "bytes"}]
     9+H     E     version 2: the key material sealed to each recovery recipient
-                  (crypto/recovery_key.py), back to back, as the header lists them
+                  (crypto/xwing.py), back to back, as the header lists them
     9+H+E   ...   AES-256-GCM(nonce || ciphertext || tag) of the key material
                   (UTF-8 JSON); the associated data is every byte before it
 
@@ -36,12 +36,12 @@ from pathlib import Path
 from metanode_storage.config.secrets import Secret
 from metanode_storage.crypto import aead
 from metanode_storage.crypto.kdf import KdfParams, derive
-from metanode_storage.crypto.recovery_key import (
-    RecoveryIdentity,
-    RecoveryRecipient,
-    WrongIdentity,
-)
 from metanode_storage.crypto.signing import NodeSigner, PublicKey
+from metanode_storage.crypto.xwing import (
+    WrongIdentity,
+    XWingIdentity,
+    XWingRecipient,
+)
 from metanode_storage.errors import KeystoreDamaged, NodeBusy, WrongPassphrase
 from metanode_storage.fileio import atomic_write
 
@@ -131,8 +131,8 @@ class KeyMaterial:
         return {s.key_id: s.public for s in signers}
 
     @property
-    def recipients(self) -> list[RecoveryRecipient]:
-        return [RecoveryRecipient.parse(text) for text in self.recovery_recipients]
+    def recipients(self) -> list[XWingRecipient]:
+        return [XWingRecipient.parse(text) for text in self.recovery_recipients]
 
     def data_key(self, key_id: str) -> bytes:
         for key in self.data_keys:
@@ -244,7 +244,7 @@ def seal_keystore(material: KeyMaterial, passphrase: Secret, params: KdfParams) 
 
 
 def open_keystore_with_identity(
-    raw: bytes, identity: RecoveryIdentity, where: str = "keystore"
+    raw: bytes, identity: XWingIdentity, where: str = "keystore"
 ) -> KeyMaterial:
     """The key material from the copy sealed to ``identity``'s recipient (no passphrase)."""
     header = _parse_header(raw, where)

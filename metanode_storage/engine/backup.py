@@ -37,7 +37,7 @@ from metanode_storage.config.paths import NodeLayout
 from metanode_storage.config.secrets import Secret
 from metanode_storage.crypto import aead
 from metanode_storage.crypto.kdf import KdfParams, derive
-from metanode_storage.crypto.recovery_key import RecoveryIdentity
+from metanode_storage.crypto.xwing import XWingIdentity
 from metanode_storage.errors import (
     AlreadyInitialised,
     KeystoreDamaged,
@@ -84,7 +84,7 @@ class Recovered:
 
 
 def recover_home(
-    home: Path, passphrase: Secret, provider: BlobStore, identity: RecoveryIdentity | None = None
+    home: Path, passphrase: Secret, provider: BlobStore, identity: XWingIdentity | None = None
 ) -> Recovered:
     """Rebuild a node home from the map backup on ``provider``: the incremental log
     (engine/backup_log.py), or a full bundle written by versions before 0.2.

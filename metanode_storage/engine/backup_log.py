@@ -62,7 +62,7 @@ from metanode_storage.audit.trail import AuditTrail
 from metanode_storage.blockmap.store import BlockMap
 from metanode_storage.config.paths import NodeLayout
 from metanode_storage.crypto import aead
-from metanode_storage.crypto.recovery_key import RecoveryRecipient
+from metanode_storage.crypto.xwing import XWingRecipient
 from metanode_storage.engine.backup import Locator
 from metanode_storage.engine.blobformat import padme
 from metanode_storage.engine.escrow import pointer_name, seal_pointer
@@ -217,7 +217,7 @@ class BackupLog:
         io_pool: Executor,
         is_offline: Callable[[str], bool],
         lock: QLock,
-        recipients: Sequence[RecoveryRecipient] = (),
+        recipients: Sequence[XWingRecipient] = (),
     ) -> None:
         self._layout = layout
         self._lock = lock

@@ -1,6 +1,6 @@
 """Recovery without the passphrase: the node's keys escrowed to an offline X-Wing key.
 
-Two things let a recovery identity (crypto/recovery_key.py) rebuild a node:
+Two things let a recovery identity (crypto/xwing.py) rebuild a node:
 
 - the keystore carries a copy of the key material sealed to each recovery
   recipient, written with every keystore write (crypto/keystore.py), so the
@@ -33,7 +33,7 @@ from metanode_storage.crypto.keystore import (
     seal_keystore,
     update_keystore,
 )
-from metanode_storage.crypto.recovery_key import RecoveryIdentity, RecoveryRecipient
+from metanode_storage.crypto.xwing import XWingIdentity, XWingRecipient
 from metanode_storage.engine.backup import Locator
 from metanode_storage.errors import KeystoreDamaged, KeystoreError, ObjectNotFound
 from metanode_storage.providers.base import BlobStore
@@ -48,13 +48,11 @@ def _pointer_info(provider: str) -> bytes:
     return b"metanode recovery pointer v1\0" + provider.encode()
 
 
-def pointer_name(recipient: RecoveryRecipient, provider: str) -> str:
+def pointer_name(recipient: XWingRecipient, provider: str) -> str:
     return recipient.blob_name(provider.encode())
 
 
-def seal_pointer(
-    recipient: RecoveryRecipient, node_id: str, provider: str, locator: Locator
-) -> bytes:
+def seal_pointer(recipient: XWingRecipient, node_id: str, provider: str, locator: Locator) -> bytes:
     body = json.dumps(
         {"v": 1, "node_id": node_id, "provider": provider, "locator": locator.to_hex()}
     ).encode()
@@ -67,7 +65,7 @@ class Pointer:
     locator: Locator
 
 
-def find_backup(identity: RecoveryIdentity, provider: BlobStore) -> Pointer:
+def find_backup(identity: XWingIdentity, provider: BlobStore) -> Pointer:
     """Where ``provider`` holds the node's map backup, from the pointer sealed to
     ``identity``."""
     try:
@@ -89,7 +87,7 @@ def find_backup(identity: RecoveryIdentity, provider: BlobStore) -> Pointer:
         raise KeystoreDamaged(f"the recovery pointer on {provider.name} is damaged") from None
 
 
-def reseal_for_new_passphrase(raw: bytes, identity: RecoveryIdentity, passphrase: Secret) -> bytes:
+def reseal_for_new_passphrase(raw: bytes, identity: XWingIdentity, passphrase: Secret) -> bytes:
     """A restored keystore's bytes, opened with the identity and sealed under
     ``passphrase`` (same KDF cost, fresh salt). Locators came from the old passphrase:
     they are dropped, and the first backup derives them from the new one."""
@@ -110,7 +108,7 @@ class Escrowed:
 def escrow_to(node: Node, text: str) -> Escrowed:
     """Make ``text``'s recipient a recovery recipient of the node: the keystore gains a
     copy sealed to it, and a map backup brings every provider its pointer."""
-    recipient = RecoveryRecipient.parse(text)
+    recipient = XWingRecipient.parse(text)
     if node.passphrase is None:
         raise KeystoreError("escrow rewrites the keystore: open the node with its passphrase")
     added = False

@@ -54,8 +54,7 @@ class Protection:
             f"X-Wing (ML-KEM-768 + X25519) escrow to {recovery_recipients} recovery recipient(s)"
             if recovery_recipients
             else "none in use (no recovery recipient: `keys escrow --to`)",
-            "the service: TLS 1.3 with --tls-cert (X25519 key exchange, not post-quantum; "
-            "bodies not yet X-Wing-sealed), else plain HTTP on loopback only",
+            "service TLS 1.3 with --tls-cert (X25519); remote client bodies X-Wing-sealed",
         )
 
     def line(self) -> str:
@@ -102,6 +101,16 @@ class NodeStatus:
     def average_latency_ms(self) -> float | None:
         active = [p.latency_ms for p in self.providers if p.state == ACTIVE and p.latency_ms]
         return sum(active) / len(active) if active else None
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> NodeStatus:
+        """Back from ``to_dict`` (what the service sends a remote client); the derived
+        figures are derived again."""
+        fields = {name: doc[name] for name in cls.__dataclass_fields__}
+        fields["providers"] = [ProviderStatus(**p) for p in doc["providers"]]
+        fields["map_backup"] = MapBackupStatus(**doc["map_backup"])
+        fields["tlsls"] = Protection(**doc["tlsls"])
+        return cls(**fields)
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)

@@ -32,6 +32,18 @@ class BlockVerification:
             return VIOLATION
         return FAILED if self.unreachable else OK
 
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> BlockVerification:
+        """Back from ``dataclasses.asdict`` (what the service sends a remote client)."""
+        return cls(
+            str(doc["block_id"]),
+            bool(doc["ok"]),
+            int(doc["replicas_checked"]),
+            [ReplicaCheck(**f) for f in doc.get("faults", [])],
+            [str(p) for p in doc.get("unreachable", [])],
+            str(doc.get("error", "")),
+        )
+
     def audit_detail(self) -> dict[str, Any]:
         return {
             "replicas_checked": self.replicas_checked,

@@ -79,6 +79,9 @@ class InFlight:
 
 INFLIGHT = web.AppKey("inflight", InFlight)
 
+# No bearer token in a header: health, public keys, and the sealed tunnel, whose token
+# travels inside the seal (service/sealed_api.py).
+OPEN_PATHS = frozenset({"/health", "/v1/keys", "/v1/sealed"})
 _BLOCK_ID = re.compile(r"[0-9a-f-]{36}")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -99,7 +102,7 @@ def _error(status: int, exc: MetanodeError | str, **headers: str) -> web.Respons
     return web.json_response(body, status=status, headers=headers or None)
 
 
-def _status_for(exc: MetanodeError) -> int:
+def status_for(exc: MetanodeError) -> int:
     if isinstance(exc, BodyStalled):
         return 408
     if isinstance(exc, BodyTooLarge):
@@ -119,7 +122,7 @@ def _status_for(exc: MetanodeError) -> int:
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Authentication, then one place where engine errors become HTTP errors."""
     request.app[STARTED].add(id(request.protocol))
-    if request.path != "/health":
+    if request.path not in OPEN_PATHS:
         # aiohttp decodes header bytes that are not UTF-8 as surrogates: compare the bytes
         given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
         expected = b"Bearer " + request.app[TOKEN]
@@ -132,7 +135,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except MetanodeError as exc:
-        return _error(_status_for(exc), exc)
+        return _error(status_for(exc), exc)
     except web.HTTPException as exc:  # the router's 404 and 405: JSON like every error
         if exc.status < 400:
             raise

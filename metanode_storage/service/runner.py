@@ -23,6 +23,7 @@ from metanode_storage.engine.repair import (
     repair,
 )
 from metanode_storage.errors import MetanodeError, ServiceError
+from metanode_storage.service import sealed_api
 from metanode_storage.service.api import AUTH_FAILURES, INFLIGHT, STARTED, Limits, make_app
 from metanode_storage.service.auth_failures import AuthFailures
 
@@ -123,6 +124,7 @@ async def serve(
     ready: Callable[[str], None] = lambda _: None,
 ) -> None:
     app = make_app(node, node.keys.api_token.reveal(), limits)
+    sealed_api.install(app, node)
     runner = web.AppRunner(
         app, access_log=log, access_log_class=QuietAccessLog, handle_signals=False
     )

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from metanode_storage import Node
-from metanode_storage.crypto.recovery_key import RecoveryIdentity
+from metanode_storage.crypto.xwing import XWingIdentity
 from metanode_storage.engine.escrow import escrow_to, pointer_name
 from tests.conftest import provider_dirs
 
@@ -18,7 +18,7 @@ def test_providers_hold_only_opaque_sealed_blobs(node: Node, home: Path, tmp_pat
     source.write_bytes(MARKER * 200_000)  # compressible, several chunks after compression
     block = node.store_file(source)
     small = node.store_bytes(MARKER, name="note.txt")
-    recipient = RecoveryIdentity.generate().recipient
+    recipient = XWingIdentity.generate().recipient
     escrow_to(node, recipient.text())  # recovery pointers join the map backups
     pointers = {pointer_name(recipient, name) for name in node.providers}
     seen_names: set[str] = set()

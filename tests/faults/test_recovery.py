@@ -13,7 +13,7 @@ import pytest
 
 from metanode_storage import Node, Secret, init_node
 from metanode_storage.config.settings import ProviderSettings
-from metanode_storage.crypto.recovery_key import RecoveryIdentity
+from metanode_storage.crypto.xwing import XWingIdentity
 from tests.conftest import PASSPHRASE, CliResult, CliRunnerFn, cheap_kdf, cloud_provider
 from tests.servers import S3_ACCESS_KEY, S3_SECRET_KEY, ServerProcess
 
@@ -255,4 +255,4 @@ def test_another_identity_or_a_node_without_escrow_recovers_nothing(
     assert not_an_identity.exit_code == 7
     again = cli("storage", "keys", "recipient", "new", "-o", str(mine))
     assert again.exit_code == 7 and "exists" in again.stderr  # never replaced
-    assert RecoveryIdentity.read(mine).recipient.text() == recipient
+    assert XWingIdentity.read(mine).recipient.text() == recipient

@@ -1,4 +1,4 @@
-"""The keystore's escrow copies (X-Wing, crypto/recovery_key.py): each opens with its own
+"""The keystore's escrow copies (X-Wing, crypto/xwing.py): each opens with its own
 identity only, and no changed byte anywhere in the file goes unnoticed by either opener."""
 
 from __future__ import annotations
@@ -16,19 +16,19 @@ from metanode_storage.crypto.keystore import (
     open_keystore_with_identity,
     seal_keystore,
 )
-from metanode_storage.crypto.recovery_key import (
-    RecoveryIdentity,
-    RecoveryRecipient,
+from metanode_storage.crypto.xwing import (
     WrongIdentity,
+    XWingIdentity,
+    XWingRecipient,
 )
 from metanode_storage.errors import InputError, KeystoreDamaged, KeystoreError
 from tests.conftest import cheap_kdf
 
 PASS = Secret(b"a passphrase of some length")
-ALICE, BOB, EVE = (RecoveryIdentity.generate() for _ in range(3))
+ALICE, BOB, EVE = (XWingIdentity.generate() for _ in range(3))
 
 
-def _escrowed(*identities: RecoveryIdentity) -> tuple[KeyMaterial, bytes]:
+def _escrowed(*identities: XWingIdentity) -> tuple[KeyMaterial, bytes]:
     material = KeyMaterial.generate()
     material.recovery_recipients = [i.recipient.text() for i in identities]
     return material, seal_keystore(material, PASS, cheap_kdf())
@@ -82,9 +82,9 @@ def test_identity_and_recipient_text_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "id"
     ALICE.write_new(path)
     assert path.stat().st_mode & 0o777 == 0o600
-    again = RecoveryIdentity.read(path)
+    again = XWingIdentity.read(path)
     assert again.recipient == ALICE.recipient
-    assert RecoveryRecipient.parse(ALICE.recipient.text()) == ALICE.recipient
+    assert XWingRecipient.parse(ALICE.recipient.text()) == ALICE.recipient
     sealed = ALICE.recipient.seal(b"secret", b"info")
     assert again.open(sealed, b"info") == b"secret"
     with pytest.raises(WrongIdentity):
@@ -99,7 +99,7 @@ def test_identity_and_recipient_text_round_trip(tmp_path: Path) -> None:
 )
 def test_a_malformed_recipient_is_refused(text: str) -> None:
     with pytest.raises(InputError):
-        RecoveryRecipient.parse(text)
+        XWingRecipient.parse(text)
 
 
 def test_an_identity_file_never_replaces_anything(tmp_path: Path) -> None:

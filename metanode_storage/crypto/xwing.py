@@ -1,11 +1,12 @@
-"""TLSLS key encapsulation: recovery keys sealed with X-Wing (ML-KEM-768 + X25519).
+"""TLSLS key encapsulation: X-Wing (ML-KEM-768 + X25519) key pairs, sealing to them.
 
-A recovery identity is a key pair the operator makes once (`keys recipient
-new`) and keeps offline. Its public half, the recipient, is given to the node
-(`keys escrow --to`); from then on every keystore the node writes also carries
-its key material sealed to the recipient, and every provider holds a small
-pointer, sealed to the recipient, saying where the map backup is. The identity
-alone then recovers the node, without the passphrase (engine/escrow.py).
+Two uses. A **recovery identity** is a key pair the operator makes once (`keys
+recipient new`) and keeps offline; its public half, the recipient, is given to
+the node (`keys escrow --to`), whose keystore then carries its key material
+sealed to it, with a pointer on every provider saying where the map backup is
+(engine/escrow.py). The **service's transport key** is one the node derives
+from its keystore; remote clients seal each request's key to it
+(transport/sealed.py).
 
 Sealing is HPKE (RFC 9180) in base mode with the hybrid KEM ML-KEM-768 +
 X25519 (``KEM.MLKEM768_X25519`` in `cryptography`, the X-Wing construction),
@@ -30,8 +31,9 @@ from hashlib import sha256
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hpke
+from cryptography.hazmat.primitives import hashes, hpke
 from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from metanode_storage.config.secrets import Secret
 from metanode_storage.crypto import aead
@@ -53,7 +55,7 @@ class WrongIdentity(KeystoreError):
 
 
 @dataclass(frozen=True)
-class RecoveryRecipient:
+class XWingRecipient:
     """The public half: what the node seals to."""
 
     public_bytes: bytes  # ML-KEM-768 public key || X25519 public key
@@ -66,7 +68,7 @@ class RecoveryRecipient:
         return RECIPIENT_PREFIX + base64.urlsafe_b64encode(self.public_bytes).decode().rstrip("=")
 
     @classmethod
-    def parse(cls, text: str) -> RecoveryRecipient:
+    def parse(cls, text: str) -> XWingRecipient:
         text = text.strip()
         bad = InputError(
             "that is not a recovery recipient",
@@ -101,7 +103,7 @@ class RecoveryRecipient:
         return aead.keyed_hash(self.public_bytes, b"recovery pointer", *context)[:16].hex()
 
 
-class RecoveryIdentity:
+class XWingIdentity:
     """The private half, kept offline: it opens what was sealed to its recipient."""
 
     def __init__(self, mlkem_seed: Secret, x25519_private: Secret) -> None:
@@ -109,11 +111,18 @@ class RecoveryIdentity:
         self._x25519 = x25519_private
 
     @classmethod
-    def generate(cls) -> RecoveryIdentity:
+    def generate(cls) -> XWingIdentity:
         return cls(
             Secret(mlkem.MLKEM768PrivateKey.generate().private_bytes_raw()),
             Secret(x25519.X25519PrivateKey.generate().private_bytes_raw()),
         )
+
+    @classmethod
+    def derive(cls, secret: bytes, label: bytes) -> XWingIdentity:
+        """A key pair that ``secret`` always gives again (HKDF-SHA256 under ``label``):
+        the service's transport key, from a keystore key, without a keystore change."""
+        okm = HKDF(hashes.SHA256(), _MLKEM_SEED + _X25519, None, label).derive(secret)
+        return cls(Secret(okm[:_MLKEM_SEED]), Secret(okm[_MLKEM_SEED:]))
 
     def _private_key(self) -> hpke.MLKEM768X25519PrivateKey:
         return hpke.MLKEM768X25519PrivateKey(
@@ -122,10 +131,10 @@ class RecoveryIdentity:
         )
 
     @property
-    def recipient(self) -> RecoveryRecipient:
+    def recipient(self) -> XWingRecipient:
         ml_kem = mlkem.MLKEM768PrivateKey.from_seed_bytes(self._mlkem_seed.reveal())
         classic = x25519.X25519PrivateKey.from_private_bytes(self._x25519.reveal())
-        return RecoveryRecipient(
+        return XWingRecipient(
             ml_kem.public_key().public_bytes_raw() + classic.public_key().public_bytes_raw()
         )
 
@@ -142,7 +151,7 @@ class RecoveryIdentity:
         return IDENTITY_PREFIX + (self._mlkem_seed.reveal() + self._x25519.reveal()).hex()
 
     @classmethod
-    def parse(cls, text: str, where: str = "the identity") -> RecoveryIdentity:
+    def parse(cls, text: str, where: str = "the identity") -> XWingIdentity:
         for line in text.splitlines():
             line = line.strip()
             if not line.startswith(IDENTITY_PREFIX):
@@ -159,7 +168,7 @@ class RecoveryIdentity:
         )
 
     @classmethod
-    def read(cls, path: Path) -> RecoveryIdentity:
+    def read(cls, path: Path) -> XWingIdentity:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
