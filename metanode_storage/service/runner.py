@@ -124,7 +124,7 @@ async def serve(
     ready: Callable[[str], None] = lambda _: None,
 ) -> None:
     app = make_app(node, node.keys.api_token.reveal(), limits)
-    sealed_api.install(app, node)
+    sealed_api.install(app, node, over_tls=tls is not None)
     runner = web.AppRunner(
         app, access_log=log, access_log_class=QuietAccessLog, handle_signals=False
     )

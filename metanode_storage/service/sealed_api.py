@@ -47,6 +47,8 @@ from metanode_storage.transport.sealed import (
 )
 
 TRANSPORT = web.AppKey("transport", XWingIdentity)
+# What protects this answer on its way, for status's TLSLS line: measured, not configured
+OVER_TLS = web.AppKey("over_tls", bool)
 OPERATIONS = ("put", "get", "ls", "verify", "status")
 
 
@@ -138,6 +140,9 @@ def _serve(
             _get(node, str(args.get("block_id", "")), sealer, out)
             return
         result = _run(node, op, args, OpenedReader(opener))
+        if op == "status":
+            carrier = "TLS 1.3 (X25519)" if app[OVER_TLS] else "plain HTTP on loopback"
+            result["tlsls"]["transport"] = f"{carrier} with X-Wing-sealed bodies (this answer)"
         out.write(sealer.head({"ok": True, "status": 200, "result": result}, last=True))
     except (SealedStreamBroken, BodyTooLarge) as exc:
         out.write(sealer.head(_error(400, exc), last=True))
@@ -180,7 +185,8 @@ def _error(status: int, exc: MetanodeError | str) -> dict[str, Any]:
     return {"ok": False, "status": status, "error": public_text(text), "reference": reference}
 
 
-def install(app: web.Application, node: Node) -> None:
+def install(app: web.Application, node: Node, over_tls: bool) -> None:
     app[TRANSPORT] = transport_identity(node)
+    app[OVER_TLS] = over_tls
     app.router.add_get("/v1/keys", keys)
     app.router.add_post("/v1/sealed", sealed)

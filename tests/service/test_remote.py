@@ -80,6 +80,7 @@ def test_a_ci_runner_stores_lists_verifies_and_retrieves_over_tls(
     assert status.exit_code == 0 and json.loads(status.stdout)["blocks"] == 2
     text_status = _cli("distributed", "status")
     assert "Distributed Storage Status: Active" in text_status.stdout
+    assert "transport: TLS 1.3 (X25519) with X-Wing-sealed bodies" in text_status.stdout
     # the node's key was pinned on first use, and it is the key `keys show` prints
     pins = json.loads(
         (tmp_path / "runner-config" / "metanode-storage" / "known-services.json").read_text()
