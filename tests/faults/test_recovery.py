@@ -18,6 +18,21 @@ from tests.conftest import PASSPHRASE, CliResult, CliRunnerFn, cheap_kdf, cloud_
 from tests.servers import S3_ACCESS_KEY, S3_SECRET_KEY, ServerProcess
 
 
+def _node_on_disks(
+    home: Path, tmp_path: Path, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node on three local directories beside its home (they outlive it), named
+    PREFIX1 to PREFIX3, made the current home."""
+    providers = [
+        ProviderSettings(f"{prefix}{i}", "local", str(tmp_path / f"{prefix}{i}"), "local")
+        for i in (1, 2, 3)
+    ]
+    for provider in providers:
+        Path(provider.path).mkdir()
+    init_node(home, Secret(PASSPHRASE.encode()), providers=providers, kdf=cheap_kdf())
+    monkeypatch.setenv("METANODE_HOME", str(home))
+
+
 def _store_some(cli: CliRunnerFn) -> dict[str, bytes]:
     payloads = {}
     for size in (0, 1, 5000, 2_500_000):
@@ -35,14 +50,7 @@ def test_recover_a_lost_node_from_one_local_provider(
     cli: CliRunnerFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home = tmp_path / "lost-node"
-    providers = [
-        ProviderSettings(f"disk-{i}", "local", str(tmp_path / f"disk-{i}"), "local")
-        for i in (1, 2, 3)
-    ]
-    for provider in providers:
-        Path(provider.path).mkdir()
-    init_node(home, Secret(PASSPHRASE.encode()), providers=providers, kdf=cheap_kdf())
-    monkeypatch.setenv("METANODE_HOME", str(home))
+    _node_on_disks(home, tmp_path, "disk-", monkeypatch)
     payloads = _store_some(cli)
     listing = json.loads(cli("storage", "ls", "--json").stdout)
 
@@ -75,13 +83,7 @@ def test_recovery_refuses_the_wrong_passphrase_or_provider(
     cli: CliRunnerFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home = tmp_path / "node-b"
-    providers = [
-        ProviderSettings(f"d{i}", "local", str(tmp_path / f"d{i}"), "local") for i in (1, 2, 3)
-    ]
-    for provider in providers:
-        Path(provider.path).mkdir()
-    init_node(home, Secret(PASSPHRASE.encode()), providers=providers, kdf=cheap_kdf())
-    monkeypatch.setenv("METANODE_HOME", str(home))
+    _node_on_disks(home, tmp_path, "d", monkeypatch)
     cli("storage", "put", "-", stdin=b"something")
     monkeypatch.setenv("METANODE_HOME", str(tmp_path / "elsewhere"))
     monkeypatch.setenv("METANODE_PASSPHRASE", "not the passphrase at all")
@@ -170,14 +172,7 @@ def test_a_recovery_identity_recovers_without_the_passphrase(
     the machine and the passphrase: the identity file recovers everything, under a new
     passphrase that from then on recovers the node by itself."""
     home = tmp_path / "lost-node"
-    providers = [
-        ProviderSettings(f"disk-{i}", "local", str(tmp_path / f"disk-{i}"), "local")
-        for i in (1, 2, 3)
-    ]
-    for provider in providers:
-        Path(provider.path).mkdir()
-    init_node(home, Secret(PASSPHRASE.encode()), providers=providers, kdf=cheap_kdf())
-    monkeypatch.setenv("METANODE_HOME", str(home))
+    _node_on_disks(home, tmp_path, "disk-", monkeypatch)
     identity = tmp_path / "offline" / "recovery.id"
     identity.parent.mkdir()
     made = json.loads(
@@ -226,13 +221,7 @@ def test_another_identity_or_a_node_without_escrow_recovers_nothing(
     cli: CliRunnerFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home = tmp_path / "node-e"
-    providers = [
-        ProviderSettings(f"d{i}", "local", str(tmp_path / f"d{i}"), "local") for i in (1, 2, 3)
-    ]
-    for provider in providers:
-        Path(provider.path).mkdir()
-    init_node(home, Secret(PASSPHRASE.encode()), providers=providers, kdf=cheap_kdf())
-    monkeypatch.setenv("METANODE_HOME", str(home))
+    _node_on_disks(home, tmp_path, "d", monkeypatch)
     cli("storage", "put", "-", stdin=b"something")
     stranger = tmp_path / "stranger.id"
     assert cli("storage", "keys", "recipient", "new", "-o", str(stranger)).exit_code == 0
