@@ -13,11 +13,12 @@ import os
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from hashlib import sha256
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from metanode_storage.audit.trail import (
@@ -52,7 +53,7 @@ from metanode_storage.engine.model import ContainerBlock
 from metanode_storage.engine.placement import providers_for_a_store
 from metanode_storage.engine.proof import PROOF_TYPE, manifest_hash
 from metanode_storage.engine.qlock import BLOCKS, QLock
-from metanode_storage.engine.reader import ChunkReader, ReplicaCheck
+from metanode_storage.engine.reader import ChunkReader, PackGroup, ReplicaCheck
 from metanode_storage.engine.repack import RepackReport, repack
 from metanode_storage.engine.status import (
     MapBackupStatus,
@@ -601,8 +602,9 @@ class Node:
             entries = tree.select(self._manifest(block), only)
             target.mkdir(parents=True, exist_ok=True)
             files: list[tuple[tree.Entry, Path]] = []
+            made: set[PurePosixPath] = set()
             for entry in entries:
-                path = tree.create_parents(target, tree.safe_path(entry.path))
+                path = tree.create_parents(target, tree.safe_path(entry.path), made)
                 if entry.type == tree.DIR:
                     path.mkdir(exist_ok=True, mode=0o700)
                 elif entry.type == tree.SYMLINK:
@@ -645,38 +647,64 @@ class Node:
     def _restore_files(
         self, block: BlockRecord, files: Sequence[tuple[tree.Entry, Path]], progress: Progress
     ) -> None:
-        """Several files at once: creating a file and reading its chunk each wait on the
-        disk or a provider, and small files are most of a typical tree."""
-        in_flight: deque[tuple[tree.Entry, Future[None]]] = deque()
+        """Files of one chunk (most of a typical tree) are restored pack by pack: each
+        pack's bytes are fetched in a few range requests, not one per file. Larger files
+        go one by one. Either kind of job runs a few at a time: creating files and reading
+        chunks each wait on the disk or a provider."""
+        by_chunk: dict[bytes, list[tuple[tree.Entry, Path]]] = {}
+        jobs: list[Callable[[], int]] = []
+        for entry, path in files:
+            if entry.chunks == 1:
+                by_chunk.setdefault(block.chunk_ids[entry.first_chunk], []).append((entry, path))
+            else:
+                jobs.append(partial(self._restore_file, block, entry, path))
+        records = [self._chunk_record(block, chunk_id) for chunk_id in by_chunk]
+        for group in self.reader.pack_groups(records):
+            jobs.append(partial(self._restore_group, group, by_chunk))
+        in_flight: deque[Future[int]] = deque()
 
         def settle_one() -> None:
-            entry, future = in_flight.popleft()
-            future.result()
-            progress(entry.size)  # from this thread only: callbacks need not be thread-safe
+            progress(in_flight.popleft().result())  # from this thread only
 
         try:
-            for entry, path in files:
-                in_flight.append(
-                    (entry, self.io_pool.submit(self._restore_file, block, entry, path))
-                )
+            for job in jobs:
+                in_flight.append(self.io_pool.submit(job))
                 if len(in_flight) >= _FILES_IN_FLIGHT:
                     settle_one()
             while in_flight:
                 settle_one()
         finally:
-            for _, future in in_flight:
+            for future in in_flight:
                 future.cancel()
-            for _, future in in_flight:
+            for future in in_flight:
                 if not future.cancelled():
                     future.exception()  # no restore may go on writing after we return
 
-    def _restore_file(self, block: BlockRecord, entry: tree.Entry, path: Path) -> None:
+    def _restore_group(
+        self, group: PackGroup, files: Mapping[bytes, list[tuple[tree.Entry, Path]]]
+    ) -> int:
+        """The one-chunk files whose chunks lie in ``group``; each checked against the
+        manifest before a byte of it is written. Bytes restored."""
+        restored = 0
+        for record, data, checks in self.reader.read_group(group):
+            self._record_checks(record.chunk_id, checks)
+            digest = sha256(data).hexdigest()
+            for entry, path in files[record.chunk_id]:
+                if not hmac.compare_digest(digest, entry.sha256):
+                    raise IntegrityError(f"{entry.path}: the bytes do not match the manifest")
+                with os.fdopen(tree.open_new_file(path), "wb") as out:
+                    _write_out(out, data)
+                restored += len(data)
+        return restored
+
+    def _restore_file(self, block: BlockRecord, entry: tree.Entry, path: Path) -> int:
         with os.fdopen(tree.open_new_file(path), "wb") as out:
             try:
                 self._copy_file(block, entry, out, _no_progress)
             except IntegrityError:
                 path.unlink()  # never leave bytes that failed verification
                 raise
+        return entry.size
 
     @staticmethod
     def _read_chunks(chunker: Chunker, stream: BinaryIO) -> Iterator[bytes]:

@@ -8,7 +8,8 @@ A provider that does not answer is skipped for the rest of the run.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Mapping
+import random
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from metanode_storage.blockmap.records import ChunkRecord, Replica
@@ -24,11 +25,43 @@ from metanode_storage.errors import (
 )
 from metanode_storage.providers.base import BlobStore
 
+_rng = random.SystemRandom()
 MISSING = "missing"
 CORRUPT = "corrupt"
 UNREACHABLE = "unreachable"
 UNCONFIGURED = "unconfigured"
 GOOD = "good"
+
+
+_SPAN_GAP = 1 << 20  # bytes of a pack read across rather than paying a second request
+_SPAN_MOST = 16 << 20  # one request at most: memory stays bounded
+
+
+@dataclass(frozen=True)
+class PackGroup:
+    """Chunks to read from one pack blob (their replica there, in offset order), or one
+    chunk with no replica in a pack (``None``)."""
+
+    members: list[tuple[Replica | None, ChunkRecord]]
+
+    def spans(self) -> Iterator[list[tuple[Replica | None, ChunkRecord]]]:
+        """Runs of members close enough to fetch in one request."""
+        span: list[tuple[Replica | None, ChunkRecord]] = []
+        for replica, record in self.members:
+            if span and not _joins(span[0][0], span[-1][0], replica):
+                yield span
+                span = []
+            span.append((replica, record))
+        if span:
+            yield span
+
+
+def _joins(first: Replica | None, last: Replica | None, new: Replica | None) -> bool:
+    """Whether ``new`` is fetched in the same request as the span ``first``..``last``."""
+    if first is None or last is None or new is None:
+        return False
+    gap = new.offset - (last.offset + last.size)
+    return gap <= _SPAN_GAP and new.offset + new.size - first.offset <= _SPAN_MOST
 
 
 @dataclass(frozen=True)
@@ -83,6 +116,12 @@ class ChunkReader:
             return ReplicaCheck(replica.provider, MISSING, "blob not found"), None
         except ProviderError as exc:
             return ReplicaCheck(replica.provider, UNREACHABLE, exc.message), None
+        return self._verify(record, replica, blob, key)
+
+    def _verify(
+        self, record: ChunkRecord, replica: Replica, blob: bytes, key: bytes
+    ) -> tuple[ReplicaCheck, bytes | None]:
+        """A replica's bytes as fetched: good (with the plaintext), or why not."""
         if replica.in_pack and len(blob) != replica.size:
             return ReplicaCheck(replica.provider, CORRUPT, "the pack is truncated"), None
         try:
@@ -95,6 +134,63 @@ class ChunkReader:
         ):
             return ReplicaCheck(replica.provider, CORRUPT, "content address mismatch"), None
         return ReplicaCheck(replica.provider, GOOD), data
+
+    def pack_groups(self, records: Sequence[ChunkRecord]) -> list[PackGroup]:
+        """``records`` grouped by the pack blob their preferred replica lies in, each group
+        in offset order, so that ``read_group`` fetches a pack's bytes in few requests.
+        The preference is one provider order for the whole call (Offline ones last), so
+        chunks written together are read together. A chunk with a replica outside any
+        pack is a group of its own, read as ``read`` reads it."""
+        order = sorted(self._providers)
+        _rng.shuffle(order)
+        rank = {name: i for i, name in enumerate(order)}
+        groups: dict[tuple[str, str], list[tuple[Replica, ChunkRecord]]] = {}
+        alone: list[PackGroup] = []
+        for record in records:
+            usable = [r for r in record.replicas if r.provider in rank]
+            if not usable or not all(r.in_pack for r in usable):
+                alone.append(PackGroup([(None, record)]))
+                continue
+            best = min(usable, key=lambda r: (self._is_offline(r.provider), rank[r.provider]))
+            groups.setdefault((best.provider, best.key), []).append((best, record))
+        packed = []
+        for members in groups.values():
+            members.sort(key=lambda item: item[0].offset)
+            packed.append(PackGroup(list[tuple[Replica | None, ChunkRecord]](members)))
+        return packed + alone
+
+    def read_group(
+        self, group: PackGroup
+    ) -> Iterator[tuple[ChunkRecord, bytes, list[ReplicaCheck]]]:
+        """Each chunk of a group with what was found on the way, reading its pack in spans
+        (one request for neighbours, across gaps up to ``_SPAN_GAP`` bytes). A chunk whose
+        bytes there do not verify, or whose provider fails, goes through ``read`` (every
+        copy, with failover), so every chunk given back is as verified as ``read`` makes
+        it and a failure raises as ``read`` raises."""
+        for span in group.spans():
+            first, last = span[0][0], span[-1][0]
+            if first is None or last is None:  # a lone chunk outside the packs
+                record = span[0][1]
+                yield record, *self.read(record)
+                continue
+            try:
+                blob = self._providers[first.provider].get_range(
+                    first.key, first.offset, last.offset + last.size
+                )
+            except ProviderError:
+                for _, record in span:  # each one with full failover, this copy included
+                    yield record, *self.read(record)
+                continue
+            for replica, record in span:
+                assert replica is not None
+                at = replica.offset - first.offset
+                check, data = self._verify(
+                    record, replica, blob[at : at + replica.size], self.chunk_key(record)
+                )
+                if data is not None:
+                    yield record, data, [check]
+                else:  # read checks this copy again and records what it finds
+                    yield record, *self.read(record)
 
     def read(self, record: ChunkRecord) -> tuple[bytes, list[ReplicaCheck]]:
         """The chunk's plaintext from the first good replica, and what was wrong with others.

@@ -149,16 +149,22 @@ def select(entries: Sequence[Entry], only: str | None) -> list[Entry]:
     return chosen
 
 
-def create_parents(target: Path, rel: PurePosixPath) -> Path:
+def create_parents(target: Path, rel: PurePosixPath, made: set[PurePosixPath]) -> Path:
     """The directory that will hold ``rel`` below ``target``, created as needed; refuses a
-    parent that is a symlink (the tree must not write through one of its own links)."""
-    current = target
-    for part in rel.parts[:-1]:
-        current = current / part
-        if current.is_symlink():
-            raise IntegrityError(f"the tree would write below the symlink {current}")
-        current.mkdir(exist_ok=True, mode=0o700)
-    return current / rel.parts[-1]
+    parent that is a symlink (the tree must not write through one of its own links).
+    ``made`` remembers the parents already checked in this restore: the tree cannot turn
+    one into a symlink later (a symlink or file is never created over an existing path)."""
+    parent = rel.parent
+    if parent not in made:
+        current = target
+        for part in parent.parts:
+            current = current / part
+            if current.is_symlink():
+                raise IntegrityError(f"the tree would write below the symlink {current}")
+            current.mkdir(exist_ok=True, mode=0o700)
+        made.update(parent.parents)
+        made.add(parent)
+    return target / rel
 
 
 def open_new_file(path: Path) -> int:
