@@ -105,6 +105,17 @@ class MapStats:
     faulty_replicas: int
 
 
+def _chunk_rows(db: SharedConnection, columns: str, chunk_ids: Sequence[bytes]) -> list[Any]:
+    """``columns`` of the chunk rows among ``chunk_ids``, a few hundred ids per query."""
+    rows: list[Any] = []
+    for start in range(0, len(chunk_ids), 500):
+        part = tuple(chunk_ids[start : start + 500])
+        marks = ",".join("?" * len(part))
+        query = f"SELECT {columns} FROM chunks WHERE chunk_id IN ({marks})"
+        rows += db.execute(query, part).fetchall()
+    return rows
+
+
 class BlockMap:
     def __init__(self, path: Path, map_key: bytes, *, create: bool = False) -> None:
         """Open the map at ``path``. Only `init` and `recover` pass ``create``: a map that
@@ -268,6 +279,13 @@ class BlockMap:
         if row is None:
             return None
         return ChunkRecord.from_bytes(self._unseal("chunks", chunk_id, row[0]))
+
+    def get_chunks(self, chunk_ids: Sequence[bytes]) -> dict[bytes, ChunkRecord]:
+        """The records the map holds of ``chunk_ids``."""
+        return {
+            bytes(chunk_id): ChunkRecord.from_bytes(self._unseal("chunks", bytes(chunk_id), sealed))
+            for chunk_id, sealed in _chunk_rows(self._db, "chunk_id, sealed", chunk_ids)
+        }
 
     def has_chunk(self, chunk_id: bytes) -> bool:
         return (
@@ -458,16 +476,8 @@ class BlockMap:
         return emptied
 
     def _present_chunks(self, db: SharedConnection, chunk_ids: Sequence[bytes]) -> set[bytes]:
-        """Which of ``chunk_ids`` the map holds, a few hundred per query."""
-        present: set[bytes] = set()
-        for start in range(0, len(chunk_ids), 500):
-            part = chunk_ids[start : start + 500]
-            rows = db.execute(
-                f"SELECT chunk_id FROM chunks WHERE chunk_id IN ({','.join('?' * len(part))})",
-                tuple(part),
-            ).fetchall()
-            present.update(bytes(row[0]) for row in rows)
-        return present
+        """Which of ``chunk_ids`` the map holds."""
+        return {bytes(row[0]) for row in _chunk_rows(db, "chunk_id", chunk_ids)}
 
     def _fault_id(self, chunk_id: bytes, provider: str) -> bytes:
         return aead.keyed_hash(self._key, b"fault", chunk_id, provider.encode())

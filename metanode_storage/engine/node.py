@@ -658,7 +658,8 @@ class Node:
                 by_chunk.setdefault(block.chunk_ids[entry.first_chunk], []).append((entry, path))
             else:
                 jobs.append(partial(self._restore_file, block, entry, path))
-        records = [self._chunk_record(block, chunk_id) for chunk_id in by_chunk]
+        known = self.blockmap.get_chunks(list(by_chunk))
+        records = [known.get(c) or self._chunk_record(block, c) for c in by_chunk]
         for group in self.reader.pack_groups(records):
             jobs.append(partial(self._restore_group, group, by_chunk))
         in_flight: deque[Future[int]] = deque()

@@ -56,6 +56,12 @@ class PackGroup:
             yield span
 
 
+def _failure(provider: str, exc: ProviderError) -> ReplicaCheck:
+    if isinstance(exc, ObjectNotFound):
+        return ReplicaCheck(provider, MISSING, "blob not found")
+    return ReplicaCheck(provider, UNREACHABLE, exc.message)
+
+
 def _joins(first: Replica | None, last: Replica | None, new: Replica | None) -> bool:
     """Whether ``new`` is fetched in the same request as the span ``first``..``last``."""
     if first is None or last is None or new is None:
@@ -166,7 +172,7 @@ class ChunkReader:
         (one request for neighbours, across gaps up to ``_SPAN_GAP`` bytes). A chunk whose
         bytes there do not verify, or whose provider fails, goes through ``read`` (every
         copy, with failover), so every chunk given back is as verified as ``read`` makes
-        it and a failure raises as ``read`` raises."""
+        it and a failure raises as ``read`` raises; what was wrong here is reported too."""
         for span in group.spans():
             first, last = span[0][0], span[-1][0]
             if first is None or last is None:  # a lone chunk outside the packs
@@ -177,9 +183,11 @@ class ChunkReader:
                 blob = self._providers[first.provider].get_range(
                     first.key, first.offset, last.offset + last.size
                 )
-            except ProviderError:
-                for _, record in span:  # each one with full failover, this copy included
-                    yield record, *self.read(record)
+            except ProviderError as exc:
+                failed = _failure(first.provider, exc)
+                for _, record in span:  # each one with full failover
+                    found, checks = self.read(record)
+                    yield record, found, [failed, *checks]
                 continue
             for replica, record in span:
                 assert replica is not None
@@ -189,8 +197,9 @@ class ChunkReader:
                 )
                 if data is not None:
                     yield record, data, [check]
-                else:  # read checks this copy again and records what it finds
-                    yield record, *self.read(record)
+                else:  # every copy again, with failover; this one's fault is kept
+                    again, checks = self.read(record)
+                    yield record, again, [check, *checks]
 
     def read(self, record: ChunkRecord) -> tuple[bytes, list[ReplicaCheck]]:
         """The chunk's plaintext from the first good replica, and what was wrong with others.
