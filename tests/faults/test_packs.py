@@ -155,3 +155,22 @@ def test_a_tree_with_no_good_copy_of_a_file_writes_no_bad_bytes(
             node.retrieve_tree(block.block_id, tmp_path / "out")
     for path in (tmp_path / "out").rglob("f*"):
         assert path.read_bytes() == (source / path.name).read_bytes()  # only good bytes
+
+
+def test_retrieve_many_reads_packs_together_and_still_fails_over(node: Node, home: Path) -> None:
+    """A batch of small blocks is read pack by pack; a corrupt copy on every provider (a
+    different block's on each) is still caught, read elsewhere and recorded."""
+    objects = [(f"f{i}", os.urandom(5_000 + i)) for i in range(40)]
+    blocks = node.store_many(objects)
+    records = [
+        node.blockmap.get_chunk(node.blockmap.get_block(b.block_id).chunk_ids[0]) for b in blocks
+    ]
+    for index, provider in zip((3, 17, 31), sorted(node.providers), strict=True):
+        record = records[index]
+        assert record is not None
+        (copy,) = [r for r in record.replicas if r.provider == provider]
+        flip_a_byte(home, copy, at=40)
+    assert node.retrieve_many([b.block_id for b in blocks]) == [data for _, data in objects]
+    assert node.blockmap.stats().faulty_replicas >= 1
+    statuses = {e.block_id: e.status for e in node.audit.trail.events() if e.type == RETRIEVE}
+    assert len(statuses) == 40 and VIOLATION in statuses.values()  # the fault is audited
