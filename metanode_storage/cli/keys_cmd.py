@@ -15,7 +15,7 @@ from metanode_storage.crypto.xwing import (
     XWingIdentity,
     XWingRecipient,
 )
-from metanode_storage.engine.escrow import escrow_to
+from metanode_storage.engine.escrow import escrow_to, revoke
 from metanode_storage.engine.keys import rotate_data_key, rotate_signing_key
 from metanode_storage.errors import InputError
 
@@ -166,20 +166,41 @@ def _recipient_text(value: str) -> str:
 @app.command()
 def escrow(
     to: Annotated[
-        str,
+        str | None,
+        typer.Option("--to", help="The recovery recipient (mnr1:...), or a file holding it."),
+    ] = None,
+    remove: Annotated[
+        str | None,
         typer.Option(
-            "--to",
-            help="The recovery recipient (mnr1:...), or a file holding it.",
+            "--remove",
+            metavar="FINGERPRINT",
+            help="Stop escrowing to this recipient (`keys show` lists them).",
         ),
-    ],
+    ] = None,
     home: HomeOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Seal the node's key material to a recovery recipient (X-Wing), in the keystore and
     in every map backup, so its identity file recovers the node without the passphrase
-    (`recover --identity`)."""
+    (`recover --identity`). --remove takes that away: the keystore drops the copy, the
+    pointers are deleted and every map backup is replaced by a fresh one."""
+    if (to is None) == (remove is None):
+        raise InputError("give --to RECIPIENT or --remove FINGERPRINT")
     with open_node(home) as node:
-        result = escrow_to(node, _recipient_text(to))
+        if remove is not None:
+            revoked = revoke(node, remove)
+        else:
+            assert to is not None
+            result = escrow_to(node, _recipient_text(to))
+    if remove is not None:
+        if json_output:
+            console.emit_json(asdict(revoked))
+            return
+        console.line(f"recovery recipient {revoked.recipient}: removed")
+        for provider, outcome in revoked.pointers.items():
+            backup = revoked.backups.get(provider, "not written")
+            console.line(f"  {provider}: pointer {outcome}; map backup {backup}")
+        return
     if json_output:
         console.emit_json(asdict(result))
         return

@@ -65,8 +65,8 @@ from metanode_storage.crypto import aead
 from metanode_storage.crypto.xwing import XWingRecipient
 from metanode_storage.engine.backup import Locator
 from metanode_storage.engine.blobformat import padme
-from metanode_storage.engine.escrow import pointer_name, seal_pointer
 from metanode_storage.engine.qlock import QLock
+from metanode_storage.engine.recovery_pointer import pointer_name, seal_pointer
 from metanode_storage.errors import (
     NotEnoughProviders,
     ProviderError,
@@ -137,10 +137,14 @@ class ProviderLog:
     checkpoints_mark: int = 0  # checkpoints up to this size are carried
     files: dict[str, str] = field(default_factory=dict)  # config/keystore SHA-256 carried
     written_at: float = 0.0
+    # the next backup must replace the whole log (and delete it): what it holds must go
+    replace: bool = False
 
     def wants_snapshot(self) -> bool:
-        return len(self.segments) >= MAX_SEGMENTS or self.journal_bytes > max(
-            1 << 20, self.snapshot_bytes // 2
+        return (
+            self.replace
+            or len(self.segments) >= MAX_SEGMENTS
+            or self.journal_bytes > max(1 << 20, self.snapshot_bytes // 2)
         )
 
 

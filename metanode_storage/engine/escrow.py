@@ -35,28 +35,19 @@ from metanode_storage.crypto.keystore import (
 )
 from metanode_storage.crypto.xwing import XWingIdentity, XWingRecipient
 from metanode_storage.engine.backup import Locator
-from metanode_storage.errors import KeystoreDamaged, KeystoreError, ObjectNotFound
+from metanode_storage.engine.backup_log import BACKUP_STATE_FILE
+from metanode_storage.engine.recovery_pointer import pointer_info, pointer_name
+from metanode_storage.errors import (
+    InputError,
+    KeystoreDamaged,
+    KeystoreError,
+    ObjectNotFound,
+    ProviderError,
+)
 from metanode_storage.providers.base import BlobStore
 
 if TYPE_CHECKING:
     from metanode_storage.engine.node import Node
-
-_POINTER_SIZE = 512  # every pointer is padded to this: a provider sees one fixed size
-
-
-def _pointer_info(provider: str) -> bytes:
-    return b"metanode recovery pointer v1\0" + provider.encode()
-
-
-def pointer_name(recipient: XWingRecipient, provider: str) -> str:
-    return recipient.blob_name(provider.encode())
-
-
-def seal_pointer(recipient: XWingRecipient, node_id: str, provider: str, locator: Locator) -> bytes:
-    body = json.dumps(
-        {"v": 1, "node_id": node_id, "provider": provider, "locator": locator.to_hex()}
-    ).encode()
-    return recipient.seal(body.ljust(_POINTER_SIZE, b" "), _pointer_info(provider))
 
 
 @dataclass(frozen=True)
@@ -77,7 +68,7 @@ def find_backup(identity: XWingIdentity, provider: BlobStore) -> Pointer:
             "check that --name is the provider's name in the lost node, and that the node "
             "had `keys escrow --to` this identity's recipient and a map backup after it",
         ) from None
-    plain = identity.open(sealed, _pointer_info(provider.name))
+    plain = identity.open(sealed, pointer_info(provider.name))
     try:
         doc = json.loads(plain)
         if doc.get("v") != 1 or doc.get("provider") != provider.name:
@@ -123,3 +114,49 @@ def escrow_to(node: Node, text: str) -> Escrowed:
     if added:
         node.audit.record("key_escrow", detail={"recipient": recipient.fingerprint})
     return Escrowed(recipient.fingerprint, added, node.backup_map())
+
+
+@dataclass(frozen=True)
+class Revoked:
+    recipient: str  # the fingerprint
+    pointers: dict[str, str]  # per provider: "deleted", or why not
+    backups: dict[str, str]  # per provider: "ok" once a fresh log replaced the old one
+
+
+def revoke(node: Node, fingerprint: str) -> Revoked:
+    """Stop escrowing to a recipient: the keystore drops its copy, every provider's pointer
+    to it is deleted, and every provider's map backup is replaced by a fresh snapshot (the
+    old one, which carries the old keystore, is deleted), so its identity no longer
+    recovers the node from what the providers hold."""
+    if node.passphrase is None:
+        raise KeystoreError("escrow rewrites the keystore: open the node with its passphrase")
+    gone: list[XWingRecipient] = []
+
+    def drop(material: KeyMaterial) -> None:
+        kept = [r for r in material.recipients if r.fingerprint != fingerprint]
+        gone.extend(r for r in material.recipients if r.fingerprint == fingerprint)
+        material.recovery_recipients = [r.text() for r in kept]
+
+    keys = update_keystore(node.layout.keystore, node.passphrase, drop)
+    if not gone:
+        raise InputError(
+            f"{fingerprint!r} is not a recovery recipient of this node",
+            "`keys show` lists them",
+        )
+    node.reload_keys(keys)
+    pointers: dict[str, str] = {}
+    for name, store in node.providers.items():
+        try:
+            store.delete(pointer_name(gone[0], name))
+            pointers[name] = "deleted"
+        except ProviderError as exc:
+            pointers[name] = exc.message
+    with node.backup_lock.exclusive("replace the map backups"):
+        state = node.backup_log_state()
+        for log in state.logs.values():
+            log.replace = True
+        for name in state.pointers:
+            state.pointers[name] = [f for f in state.pointers[name] if f != fingerprint]
+        state.save(node.layout.home / BACKUP_STATE_FILE)
+    node.audit.record("key_escrow_revoked", detail={"recipient": fingerprint})
+    return Revoked(fingerprint, pointers, node.backup_map())

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from metanode_storage import Node
 from metanode_storage.crypto.xwing import XWingIdentity
-from metanode_storage.engine.escrow import escrow_to, pointer_name
+from metanode_storage.engine.escrow import escrow_to
+from metanode_storage.engine.recovery_pointer import pointer_name
 from tests.conftest import provider_dirs
 
 MARKER = b"TOP-SECRET-QUARTERLY-NUMBERS "

@@ -14,6 +14,7 @@ import pytest
 from metanode_storage import Node, Secret, init_node
 from metanode_storage.config.settings import ProviderSettings
 from metanode_storage.crypto.xwing import XWingIdentity
+from metanode_storage.engine.recovery_pointer import pointer_name
 from tests.conftest import PASSPHRASE, CliResult, CliRunnerFn, cheap_kdf, cloud_provider
 from tests.servers import S3_ACCESS_KEY, S3_SECRET_KEY, ServerProcess
 
@@ -245,3 +246,36 @@ def test_another_identity_or_a_node_without_escrow_recovers_nothing(
     again = cli("storage", "keys", "recipient", "new", "-o", str(mine))
     assert again.exit_code == 7 and "exists" in again.stderr  # never replaced
     assert XWingIdentity.read(mine).recipient.text() == recipient
+
+
+def test_a_removed_recipient_recovers_nothing_even_from_a_kept_pointer(
+    cli: CliRunnerFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "node-r"
+    _node_on_disks(home, tmp_path, "r", monkeypatch)
+    assert cli("storage", "put", "-", stdin=b"kept").exit_code == 0
+    identity = tmp_path / "leaked.id"
+    made = json.loads(
+        cli("storage", "keys", "recipient", "new", "-o", str(identity), "--json").stdout
+    )
+    assert cli("storage", "keys", "escrow", "--to", made["recipient"]).exit_code == 0
+    name = pointer_name(XWingIdentity.read(identity).recipient, "r1")
+    pointer = tmp_path / "r1" / name[:2] / name
+    kept = pointer.read_bytes()  # a provider that keeps what it was asked to delete
+
+    removed = cli("storage", "keys", "escrow", "--remove", made["fingerprint"], "--json")
+    assert removed.exit_code == 0, removed.stderr
+    document = json.loads(removed.stdout)
+    assert document["pointers"] == {f"r{i}": "deleted" for i in (1, 2, 3)}
+    assert document["backups"] == {f"r{i}": "ok" for i in (1, 2, 3)}
+    assert not pointer.exists()
+    assert "recovery recipient" not in cli("storage", "keys", "show").stdout
+    pointer.write_bytes(kept)
+
+    shutil.rmtree(home)
+    monkeypatch.setenv("METANODE_HOME", str(tmp_path / "thief"))
+    stolen = _recover(cli, tmp_path, "r1", "--identity", str(identity))
+    assert stolen.exit_code == 4 and "no copy" in stolen.stderr  # the backup it names is new
+    assert not (tmp_path / "thief" / "config.toml").exists()
+    monkeypatch.setenv("METANODE_HOME", str(tmp_path / "owner"))
+    assert _recover(cli, tmp_path, "r2").exit_code == 0  # the passphrase still recovers
