@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -39,6 +39,7 @@ FRAME = 64 * 1024  # plaintext bytes per data frame
 _HEADER = struct.Struct(">I")
 _LAST = 1 << 31
 _MAX_ENVELOPE = 4096
+_MAX_HEAD = 64 << 20  # a head (a listing of many blocks) may span frames, up to this
 _MAX_CIPHERTEXT = FRAME + 16
 _INFO = b"metanode sealed request v1"
 TRANSPORT_LABEL = b"metanode service transport x-wing v1"
@@ -104,12 +105,16 @@ class FrameSealer:
         return header + sealed
 
     def head(self, document: dict[str, Any], last: bool = False) -> bytes:
-        return self.frame(json.dumps(document).encode(), last)
-
-    def data(self, plain: bytes) -> Iterator[bytes]:
-        """``plain`` as data frames (none for empty data)."""
-        for start in range(0, len(plain), FRAME):
-            yield self.frame(plain[start : start + FRAME])
+        """The JSON head, length first, in as many frames as it needs (a listing of many
+        blocks is larger than one frame); no data shares its frames."""
+        body = json.dumps(document).encode()
+        if len(body) > _MAX_HEAD:
+            raise ValueError("a sealed head is larger than 64 MiB")
+        whole = _HEADER.pack(len(body)) + body
+        pieces = [whole[i : i + FRAME] for i in range(0, len(whole), FRAME)]
+        return b"".join(
+            self.frame(piece, last and i == len(pieces) - 1) for i, piece in enumerate(pieces)
+        )
 
 
 class FrameOpener:
@@ -143,9 +148,24 @@ class FrameOpener:
         return plain
 
     def head(self) -> dict[str, Any]:
-        document = json.loads(self.next())
+        first = self.next()
+        if len(first) < _HEADER.size:
+            raise SealedStreamBroken("a sealed head is too short")
+        size = int(_HEADER.unpack(first[: _HEADER.size])[0])
+        if size > _MAX_HEAD:
+            raise SealedStreamBroken("a sealed head claims more than 64 MiB")
+        body = bytearray(first[_HEADER.size :])
+        while len(body) < size:
+            piece = self.next()
+            if not piece:
+                raise SealedStreamBroken("a sealed head was cut short")
+            body += piece
+        try:
+            document = json.loads(body[:size]) if len(body) == size else None
+        except ValueError:
+            document = None
         if not isinstance(document, dict):
-            raise SealedStreamBroken("a sealed head is not an object")
+            raise SealedStreamBroken("a sealed head is not a JSON object of its stated size")
         return document
 
     @property
@@ -171,20 +191,18 @@ class OpenedReader:
         self._buffer = b""
 
     def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (at most one frame's worth at a time); everything left
+        for a negative size; b"" once the last frame is read."""
+        if size < 0:
+            rest = [self._buffer]
+            while not self._opener.done:
+                rest.append(self._opener.next())
+            self._buffer = b""
+            return b"".join(rest)
         while not self._buffer and not self._opener.done:
             self._buffer = self._opener.next()
-        if size < 0:
-            size = len(self._buffer)
         piece, self._buffer = self._buffer[:size], self._buffer[size:]
         return piece
-
-    def readinto(self, buffer: Any) -> int:
-        piece = self.read(len(buffer))
-        buffer[: len(piece)] = piece
-        return len(piece)
-
-    def readable(self) -> bool:
-        return True
 
 
 class SealedWriter:

@@ -257,3 +257,19 @@ def test_the_ci_example_runs_against_a_remote_service(
     block_id = (tmp_path / "dist.whl.block-id").read_text().strip()
     with Node.open(service.home, Secret(PASSPHRASE.encode())) as node:
         assert node.retrieve_bytes(block_id) == artefact.read_bytes()
+
+
+def test_a_listing_larger_than_a_frame_comes_through(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Node.open(home, Secret(PASSPHRASE.encode())) as node:
+        stored = node.store_many([(f"artefact-{i}.tar", os.urandom(100)) for i in range(400)])
+    service = _start(home)
+    try:
+        _client_env(monkeypatch, tmp_path, f"http://{LOOPBACK}:{service.port}", service.token, None)
+        listed = _cli("ls", "--json")
+        assert listed.exit_code == 0, listed.stderr
+        assert len(listed.stdout) > 64 * 1024  # more than one sealed frame holds
+        assert {b["block_id"] for b in json.loads(listed.stdout)} == {b.block_id for b in stored}
+    finally:
+        assert _stop(service) == 0
