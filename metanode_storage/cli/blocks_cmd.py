@@ -10,7 +10,6 @@ import typer
 
 from metanode_storage.cli import console, formatting, remote
 from metanode_storage.cli.options import HomeOption, JsonOption, open_node
-from metanode_storage.engine.model import ContainerBlock
 from metanode_storage.engine.verification import BlockVerification
 from metanode_storage.errors import ExitCode, InvalidSetting
 
@@ -204,18 +203,6 @@ def _report_verification(results: list[BlockVerification], json_output: bool) ->
         raise typer.Exit(int(ExitCode.PROVIDER))
 
 
-def _summary(block: ContainerBlock) -> dict[str, Any]:
-    return {
-        "block_id": block.block_id,
-        "name": block.name,
-        "size_bytes": block.size_bytes,
-        "created_at": block.created_at,
-        "data_hash": block.data_hash,
-        "chunks": block.chunks,
-        "providers": [loc.provider for loc in block.distribution_map],
-    }
-
-
 def ls(
     block_id: Annotated[
         str | None, typer.Argument(help="A directory-tree block: list its files.")
@@ -239,10 +226,10 @@ def ls(
             console.line(f"{size:>10}  {entry.path}{suffix}")
         return
     if through is not None:
-        blocks = remote.ls(through)
+        blocks = through.ls()
     else:
         with open_node(home, read_only=True) as node:
-            blocks = [_summary(b) for b in node.blocks()]
+            blocks = [b.summary() for b in node.blocks()]
     if json_output:
         console.emit_json(blocks)
         return

@@ -83,11 +83,6 @@ def service() -> RemoteService | None:
     )
 
 
-def refuse_local_only(what: str) -> None:
-    if _settings:
-        raise InvalidSetting(f"{what} is not available through --remote", "run it on the node")
-
-
 class _Counted:
     """A file object that reports each read to a progress bar."""
 
@@ -131,18 +126,3 @@ def get(remote: RemoteService, block_id: str, output: Path | None) -> None:
         return
     with output_file(output) as fh:  # only a verified block replaces anything
         remote.get(block_id, fh)
-
-
-def ls(remote: RemoteService) -> list[dict[str, Any]]:
-    return [
-        {
-            "block_id": b["block_id"],
-            "name": b["name"],
-            "size_bytes": b["size_bytes"],
-            "created_at": b["created_at"],
-            "data_hash": b["data_hash"],
-            "chunks": b["chunks"],
-            "providers": [loc["provider"] for loc in b["distribution_map"]],
-        }
-        for b in remote.ls()
-    ]

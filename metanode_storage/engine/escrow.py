@@ -31,16 +31,15 @@ from metanode_storage.crypto.keystore import (
     keystore_header_params,
     open_keystore_with_identity,
     seal_keystore,
-    update_keystore,
 )
 from metanode_storage.crypto.xwing import XWingIdentity, XWingRecipient
 from metanode_storage.engine.backup import Locator
 from metanode_storage.engine.backup_log import BACKUP_STATE_FILE
+from metanode_storage.engine.keys import rewrite_keystore
 from metanode_storage.engine.recovery_pointer import pointer_info, pointer_name
 from metanode_storage.errors import (
     InputError,
     KeystoreDamaged,
-    KeystoreError,
     ObjectNotFound,
     ProviderError,
 )
@@ -100,8 +99,6 @@ def escrow_to(node: Node, text: str) -> Escrowed:
     """Make ``text``'s recipient a recovery recipient of the node: the keystore gains a
     copy sealed to it, and a map backup brings every provider its pointer."""
     recipient = XWingRecipient.parse(text)
-    if node.passphrase is None:
-        raise KeystoreError("escrow rewrites the keystore: open the node with its passphrase")
     added = False
 
     def add(material: KeyMaterial) -> None:
@@ -110,7 +107,7 @@ def escrow_to(node: Node, text: str) -> Escrowed:
             material.recovery_recipients.append(recipient.text())
             added = True
 
-    node.reload_keys(update_keystore(node.layout.keystore, node.passphrase, add))
+    rewrite_keystore(node, add)
     if added:
         node.audit.record("key_escrow", detail={"recipient": recipient.fingerprint})
     return Escrowed(recipient.fingerprint, added, node.backup_map())
@@ -128,8 +125,6 @@ def revoke(node: Node, fingerprint: str) -> Revoked:
     to it is deleted, and every provider's map backup is replaced by a fresh snapshot (the
     old one, which carries the old keystore, is deleted), so its identity no longer
     recovers the node from what the providers hold."""
-    if node.passphrase is None:
-        raise KeystoreError("escrow rewrites the keystore: open the node with its passphrase")
     gone: list[XWingRecipient] = []
 
     def drop(material: KeyMaterial) -> None:
@@ -137,13 +132,12 @@ def revoke(node: Node, fingerprint: str) -> Revoked:
         gone.extend(r for r in material.recipients if r.fingerprint == fingerprint)
         material.recovery_recipients = [r.text() for r in kept]
 
-    keys = update_keystore(node.layout.keystore, node.passphrase, drop)
+    rewrite_keystore(node, drop)
     if not gone:
         raise InputError(
             f"{fingerprint!r} is not a recovery recipient of this node",
             "`keys show` lists them",
         )
-    node.reload_keys(keys)
     pointers: dict[str, str] = {}
     for name, store in node.providers.items():
         try:

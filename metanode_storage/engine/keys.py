@@ -50,7 +50,14 @@ class DataKeyRotation:
     retired_key_ids: list[str]
 
 
-def _passphrase(node: Node) -> Secret:
+def rewrite_keystore(node: Node, change: Callable[[KeyMaterial], None]) -> KeyMaterial:
+    """Change the keystore on disk (under its lock) and use the result from now on."""
+    keys = update_keystore(node.layout.keystore, keystore_passphrase(node), change)
+    node.reload_keys(keys)
+    return keys
+
+
+def keystore_passphrase(node: Node) -> Secret:
     if node.passphrase is None:
         raise KeystoreError("the keystore cannot be rewritten: open the node with its passphrase")
     return node.passphrase
@@ -82,7 +89,7 @@ def rotate_signing_key(node: Node, post_quantum: bool = False) -> SigningRotatio
                 for k in material.signing_keys
             ] + [SigningKeyRecord.of(new, now)]
 
-        node.reload_keys(update_keystore(node.layout.keystore, _passphrase(node), hand_over))
+        rewrite_keystore(node, hand_over)
         node.audit.record(
             KEY_ACCEPTED,
             detail={
@@ -110,7 +117,7 @@ def rotate_data_key(
             material.data_keys.append(new)
             material.current_data_key = new.key_id
 
-        keys = update_keystore(node.layout.keystore, _passphrase(node), add_key)
+        keys = update_keystore(node.layout.keystore, keystore_passphrase(node), add_key)
         node.reload_keys(keys)
         by_id = {k.key_id: k.key.reveal() for k in keys.data_keys}
         batch: list[ChunkRecord] = []
@@ -132,7 +139,7 @@ def rotate_data_key(
         def drop_old(material: KeyMaterial) -> None:
             material.data_keys[:] = [k for k in material.data_keys if k.key_id == new.key_id]
 
-        node.reload_keys(update_keystore(node.layout.keystore, _passphrase(node), drop_old))
+        rewrite_keystore(node, drop_old)
         node.audit.record(
             "data_key_rotation",
             detail={
@@ -158,6 +165,6 @@ def rotate_api_token(node: Node) -> str:
     def replace_token(material: KeyMaterial) -> None:
         material.api_token = Secret(token.encode())
 
-    node.reload_keys(update_keystore(node.layout.keystore, _passphrase(node), replace_token))
+    rewrite_keystore(node, replace_token)
     node.audit.record("token_rotation")
     return token

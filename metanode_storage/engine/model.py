@@ -39,3 +39,15 @@ class ContainerBlock:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def summary(self) -> dict[str, Any]:
+        """What a listing shows of it (`ls --json`, locally or through a service)."""
+        return {
+            "block_id": self.block_id,
+            "name": self.name,
+            "size_bytes": self.size_bytes,
+            "created_at": self.created_at,
+            "data_hash": self.data_hash,
+            "chunks": self.chunks,
+            "providers": [loc.provider for loc in self.distribution_map],
+        }

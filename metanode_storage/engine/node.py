@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from hashlib import sha256
 from pathlib import Path, PurePosixPath
+from types import MappingProxyType
 from typing import Any, BinaryIO
 
 from metanode_storage.audit.trail import (
@@ -83,6 +84,7 @@ Progress = Callable[[int], None]
 _CHUNKS_IN_FLIGHT = 4  # bounds memory: at most this many chunks are being sealed or fetched
 _IO_THREADS = 16
 _ReadChunk = tuple[bytes, list[ReplicaCheck]]  # a chunk's verified plaintext, what was found
+_NOTHING_READ: Mapping[bytes, _ReadChunk] = MappingProxyType({})
 _FILES_IN_FLIGHT = 2  # files of a tree restored at once: more only contend on 2 cores
 # Sealing a small chunk costs less than handing it to a worker thread.
 _SEAL_INLINE_BELOW = 64 * 1024
@@ -793,7 +795,7 @@ class Node:
             failovers = size = 0
             try:
                 blocks = [self.blockmap.get_block(block_id) for block_id in block_ids]
-                read_ahead = self._read_packed([b for b in blocks if len(b.chunk_ids) == 1])
+                read_ahead = self._read_packed(blocks)
                 for block in blocks:
                     sink = io.BytesIO()
                     failovers += self._retrieve_audited(
@@ -812,11 +814,12 @@ class Node:
             return found
 
     def _read_packed(self, blocks: Sequence[BlockRecord]) -> dict[bytes, _ReadChunk]:
-        """The chunks of these one-chunk blocks, read pack by pack (a few range requests a
-        pack instead of one a block), each verified as ``ChunkReader.read`` verifies it. A
-        group that fails is left out: its blocks are read one by one, so each fails in
-        its turn, with its own audit event."""
-        wanted = list(dict.fromkeys(b.chunk_ids[0] for b in blocks if "tree" not in b.extra))
+        """The chunks of the one-chunk file blocks among ``blocks``, read pack by pack (a
+        few range requests a pack instead of one a block), each verified as
+        ``ChunkReader.read`` verifies it. A group that fails is left out: its blocks are
+        read one by one, so each fails in its turn, with its own audit event."""
+        singles = (b for b in blocks if len(b.chunk_ids) == 1 and "tree" not in b.extra)
+        wanted = list(dict.fromkeys(b.chunk_ids[0] for b in singles))
         found: dict[bytes, _ReadChunk] = {}
         for group in self.reader.pack_groups(list(self.blockmap.get_chunks(wanted).values())):
             try:
@@ -832,7 +835,7 @@ class Node:
         sink: BinaryIO,
         progress: Progress,
         events: list[NewEvent],
-        read_ahead: Mapping[bytes, _ReadChunk] | None = None,
+        read_ahead: Mapping[bytes, _ReadChunk] = _NOTHING_READ,
     ) -> int:
         """Stream one verified file block to ``sink`` and add its audit event to ``events``
         (on failure too); 1 if a chunk needed a failover, else 0."""
@@ -843,7 +846,7 @@ class Node:
             )
         faults: list[list[str]] = []
         try:
-            failovers = self._retrieve_locked(block, sink, progress, faults, read_ahead or {})
+            failovers = self._retrieve_locked(block, sink, progress, faults, read_ahead)
         except IntegrityError as exc:
             detail = {"faults": faults, "error": exc.message}
             events.append((RETRIEVE, block.block_id, VIOLATION, detail))
@@ -861,14 +864,14 @@ class Node:
         sink: BinaryIO,
         progress: Progress,
         faults: list[list[str]],
-        read_ahead: Mapping[bytes, _ReadChunk] | None = None,
+        read_ahead: Mapping[bytes, _ReadChunk] = _NOTHING_READ,
     ) -> int:
         """Stream the verified block to ``sink``; return how many chunks needed a failover.
         ``read_ahead`` holds chunks already read and verified (``_read_packed``)."""
         check_block_signatures(block, self._trusted_keys, self._batches)
         whole = sha256()
         failovers = 0
-        for chunk_id, data, checks in self._fetch_in_order(block, read_ahead or {}):
+        for chunk_id, data, checks in self._fetch_in_order(block, read_ahead):
             self._record_checks(chunk_id, checks)
             # a replica failed and another one served the chunk: a multi-cloud failover
             failovers += len(checks) > 1

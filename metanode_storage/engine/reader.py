@@ -118,10 +118,8 @@ class ChunkReader:
                 blob = store.get_range(replica.key, replica.offset, end)
             else:
                 blob = store.get(replica.key)
-        except ObjectNotFound:
-            return ReplicaCheck(replica.provider, MISSING, "blob not found"), None
         except ProviderError as exc:
-            return ReplicaCheck(replica.provider, UNREACHABLE, exc.message), None
+            return _failure(replica.provider, exc), None
         return self._verify(record, replica, blob, key)
 
     def _verify(

@@ -94,12 +94,14 @@ def public_text(text: str) -> str:
     return _LOCAL_PATH.sub("<path>", text)
 
 
+def error_body(exc: MetanodeError | str) -> dict[str, str]:
+    """What a client is told of an error: its text without local paths, its reference."""
+    reference = exc.reference if isinstance(exc, MetanodeError) else ""
+    return {"error": public_text(str(exc)), "reference": reference}
+
+
 def _error(status: int, exc: MetanodeError | str, **headers: str) -> web.Response:
-    if isinstance(exc, MetanodeError):
-        body = {"error": public_text(str(exc)), "reference": exc.reference}
-    else:
-        body = {"error": public_text(exc), "reference": ""}
-    return web.json_response(body, status=status, headers=headers or None)
+    return web.json_response(error_body(exc), status=status, headers=headers or None)
 
 
 def status_for(exc: MetanodeError) -> int:
@@ -239,11 +241,16 @@ async def verify(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if result.ok and not result.faults else 409)
 
 
-async def status(request: web.Request) -> web.Response:
-    report = (await _run(request, request.app[NODE].status)).to_dict()
+def public_status(node: Node) -> dict[str, Any]:
+    """The node's status as a client may see it: provider errors without local paths."""
+    report = node.status().to_dict()
     for provider in report["providers"]:
         provider["error"] = public_text(provider["error"])
-    return web.json_response(report)
+    return report
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.json_response(await _run(request, public_status, request.app[NODE]))
 
 
 async def metrics(request: web.Request) -> web.Response:

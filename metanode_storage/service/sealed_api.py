@@ -30,7 +30,8 @@ from metanode_storage.service.api import (
     LIMITS,
     NODE,
     TOKEN,
-    public_text,
+    error_body,
+    public_status,
     status_for,
 )
 from metanode_storage.service.streams import BodyTooLarge, RequestBodyReader, ResponseWriter
@@ -88,9 +89,8 @@ async def sealed(request: web.Request) -> web.StreamResponse:
     except (asyncio.IncompleteReadError, MetanodeError):
         request.app[AUTH_FAILURES].count(request.remote or "", request.method, request.path)
         # like a wrong token: whoever sent it does not hold a key this service accepts
-        return web.json_response(
-            {"error": "not a sealed request for this service", "reference": "MN-503"}, status=401
-        )
+        refusal = SealedStreamBroken("not a sealed request for this service")
+        return web.json_response(error_body(refusal), status=401)
     body = RequestBodyReader(request, loop, uploads.limits.max_body, uploads.limits.body_timeout)
     opener = FrameOpener(body.read, request_key, b"up")
     sealer = FrameSealer(request_key, b"down")
@@ -112,7 +112,7 @@ async def sealed(request: web.Request) -> web.StreamResponse:
 
 
 def _refuse(out: ResponseWriter, sealer: FrameSealer, why: str) -> None:
-    out.write(sealer.head({"ok": False, "status": 503, "error": why, "reference": ""}, last=True))
+    out.write(sealer.head(_error(503, why), last=True))
 
 
 def _serve(
@@ -154,13 +154,10 @@ def _run(node: Node, op: str, args: dict[str, Any], body: OpenedReader) -> Any:
     if op == "put":
         return node.store(cast(BinaryIO, body), str(args.get("name", ""))).to_dict()
     if op == "ls":
-        return [{k: v for k, v in b.to_dict().items() if k != "proof"} for b in node.blocks()]
+        return [b.summary() for b in node.blocks()]
     if op == "verify":
         return asdict(node.verify(str(args.get("block_id", ""))))
-    report = node.status().to_dict()
-    for provider in report["providers"]:
-        provider["error"] = public_text(provider["error"])
-    return report
+    return public_status(node)
 
 
 def _get(node: Node, block_id: str, sealer: FrameSealer, out: ResponseWriter) -> None:
@@ -180,9 +177,7 @@ def _get(node: Node, block_id: str, sealer: FrameSealer, out: ResponseWriter) ->
 
 
 def _error(status: int, exc: MetanodeError | str) -> dict[str, Any]:
-    text = str(exc)
-    reference = exc.reference if isinstance(exc, MetanodeError) else ""
-    return {"ok": False, "status": status, "error": public_text(text), "reference": reference}
+    return {"ok": False, "status": status, **error_body(exc)}
 
 
 def install(app: web.Application, node: Node, over_tls: bool) -> None:
