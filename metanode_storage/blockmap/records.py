@@ -16,21 +16,30 @@ RECORD_VERSION = 1
 
 @dataclass(frozen=True)
 class Replica:
-    """One copy of one chunk: which provider holds it, under which opaque key, how big,
-    and where in that blob: ``offset`` -1 for a blob of its own (written before packs),
-    else the byte offset of the sealed chunk inside a pack blob."""
+    """One copy (or one erasure-coded fragment) of one chunk: which provider holds it,
+    under which opaque key, how big, and where in that blob: ``offset`` -1 for a blob of
+    its own (written before packs), else the byte offset of the sealed piece inside a pack
+    blob. ``fragment`` is the fragment's index for an erasure-coded chunk, -1 for a full
+    copy."""
 
     provider: str
     key: str
     size: int
     offset: int = -1
+    fragment: int = -1
 
     @property
     def in_pack(self) -> bool:
         return self.offset >= 0
 
+    @property
+    def is_fragment(self) -> bool:
+        return self.fragment >= 0
+
     def to_list(self) -> list[Any]:
         plain = [self.provider, self.key, self.size]
+        if self.is_fragment:
+            return [*plain, self.offset, self.fragment]
         return [*plain, self.offset] if self.in_pack else plain
 
     @classmethod
@@ -45,11 +54,16 @@ class ChunkRecord:
     data_key_id: str  # which keystore key wraps ``wrapped_key``
     wrapped_key: bytes  # this chunk's own AES-256 key, sealed under that data key
     replicas: tuple[Replica, ...]
-    wanted: int = 0  # the replication factor it was written for; fewer replicas = short
+    wanted: int = 0  # pieces it was written as (replicas, or K+M fragments); fewer = short
     # The seed's backup_locations: copies that repair replaced (their provider was Offline)
     # but that may still be good. Reads fall back to them after the replicas; repair deletes
     # them once their provider answers again.
     backups: tuple[Replica, ...] = ()
+    needed: int = 1  # pieces that rebuild it: 1 for full replicas, K for ec:K+M
+
+    @property
+    def is_erasure_coded(self) -> bool:
+        return self.needed > 1
 
     @property
     def all_copies(self) -> tuple[Replica, ...]:
@@ -57,23 +71,35 @@ class ChunkRecord:
         return self.replicas + self.backups
 
     @property
+    def pieces(self) -> int:
+        """Distinct pieces held: replicas, or distinct fragment indexes."""
+        if self.is_erasure_coded:
+            return len({r.fragment for r in self.replicas})
+        return len(self.replicas)
+
+    @property
     def is_short(self) -> bool:
-        return len(self.replicas) < self.wanted
+        return self.pieces < self.wanted
+
+    @property
+    def margin(self) -> int:
+        """Provider losses it survives as recorded (faults and outages not counted)."""
+        return self.pieces - self.needed
 
     def to_bytes(self) -> bytes:
-        return json.dumps(
-            {
-                "v": RECORD_VERSION,
-                "wanted": self.wanted,
-                "chunk_id": self.chunk_id.hex(),
-                "plain_size": self.plain_size,
-                "data_key_id": self.data_key_id,
-                "wrapped_key": self.wrapped_key.hex(),
-                "replicas": [r.to_list() for r in self.replicas],
-                "backups": [r.to_list() for r in self.backups],
-            },
-            separators=(",", ":"),
-        ).encode()
+        doc = {
+            "v": RECORD_VERSION,
+            "wanted": self.wanted,
+            "chunk_id": self.chunk_id.hex(),
+            "plain_size": self.plain_size,
+            "data_key_id": self.data_key_id,
+            "wrapped_key": self.wrapped_key.hex(),
+            "replicas": [r.to_list() for r in self.replicas],
+            "backups": [r.to_list() for r in self.backups],
+        }
+        if self.is_erasure_coded:
+            doc["needed"] = self.needed
+        return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ChunkRecord:
@@ -86,11 +112,17 @@ class ChunkRecord:
             replicas=tuple(Replica.from_list(r) for r in doc["replicas"]),
             wanted=doc.get("wanted", 0),
             backups=tuple(Replica.from_list(r) for r in doc.get("backups", [])),
+            needed=doc.get("needed", 1),
         )
 
     @property
     def stored_size(self) -> int:
         return sum(r.size for r in self.replicas)
+
+    @property
+    def copy_size(self) -> int:
+        """Provider bytes of one whole copy: a replica, or K fragments (equal in size)."""
+        return self.replicas[0].size * self.needed if self.replicas else 0
 
 
 @dataclass(frozen=True)

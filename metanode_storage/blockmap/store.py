@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,11 @@ _TOTALS = (
     "stored_bytes",
     "short_chunks",
     "backup_copies",
+    "unique_bytes",
+    "copy_bytes",
 )
+_MARGIN = "margin:"  # totals "margin:N": chunks that survive N more lost providers
+_TOTALS_VERSION = "2"  # totals kept since unique_bytes, copy_bytes and the margins
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,34 @@ class MapStats:
     stored_bytes: int
     short_chunks: int  # chunks stored with fewer replicas than their replication factor
     backup_copies: int  # replaced replicas kept as backup locations until cleaned up
+    unique_bytes: int  # plaintext bytes of the distinct chunks: logical bytes after dedup
+    copy_bytes: int  # provider bytes of one copy of each chunk: after compression and sealing
     faulty_replicas: int
+    margins: dict[int, int] = field(default_factory=dict)  # lost providers survivable: chunks
+
+    @property
+    def least_margin(self) -> int | None:
+        """Lost providers every chunk survives as stored (faults and outages aside)."""
+        return min((m for m, count in self.margins.items() if count > 0), default=None)
+
+
+def _chunk_totals(records: Iterable[ChunkRecord], sign: int = 1) -> dict[str, int]:
+    """What ``records`` add to the totals (``sign`` -1: what they take away)."""
+    deltas: Counter[str] = Counter()
+    for r in records:
+        deltas.update(
+            {
+                "chunks": 1,
+                "replicas": len(r.replicas),
+                "stored_bytes": r.stored_size,
+                "short_chunks": int(r.is_short),
+                "backup_copies": len(r.backups),
+                "unique_bytes": r.plain_size,
+                "copy_bytes": r.copy_size,
+                f"{_MARGIN}{r.margin}": 1,
+            }
+        )
+    return {name: sign * value for name, value in deltas.items()}
 
 
 def _chunk_rows(db: SharedConnection, columns: str, chunk_ids: Sequence[bytes]) -> list[Any]:
@@ -144,6 +176,11 @@ class BlockMap:
                 self._db.executemany(
                     "INSERT OR IGNORE INTO totals VALUES (?, 0)", [(t,) for t in _TOTALS]
                 )
+                if create:  # empty: every total is exact from the start
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO meta VALUES ('totals_version', ?)",
+                        (_TOTALS_VERSION,),
+                    )
             version = self._db.execute(
                 "SELECT value FROM meta WHERE key='schema_version'"
             ).fetchone()[0]
@@ -184,11 +221,32 @@ class BlockMap:
             check_fence(db, self.fence())
             yield db
 
-    def _add_totals(self, db: SharedConnection, **deltas: int) -> None:
+    def _add_totals(self, db: SharedConnection, deltas: Mapping[str, int]) -> None:
         db.executemany(
-            "UPDATE totals SET value = value + ? WHERE name = ?",
-            [(delta, name) for name, delta in deltas.items() if delta],
+            "INSERT INTO totals VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+            [(name, delta) for name, delta in deltas.items() if delta],
         )
+
+    def recount_totals(self) -> bool:
+        """Count the totals afresh from every row, once, for a map written before they
+        were all kept (a scan: a cost paid one time). True if they were recounted."""
+        marker = "SELECT value FROM meta WHERE key='totals_version'"
+        if (self._db.execute(marker).fetchone() or [None])[0] == _TOTALS_VERSION:
+            return False
+        with self._write() as db:
+            blocks = list(self.blocks())
+            counted = Counter(_chunk_totals(self.chunks()))
+            counted.update(blocks=len(blocks), logical_bytes=sum(b.size for b in blocks))
+            db.execute("DELETE FROM totals")
+            db.executemany(
+                "INSERT INTO totals VALUES (?, ?)",
+                [(name, counted.get(name, 0)) for name in dict.fromkeys([*_TOTALS, *counted])],
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('totals_version', ?)", (_TOTALS_VERSION,)
+            )
+        return True
 
     # -- reads -------------------------------------------------------------------
 
@@ -325,8 +383,15 @@ class BlockMap:
     def stats(self) -> MapStats:
         totals = dict(self._db.execute("SELECT name, value FROM totals").fetchall())
         faults = self._db.execute("SELECT COUNT(*) FROM faults").fetchone()[0]
+        margins = {
+            int(name[len(_MARGIN) :]): int(count)
+            for name, count in totals.items()
+            if name.startswith(_MARGIN) and count
+        }
         return MapStats(
-            **{name: int(totals.get(name, 0)) for name in _TOTALS}, faulty_replicas=int(faults)
+            **{name: int(totals.get(name, 0)) for name in _TOTALS},
+            faulty_replicas=int(faults),
+            margins=margins,
         )
 
     # -- writes ------------------------------------------------------------------
@@ -394,12 +459,11 @@ class BlockMap:
         )
         self._add_totals(
             db,
-            blocks=len(blocks),
-            logical_bytes=sum(b.size for b, _ in blocks),
-            chunks=len(added),
-            replicas=sum(len(r.replicas) for r in added),
-            stored_bytes=sum(r.stored_size for r in added),
-            short_chunks=sum(r.is_short for r in added),
+            {
+                **_chunk_totals(added),
+                "blocks": len(blocks),
+                "logical_bytes": sum(b.size for b, _ in blocks),
+            },
         )
         return spare
 
@@ -437,14 +501,7 @@ class BlockMap:
                     )
             emptied = self._count_packed(db, [c for r in released for c in r.all_copies], -1)
             self._add_totals(
-                db,
-                blocks=-1,
-                logical_bytes=-block.size,
-                chunks=-len(released),
-                replicas=-sum(len(c.replicas) for c in released),
-                stored_bytes=-sum(c.stored_size for c in released),
-                short_chunks=-sum(c.is_short for c in released),
-                backup_copies=-sum(len(c.backups) for c in released),
+                db, {**_chunk_totals(released, -1), "blocks": -1, "logical_bytes": -block.size}
             )
         return Released(released, emptied)
 
@@ -632,11 +689,7 @@ class BlockMap:
                 if r.provider not in kept or r not in new.replicas
             ],
         )
-        self._add_totals(
-            db,
-            replicas=len(new.replicas) - len(old.replicas),
-            stored_bytes=new.stored_size - old.stored_size,
-            short_chunks=int(new.is_short) - int(old.is_short),
-            backup_copies=len(new.backups) - len(old.backups),
-        )
+        change = Counter(_chunk_totals([new]))
+        change.update(_chunk_totals([old], -1))
+        self._add_totals(db, change)
         return emptied

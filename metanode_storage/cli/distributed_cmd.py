@@ -17,17 +17,20 @@ from metanode_storage.cli.options import (
     read_passphrase,
 )
 from metanode_storage.config.paths import NodeLayout, resolve_home
-from metanode_storage.config.settings import LOCAL_VENDOR
+from metanode_storage.config.settings import LOCAL_VENDOR, load_settings
 from metanode_storage.engine.integrity import run_integrity_audit
 from metanode_storage.engine.keys import rotate_api_token
+from metanode_storage.engine.metrics import StorageEfficiency
 from metanode_storage.engine.repair import DEFAULT_OFFLINE_GRACE
 from metanode_storage.engine.setup import (
+    change_redundancy,
     cloud_provider_defaults,
     default_local_providers,
     init_node,
 )
 from metanode_storage.engine.status import NodeStatus
 from metanode_storage.errors import InvalidSetting
+from metanode_storage.redundancy import Redundancy
 
 app = typer.Typer(rich_markup_mode=None, help="Set up the node and watch it.", no_args_is_help=True)
 
@@ -44,6 +47,16 @@ def init(
         ),
     ] = "",
     replication_factor: Annotated[int, typer.Option(min=1, max=5)] = 3,
+    redundancy: Annotated[
+        str,
+        typer.Option(
+            "--redundancy",
+            metavar="replicas:N|ec:K+M",
+            help="How each chunk is protected: N full replicas, or K data + M parity "
+            "Reed-Solomon fragments on K+M providers (ec:3+2 survives two lost providers "
+            "at 1.67x the bytes). Default: --replication-factor replicas.",
+        ),
+    ] = "",
     max_providers: Annotated[int, typer.Option(min=1, max=5)] = 5,
     encryption: Annotated[str, typer.Option(metavar="true|false")] = "true",
     compression: Annotated[str, typer.Option(metavar="true|false")] = "true",
@@ -66,11 +79,13 @@ def init(
         *cloud_provider_defaults([v for v in vendors if v != LOCAL_VENDOR]),
     )
     encrypt = parse_bool(encryption)
+    scheme = Redundancy.parse(redundancy) if redundancy else None
     settings = init_node(
         layout.home,
         read_passphrase(confirm=True),
         providers=chosen,
         replication_factor=replication_factor,
+        redundancy=scheme,
         max_cloud_providers=max_providers,
         encryption=encrypt,
         compression=parse_bool(compression),
@@ -85,6 +100,7 @@ def init(
                 "node_id": settings.node_id,
                 "providers": [p.name for p in settings.providers],
                 "replication_factor": settings.replication_factor,
+                "redundancy": settings.scheme.text(),
             }
         )
         return
@@ -97,9 +113,47 @@ def init(
             ("Node", settings.node_id),
             ("Home", str(layout.home)),
             ("Providers", ", ".join(p.name for p in settings.providers)),
-            ("Replication Factor", str(settings.replication_factor)),
+            ("Redundancy", formatting.redundancy(settings.scheme)),
         ]
     )
+
+
+@app.command("redundancy")
+def redundancy_command(
+    scheme: Annotated[
+        str,
+        typer.Argument(
+            metavar="[replicas:N|ec:K+M]",
+            help="The redundancy for chunks stored from now on; omit it to show the current.",
+        ),
+    ] = "",
+    home: HomeOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show or change how new chunks are protected. Chunks already stored keep their
+    redundancy until `metanode storage repair --rewrite` moves them to the new one."""
+    layout = NodeLayout(resolve_home(home))
+    if scheme:
+        settings = change_redundancy(layout.home, Redundancy.parse(scheme))
+    else:
+        settings = load_settings(layout.config)
+    if json_output:
+        chosen = settings.scheme
+        console.emit_json(
+            {
+                "redundancy": chosen.text(),
+                "pieces": chosen.pieces,
+                "needed": chosen.needed,
+                "tolerates_lost_providers": chosen.tolerates,
+                "changed": bool(scheme),
+            }
+        )
+        return
+    console.key_values([("Redundancy", formatting.redundancy(settings.scheme))])
+    if scheme:
+        console.note(
+            "new chunks use it; run `metanode storage repair --rewrite` to move stored ones"
+        )
 
 
 @app.command()
@@ -140,6 +194,7 @@ def status(
                 f"{formatting.percent(report.data_integrity_percent)} ({_integrity_age(report)})",
             ),
             ("Average Latency", formatting.millis(report.average_latency_ms)),
+            ("Redundancy", _redundancy_line(report)),
             ("Replicas Healthy", f"{report.healthy_replicas:,}/{report.replicas:,}"),
             ("Under-replicated Chunks", f"{report.short_chunks:,}"),
             (
@@ -158,6 +213,18 @@ def status(
             for p in report.providers
         ],
     )
+
+
+def _redundancy_line(report: NodeStatus) -> str:
+    """The scheme for new chunks, and the further provider losses every block survives."""
+    losses = report.survivable_losses
+    if losses is None:
+        now = "nothing stored yet"
+    elif losses < 0:
+        now = "some blocks cannot be read now: run `metanode storage repair`"
+    else:
+        now = f"every block survives {losses} more lost provider{'' if losses == 1 else 's'} now"
+    return f"{report.redundancy} ({now})"
 
 
 def _map_backup_line(report: NodeStatus) -> str:
@@ -229,8 +296,10 @@ def metrics(home: HomeOption = None, json_output: JsonOption = False) -> None:
     """Throughputs measured over every operation so far, and failovers in the last 24 h."""
     with open_node(home, read_only=True) as node:
         snapshot = node.metrics.snapshot()
+        storage = StorageEfficiency.of(node.blockmap.stats())
+        scheme = node.settings.scheme
     if json_output:
-        console.emit_json(snapshot.to_dict())
+        console.emit_json({**snapshot.to_dict(), "storage": storage.to_dict()})
         return
     proofs = snapshot.proofs_per_second
     console.key_values(
@@ -250,8 +319,34 @@ def metrics(home: HomeOption = None, json_output: JsonOption = False) -> None:
                 "not measured yet (no proofs)" if proofs is None else f"{proofs:,.0f} proofs/sec",
             ),
             ("Multi-Cloud Failover", f"{snapshot.failovers_24h:,} failovers (24h)"),
+            *_efficiency_lines(storage, scheme),
         ]
     )
+
+
+def _efficiency_lines(storage: StorageEfficiency, scheme: Redundancy) -> list[tuple[str, str]]:
+    size, ratio = formatting.size, formatting.ratio
+    return [
+        (
+            "Stored vs Logical",
+            f"{size(storage.stored_bytes)} on providers for {size(storage.logical_bytes)} "
+            f"stored ({ratio(storage.stored_per_logical)})",
+        ),
+        (
+            "Dedup Savings",
+            f"{size(storage.dedup_saved_bytes)} "
+            f"({size(storage.logical_bytes)} -> {size(storage.unique_bytes)} unique)",
+        ),
+        (
+            "Compression",
+            f"{ratio(storage.compression_ratio)} ({size(storage.unique_bytes)} -> "
+            f"{size(storage.copy_bytes)} per copy, padding and seals included)",
+        ),
+        (
+            "Redundancy Overhead",
+            f"{ratio(storage.redundancy_overhead)} (new chunks: {scheme.text()})",
+        ),
+    ]
 
 
 @app.command()

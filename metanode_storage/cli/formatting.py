@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from metanode_storage.redundancy import Redundancy
+
 
 def size(n: int) -> str:
     value = float(n)
@@ -33,5 +35,22 @@ def percent(value: float | None) -> str:
     return f"{value:.0f}%" if value in (0.0, 100.0) else f"{value:.2f}%"
 
 
+def ratio(value: float | None) -> str:
+    return "n/a (nothing stored)" if value is None else f"{value:.2f}x"
+
+
 def millis(value: float | None) -> str:
     return "n/a (no provider answered)" if value is None else f"{value:.2f}ms"
+
+
+def redundancy(scheme: Redundancy) -> str:
+    """``replicas:3 (3 full copies; survives 2 lost providers)`` and the like."""
+    if scheme.is_erasure_coded:
+        what = (
+            f"{scheme.needed} data + {scheme.parity} parity fragments, "
+            f"{scheme.overhead:.2f}x the bytes"
+        )
+    else:
+        what = f"{scheme.pieces} full cop{'y' if scheme.pieces == 1 else 'ies'}"
+    losses = scheme.tolerates
+    return f"{scheme.text()} ({what}; survives {losses} lost provider{'' if losses == 1 else 's'})"

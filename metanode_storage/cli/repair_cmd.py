@@ -36,6 +36,14 @@ def repair_command(
     offline_grace: Annotated[
         float, typer.Option(min=0, help="Seconds Offline before a provider's replicas move.")
     ] = DEFAULT_OFFLINE_GRACE,
+    rewrite: Annotated[
+        bool,
+        typer.Option(
+            "--rewrite",
+            help="Also move up to --limit chunks stored under another redundancy to the "
+            "node's current one (see `distributed redundancy`).",
+        ),
+    ] = False,
     home: HomeOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -54,6 +62,7 @@ def repair_command(
             limit=limit,
             offline_grace=offline_grace,
             max_bytes_per_second=max_rate * 1e6 if max_rate else None,
+            rewrite=rewrite,
             progress=bar.advance,
         )
     if json_output:
@@ -68,7 +77,7 @@ def repair_command(
     else:
         verb = "would repair" if dry_run else "repaired"
         for action in report.actions:
-            why = ", ".join(f"{p or 'short'}: {r}" for p, r in action.reasons.items())
+            why = ", ".join(f"{p}: {r}" if p else r for p, r in action.reasons.items())
             done = f" -> {', '.join(action.new_replicas)}" if action.new_replicas else ""
             console.line(
                 f"chunk {action.chunk} ({why}){done}"

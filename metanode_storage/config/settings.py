@@ -16,6 +16,7 @@ import tomli_w
 
 from metanode_storage.errors import ConfigDamaged, InvalidSetting, NotInitialised
 from metanode_storage.fileio import atomic_write
+from metanode_storage.redundancy import Redundancy
 
 CONFIG_FORMAT_VERSION = 1
 MAX_REPLICATION_FACTOR = 5
@@ -106,7 +107,23 @@ class NodeSettings:
     # gc rewrites a pack once less than repack_below of its bytes are still in use.
     pack_target_bytes: int = 4 * 1024 * 1024
     repack_below: float = 0.5
+    # "ec:K+M" erasure-codes new chunks into K+M fragments (redundancy.py); empty keeps
+    # ``replication_factor`` full replicas. Chunks stored before a change keep theirs
+    # until `repair --rewrite`.
+    redundancy: str = ""
     providers: tuple[ProviderSettings, ...] = field(default_factory=tuple)
+
+    @property
+    def scheme(self) -> Redundancy:
+        """How new chunks are protected."""
+        if self.redundancy:
+            return Redundancy.parse(self.redundancy)
+        return Redundancy.replicas(self.replication_factor)
+
+    @property
+    def providers_per_store(self) -> int:
+        """Providers one store may spread over: enough for every fragment."""
+        return max(self.max_cloud_providers, self.scheme.pieces)
 
     def validate(self) -> None:
         if not 1 <= self.replication_factor <= MAX_REPLICATION_FACTOR:
@@ -129,11 +146,13 @@ class NodeSettings:
             raise InvalidSetting("two providers share a name", "give each a unique name")
         for provider in self.providers:
             provider.validate()
-        if len(self.providers) < self.replication_factor and not self.allow_under_replication:
+        scheme = self.scheme
+        if len(self.providers) < scheme.pieces and not self.allow_under_replication:
+            kind = "fragments" if scheme.is_erasure_coded else "replicas"
             raise InvalidSetting(
                 f"{len(self.providers)} provider(s) cannot hold "
-                f"{self.replication_factor} replicas on distinct providers",
-                "add providers or lower --replication-factor",
+                f"{scheme.pieces} {kind} on distinct providers ({scheme.text()})",
+                "add providers or choose a smaller --redundancy",
             )
 
 

@@ -1,4 +1,4 @@
-"""The bytes a provider holds for one replica of one chunk.
+"""The bytes a provider holds for one replica (or one erasure-coded fragment) of one chunk.
 
 Sealed form (the default)::
 
@@ -17,6 +17,11 @@ Integrity-only form (``encryption = false``)::
 The frame: 1 byte flags (bit 0: zstd-compressed), 4 bytes payload length,
 the payload, then zero padding up to the Padmé length, so a provider learns
 only a rounded size (at most 12% overhead).
+
+An erasure-coded chunk's fragments (engine/erasure.py: equal slices of the padded
+frame, plus parity) are sealed the same way, each on its own with a fresh nonce; the
+associated data then ends in the fragment's index (``piece_address``), so a fragment
+cannot be passed off as another of the same chunk.
 """
 
 from __future__ import annotations
@@ -93,6 +98,11 @@ def read_frame(frame: bytes, plain_size: int) -> bytes:
         return _decompressor().decompress(payload, max_output_size=plain_size)
     except zstandard.ZstdError as exc:
         raise BlobInvalid(f"decompression failed: {exc}") from None
+
+
+def piece_address(chunk_id: bytes, fragment: int) -> bytes:
+    """What a piece's seal is bound to: the chunk's address, and a fragment's index."""
+    return chunk_id if fragment < 0 else chunk_id + b"#" + bytes([fragment])
 
 
 def seal_replica(frame: bytes, chunk_key: bytes, chunk_id: bytes, encrypt: bool) -> bytes:

@@ -11,13 +11,14 @@ docs/AUDIT.md for the design that would allow it).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 
 from metanode_storage.audit.trail import FAILED, OK, VERIFY
+from metanode_storage.blockmap.records import Replica
 from metanode_storage.blockmap.store import BlockMap
 from metanode_storage.engine.node import Node
-from metanode_storage.engine.reader import CORRUPT, MISSING, UNREACHABLE, ReplicaCheck
+from metanode_storage.engine.reader import CORRUPT, GOOD, MISSING, UNREACHABLE, ReplicaCheck
 from metanode_storage.engine.verification import BlockVerification
 from metanode_storage.errors import ObjectNotFound, ProviderError
 from metanode_storage.providers.base import BlobStore
@@ -70,38 +71,54 @@ def quick_check(
     providers: dict[str, BlobStore],
     io_pool: Executor,
 ) -> BlockVerification:
-    """Every replica present with its recorded size; no download."""
+    """Every piece present, its blob long enough to hold it (a pack's size is asked once);
+    no download. The block counts as readable while every chunk has the pieces it needs."""
     faults: list[ReplicaCheck] = []
     unreachable: set[str] = set()
-    checked = 0
+    checked = short = 0
+    sizes: dict[tuple[str, str], Future[int | str]] = {}
     for chunk_id in dict.fromkeys(chunk_ids):
         record = blockmap.get_chunk(chunk_id)
         if record is None:
             return BlockVerification(block_id, False, checked, error="chunk missing from map")
-        futures = [
-            (r, io_pool.submit(_size_check, providers.get(r.provider), r.key, r.size))
-            for r in record.replicas
-        ]
-        for replica, future in futures:
+        for r in record.replicas:
+            if (r.provider, r.key) not in sizes:
+                store = providers.get(r.provider)
+                sizes[(r.provider, r.key)] = io_pool.submit(_blob_size, store, r.key)
+        present = 0  # good, or out of reach (not known bad)
+        for replica in record.replicas:
             checked += 1
-            state = future.result()
+            state = _size_state(sizes[(replica.provider, replica.key)].result(), replica)
             if state in (MISSING, CORRUPT):
                 faults.append(ReplicaCheck(replica.provider, state, "size check"))
                 blockmap.record_fault(chunk_id, replica.provider, state)
-            elif state == UNREACHABLE:
-                unreachable.add(replica.provider)
-    return BlockVerification(block_id, True, checked, faults, sorted(unreachable))
+            else:
+                present += 1
+                if state == UNREACHABLE:
+                    unreachable.add(replica.provider)
+        short += present < record.needed
+    error = f"{short} chunk(s) lack the pieces to be read" if short else ""
+    return BlockVerification(block_id, not short, checked, faults, sorted(unreachable), error)
 
 
-def _size_check(store: BlobStore | None, key: str, expected: int) -> str:
+def _blob_size(store: BlobStore | None, key: str) -> int | str:
+    """The blob's size, or MISSING / UNREACHABLE."""
     if store is None:
         return UNREACHABLE
     try:
-        return "good" if store.size(key) == expected else CORRUPT
+        return store.size(key)
     except ObjectNotFound:
         return MISSING
     except ProviderError:
         return UNREACHABLE
+
+
+def _size_state(size: int | str, replica: Replica) -> str:
+    if isinstance(size, str):
+        return size
+    if replica.in_pack:  # a pack holds the piece's bytes at its offset, then padding
+        return GOOD if size >= replica.offset + replica.size else CORRUPT
+    return GOOD if size == replica.size else CORRUPT
 
 
 def run_integrity_audit(

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from metanode_storage.blockmap.store import MapStats
+
 COUNTERS = (
     "store_ops",
     "store_bytes",
@@ -73,6 +75,49 @@ class MetricsSnapshot:
             "retrieval_ops_per_second": self.retrieval_ops_per_second,
             "retrieval_mb_per_second": self.retrieval_mb_per_second,
             "proofs_per_second": self.proofs_per_second,
+        }
+
+
+@dataclass(frozen=True)
+class StorageEfficiency:
+    """Where the bytes on the providers come from, from the map's totals (kept exact by
+    every commit): what blocks hold, less dedup, through compression (padding and seals
+    included), times the replicas or erasure-code fragments."""
+
+    logical_bytes: int  # the blocks' sizes
+    unique_bytes: int  # after dedup: each distinct chunk once
+    copy_bytes: int  # one sealed copy of each distinct chunk
+    stored_bytes: int  # every piece on every provider
+
+    @classmethod
+    def of(cls, stats: MapStats) -> StorageEfficiency:
+        return cls(stats.logical_bytes, stats.unique_bytes, stats.copy_bytes, stats.stored_bytes)
+
+    @property
+    def dedup_saved_bytes(self) -> int:
+        return self.logical_bytes - self.unique_bytes
+
+    @property
+    def compression_ratio(self) -> float | None:
+        """Plaintext bytes per sealed byte of one copy (above 1: compression won)."""
+        return _rate(self.unique_bytes, self.copy_bytes)
+
+    @property
+    def redundancy_overhead(self) -> float | None:
+        """Stored bytes per byte of one copy: 3.0 for three replicas, 1.67 for ec:3+2."""
+        return _rate(self.stored_bytes, self.copy_bytes)
+
+    @property
+    def stored_per_logical(self) -> float | None:
+        return _rate(self.stored_bytes, self.logical_bytes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "dedup_saved_bytes": self.dedup_saved_bytes,
+            "compression_ratio": self.compression_ratio,
+            "redundancy_overhead": self.redundancy_overhead,
+            "stored_per_logical": self.stored_per_logical,
         }
 
 

@@ -61,6 +61,7 @@ from metanode_storage.engine.status import (
     NodeStatus,
     Protection,
     measure_status,
+    survivable_losses,
 )
 from metanode_storage.engine.verification import (
     BlockVerification,
@@ -171,6 +172,7 @@ class Node:
         self.lock = QLock(self.leases, BLOCKS, on_takeover=self._record_takeover)
         self.backup_lock = QLock(self.leases, "backup", on_takeover=self._record_takeover)
         blockmap.fence = self._fence
+        blockmap.recount_totals()  # once, for a map from before every total was kept
         self._group: GroupCommit[_Commit, list[ContainerBlock]] = GroupCommit(self._commit_group)
         self.io_pool = ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="metanode-io")
         self._workers = ThreadPoolExecutor(_CHUNKS_IN_FLIGHT, thread_name_prefix="metanode-chunk")
@@ -249,6 +251,7 @@ class Node:
         self.leases.close()
         self.audit.close()
         self.io_pool.shutdown(wait=True)
+        self.reader.close()
         self.health.save()
         self.metrics.close()
         self.blockmap.close()
@@ -357,19 +360,20 @@ class Node:
                 f"cannot read {path}: {exc.strerror}", "check the path and its permissions"
             ) from None
 
-    def _writer(self) -> ChunkWriter:
-        """A writer for one store: at most max_cloud_providers per store, drawn at
-        random, those known Offline held back as a last resort."""
+    def chunk_writer(self) -> ChunkWriter:
+        """A writer for one store (or one rewrite) under the node's redundancy: at most
+        providers_per_store providers, drawn at random, those known Offline held back as
+        a last resort."""
         keys = self.keys
         candidates, last_resort = providers_for_a_store(
-            list(self.providers), self.health.is_offline, self.settings.max_cloud_providers
+            list(self.providers), self.health.is_offline, self.settings.providers_per_store
         )
         return ChunkWriter(
             self.providers,
             self.io_pool,
             candidates=candidates,
             last_resort=last_resort,
-            replication_factor=self.settings.replication_factor,
+            redundancy=self.settings.scheme,
             allow_under_replication=self.settings.allow_under_replication,
             data_key_id=keys.current_data_key,
             data_key=keys.data_key(keys.current_data_key),
@@ -388,7 +392,7 @@ class Node:
         """Chunk every stream in turn and write each chunk the map lacks (all replicas
         durable before this returns); ``finished`` hears of each stream as it ends.
         Nothing is in the map yet: see _commit."""
-        writer = self._writer()
+        writer = self.chunk_writer()
         dedup_key = self.keys.dedup_key.reveal()
         chunker = Chunker(dedup_key)
         chunk_ids: list[bytes] = []
@@ -1027,15 +1031,17 @@ class Node:
     def status(self, probe_offline: bool = False) -> NodeStatus:
         """Measured now; providers known Offline are probed only with ``probe_offline``
         (or once the health board's retry window has passed)."""
+        stats = self.blockmap.stats()
         report = measure_status(
             self.settings,
             self.providers,
             self.health,
             probe_offline,
-            self.blockmap.stats(),
+            stats,
             self.blockmap.audit_coverage(),
             self._map_backup_status(),
             Protection.of(self.keys.signer, len(self.keys.recovery_recipients)),
+            partial(survivable_losses, self.blockmap, stats),
         )
         self.health.save()
         return report

@@ -43,6 +43,7 @@ class PackedChunk:
     chunk_key: bytes
     offset: int
     size: int
+    fragment: int = -1  # the fragment's index, for an erasure-coded chunk
 
 
 @dataclass
@@ -82,8 +83,16 @@ class PackWriter:
         self.uploaded: list[tuple[str, str]] = []  # (provider, key) of every pack put
         self._lock = threading.Lock()
 
-    def add(self, provider: str, chunk_id: bytes, chunk_key: bytes, sealed: bytes) -> Replica:
-        """Append one sealed chunk to ``provider``'s open pack; where it will be."""
+    def add(
+        self,
+        provider: str,
+        chunk_id: bytes,
+        chunk_key: bytes,
+        sealed: bytes,
+        fragment: int = -1,
+    ) -> Replica:
+        """Append one sealed chunk (or fragment) to ``provider``'s open pack; where it
+        will be."""
         with self._lock:
             pack = self._open.get(provider)
             if pack is not None and len(pack.buffer) + len(sealed) > self._target:
@@ -95,10 +104,10 @@ class PackWriter:
                 )
             offset = len(pack.buffer)
             pack.buffer += sealed
-            pack.chunks.append(PackedChunk(chunk_id, chunk_key, offset, len(sealed)))
+            pack.chunks.append(PackedChunk(chunk_id, chunk_key, offset, len(sealed), fragment))
             if len(pack.buffer) >= self._target:
                 self._upload(self._open.pop(provider))
-            return Replica(provider, pack.key, len(sealed), offset)
+            return Replica(provider, pack.key, len(sealed), offset, fragment)
 
     def _upload(self, pack: Pack) -> None:
         """Start the upload (the caller holds the lock); wait for the oldest when many

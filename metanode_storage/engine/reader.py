@@ -2,6 +2,9 @@
 
 A replica counts as good only if its AES-GCM tag (or HMAC) holds, its frame
 is consistent, and the plaintext has the chunk's size and keyed address.
+A fragment of an erasure-coded chunk counts as good if its seal holds (bound to
+the chunk and the fragment's index); the chunk rebuilt from K good fragments is
+then held to the same size and address as a replica.
 A provider that does not answer is skipped for the rest of the run.
 """
 
@@ -9,16 +12,19 @@ from __future__ import annotations
 
 import hmac
 import random
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from metanode_storage.blockmap.records import ChunkRecord, Replica
 from metanode_storage.crypto import aead
-from metanode_storage.engine import blobformat
+from metanode_storage.engine import blobformat, erasure
 from metanode_storage.engine.chunk_keys import unwrap_chunk_key
 from metanode_storage.engine.placement import read_order
 from metanode_storage.errors import (
     IntegrityError,
+    MetanodeError,
     ObjectNotFound,
     ProviderError,
     ProviderUnavailable,
@@ -94,6 +100,12 @@ class ChunkReader:
         self._dedup_key = dedup_key
         self._data_keys = data_keys
         self._is_offline = is_offline
+        # Fragment fetches run here, never in a pool whose tasks may themselves be reads.
+        self._fragment_pool: ThreadPoolExecutor | None = None
+
+    def close(self) -> None:
+        if self._fragment_pool is not None:
+            self._fragment_pool.shutdown(wait=True)
 
     def use_data_keys(self, data_keys: Mapping[str, bytes]) -> None:
         self._data_keys = data_keys
@@ -105,7 +117,8 @@ class ChunkReader:
     def check_replica(
         self, record: ChunkRecord, replica: Replica, chunk_key: bytes | None = None
     ) -> tuple[ReplicaCheck, bytes | None]:
-        """Fetch and fully verify one replica. Never raises for a bad replica."""
+        """Fetch and fully verify one replica: good with the chunk's plaintext (with the
+        fragment itself, for a fragment), or why not. Never raises for a bad replica."""
         store = self._providers.get(replica.provider)
         if store is None:
             return ReplicaCheck(
@@ -128,6 +141,8 @@ class ChunkReader:
         """A replica's bytes as fetched: good (with the plaintext), or why not."""
         if replica.in_pack and len(blob) != replica.size:
             return ReplicaCheck(replica.provider, CORRUPT, "the pack is truncated"), None
+        if replica.is_fragment:
+            return self._verify_fragment(record, replica, blob, key)
         try:
             frame = blobformat.open_replica(blob, key, record.chunk_id)
             data = blobformat.read_frame(frame, record.plain_size)
@@ -139,12 +154,25 @@ class ChunkReader:
             return ReplicaCheck(replica.provider, CORRUPT, "content address mismatch"), None
         return ReplicaCheck(replica.provider, GOOD), data
 
+    def _verify_fragment(
+        self, record: ChunkRecord, replica: Replica, blob: bytes, key: bytes
+    ) -> tuple[ReplicaCheck, bytes | None]:
+        address = blobformat.piece_address(record.chunk_id, replica.fragment)
+        try:
+            fragment = blobformat.open_replica(blob, key, address)
+            index = erasure.fragment_index(fragment)
+        except (blobformat.BlobInvalid, erasure.FragmentsInvalid) as exc:
+            return ReplicaCheck(replica.provider, CORRUPT, str(exc)), None
+        if index != replica.fragment:
+            return ReplicaCheck(replica.provider, CORRUPT, "fragment index mismatch"), None
+        return ReplicaCheck(replica.provider, GOOD), fragment
+
     def pack_groups(self, records: Sequence[ChunkRecord]) -> list[PackGroup]:
         """``records`` grouped by the pack blob their preferred replica lies in, each group
         in offset order, so that ``read_group`` fetches a pack's bytes in few requests.
         The preference is one provider order for the whole call (Offline ones last), so
         chunks written together are read together. A chunk with a replica outside any
-        pack is a group of its own, read as ``read`` reads it."""
+        pack, or erasure-coded, is a group of its own, read as ``read`` reads it."""
         order = sorted(self._providers)
         _rng.shuffle(order)
         rank = {name: i for i, name in enumerate(order)}
@@ -152,7 +180,7 @@ class ChunkReader:
         alone: list[PackGroup] = []
         for record in records:
             usable = [r for r in record.replicas if r.provider in rank]
-            if not usable or not all(r.in_pack for r in usable):
+            if record.is_erasure_coded or not usable or not all(r.in_pack for r in usable):
                 alone.append(PackGroup([(None, record)]))
                 continue
             best = min(usable, key=lambda r: (self._is_offline(r.provider), rank[r.provider]))
@@ -206,6 +234,8 @@ class ChunkReader:
         known to be Offline moved to the end: they cost nothing unless every
         other copy fails. Backup locations come last of all.
         """
+        if record.is_erasure_coded:
+            return self._read_fragments(record)
         chunk_key = self.chunk_key(record)
         checks: list[ReplicaCheck] = []
         for replica in read_order(record.replicas, record.backups, self._is_offline):
@@ -213,15 +243,95 @@ class ChunkReader:
             checks.append(check)
             if data is not None:
                 return data, checks
+        raise _unreadable(record, checks)
+
+    def good_fragments(self, record: ChunkRecord) -> tuple[dict[int, bytes], list[ReplicaCheck]]:
+        """K verified fragments (index -> fragment) of an erasure-coded chunk, and what was
+        wrong on the way; fewer when fewer could be had. K fetches start at once, in the
+        order ``read`` tries replicas; each one that fails starts the next candidate,
+        and once K are good those not yet started never are."""
+        chunk_key = self.chunk_key(record)
+        candidates = deque(read_order(record.replicas, record.backups, self._is_offline))
+        good: dict[int, bytes] = {}
+        checks: list[ReplicaCheck] = []
+        running: dict[Future[tuple[ReplicaCheck, bytes | None]], Replica] = {}
+        if self._fragment_pool is None:
+            self._fragment_pool = ThreadPoolExecutor(8, thread_name_prefix="metanode-fragment")
+        pool = self._fragment_pool
+        while True:
+            while candidates and len(good) + len(running) < record.needed:
+                replica = candidates.popleft()
+                if replica.fragment not in good:
+                    fetch = pool.submit(self.check_replica, record, replica, chunk_key)
+                    running[fetch] = replica
+            if not running:
+                return good, checks
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fetch in done:
+                replica = running.pop(fetch)
+                check, fragment = fetch.result()
+                checks.append(check)
+                if fragment is not None:
+                    good.setdefault(replica.fragment, fragment)
+            if len(good) >= record.needed:
+                for fetch in running:  # more than K started (a repeated index): not awaited
+                    fetch.cancel()
+                return good, checks
+
+    def _read_fragments(self, record: ChunkRecord) -> tuple[bytes, list[ReplicaCheck]]:
+        """The chunk rebuilt from the first K good fragments, held to its address."""
+        _, data, checks = self._rebuild(record)
+        return data, checks
+
+    def rebuild_fragments(
+        self, record: ChunkRecord, missing: Sequence[int]
+    ) -> tuple[dict[int, bytes], list[ReplicaCheck]]:
+        """The fragments at the ``missing`` indexes made anew from K good ones, once the
+        chunk they rebuild has been held to its address (repair writes only what reads
+        would accept)."""
+        frame, _, checks = self._rebuild(record)
+        fresh = erasure.encode(frame, record.needed, record.wanted - record.needed)
+        return {index: fresh[index] for index in missing}, checks
+
+    def _rebuild(self, record: ChunkRecord) -> tuple[bytes, bytes, list[ReplicaCheck]]:
+        """(frame, plaintext, checks) from K good fragments; raises as ``read`` does."""
+        good, checks = self.good_fragments(record)
+        if len(good) < record.needed:
+            raise _unreadable(record, checks)
         label = record.chunk_id.hex()[:12]
-        details = "; ".join(f"{c.provider}: {c.state} ({c.detail})" for c in checks)
-        if any(c.state == UNREACHABLE for c in checks):
-            raise ProviderUnavailable(
-                ",".join(c.provider for c in checks if c.state == UNREACHABLE),
-                f"no good replica of chunk {label} could be read: {details}",
-                "bring the provider back; the other replicas are missing or corrupt",
+        try:
+            frame = erasure.decode(good, record.needed, record.wanted - record.needed)
+            data = blobformat.read_frame(frame, record.plain_size)
+        except (erasure.FragmentsInvalid, blobformat.BlobInvalid) as exc:
+            raise IntegrityError(
+                f"the fragments of chunk {label} do not rebuild it: {exc}",
+                "run `metanode storage verify --all` and `repair`",
+            ) from None
+        if len(data) != record.plain_size or not hmac.compare_digest(
+            aead.keyed_hash(self._dedup_key, data), record.chunk_id
+        ):
+            raise IntegrityError(
+                f"chunk {label} rebuilt from its fragments does not match its address",
+                "run `metanode storage verify --all` and `repair`",
             )
-        raise IntegrityError(
-            f"every replica of chunk {label} is missing or corrupt: {details}",
-            "the data cannot be recovered from this node's providers",
+        return frame, data, checks
+
+
+def _unreadable(record: ChunkRecord, checks: list[ReplicaCheck]) -> MetanodeError:
+    """Why no good copy of the chunk could be had: an outage, or lost data."""
+    label = record.chunk_id.hex()[:12]
+    details = "; ".join(f"{c.provider}: {c.state} ({c.detail})" for c in checks)
+    if record.is_erasure_coded:
+        what, lost = f"{record.needed} fragments", "too many fragments"
+    else:
+        what, lost = "replica", "every replica"
+    if any(c.state == UNREACHABLE for c in checks):
+        return ProviderUnavailable(
+            ",".join(c.provider for c in checks if c.state == UNREACHABLE),
+            f"no good {what} of chunk {label} could be read: {details}",
+            "bring the provider back; the other copies are missing or corrupt",
         )
+    return IntegrityError(
+        f"{lost} of chunk {label} are missing or corrupt: {details}",
+        "the data cannot be recovered from this node's providers",
+    )

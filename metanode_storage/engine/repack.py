@@ -83,9 +83,12 @@ def repack(
             if check.state != GOOD or data is None:
                 break  # a bad copy: leave the pack to repair
             chunk_key = reader.chunk_key(record)
-            frame = blobformat.make_frame(data, compress)
-            sealed = blobformat.seal_replica(frame, chunk_key, chunk_id, encrypt)
-            copies.append((chunk_id, copy, writer.add(pack[0], chunk_id, chunk_key, sealed)))
+            # A fragment is re-sealed as it is; a replica's plaintext is framed again.
+            piece = data if copy.is_fragment else blobformat.make_frame(data, compress)
+            address = blobformat.piece_address(chunk_id, copy.fragment)
+            sealed = blobformat.seal_replica(piece, chunk_key, address, encrypt)
+            new = writer.add(pack[0], chunk_id, chunk_key, sealed, copy.fragment)
+            copies.append((chunk_id, copy, new))
         else:
             moved[pack] = copies
     failed = {(f.pack.provider, f.pack.key) for f in writer.finish()}

@@ -33,8 +33,15 @@ from metanode_storage.engine.node import Node
 from metanode_storage.engine.packs import PackWriter
 from metanode_storage.engine.placement import providers_for_repair
 from metanode_storage.engine.reader import MISSING
-from metanode_storage.errors import IntegrityError, MetanodeError, ProviderError
+from metanode_storage.engine.writer import Piece
+from metanode_storage.errors import (
+    IntegrityError,
+    MetanodeError,
+    NotEnoughProviders,
+    ProviderError,
+)
 from metanode_storage.providers.health import OFFLINE
+from metanode_storage.redundancy import Redundancy
 
 DEFAULT_OFFLINE_GRACE = 600.0  # seconds Offline before a provider's replicas are replaced
 DEFAULT_LIMIT = 1000  # chunks per pass
@@ -132,8 +139,12 @@ def repair(
     limit: int = DEFAULT_LIMIT,
     max_bytes_per_second: float | None = None,
     offline_grace: float = DEFAULT_OFFLINE_GRACE,
+    rewrite: bool = False,
     progress: Callable[[int], None] = lambda _: None,
 ) -> RepairReport:
+    """One pass: survey, repair what is missing, corrupt, long Offline or short; with
+    ``rewrite``, then move up to ``limit`` chunks stored under another redundancy than
+    the node's to its current one."""
     report = RepairReport(dry_run, survey=survey)
     with node.lock.shared("repair"):
         if survey != SURVEY_NONE:
@@ -147,6 +158,8 @@ def repair(
                 progress(1)
         else:
             _repair_chunks(node, plan, report, max_bytes_per_second, progress)
+        if rewrite:
+            _rewrite_chunks(node, report, limit, progress)
     if report.repaired:
         node.metrics.add(repairs=report.repaired)
     return report
@@ -247,16 +260,17 @@ def _stage_chunk(
     reasons: dict[str, str],
     action: RepairAction,
 ) -> _Staged | None:
-    """Read a verified copy and add new copies of it to the packs of healthy providers that
-    do not hold the chunk yet (those with a bad copy last)."""
+    """Make the pieces the chunk lacks from verified good ones (a replica's frame, or
+    fragments rebuilt from K good fragments) and add them to the packs of healthy
+    providers that hold no piece of the chunk yet (those with a bad copy last)."""
+    bad = {p for p in reasons if p}
+    keep = [r for r in record.replicas if r.provider not in bad]
     try:
-        plaintext, _ = node.reader.read(record)  # verified against the chunk's address
+        pieces = _missing_pieces(node, record, keep)
     except MetanodeError as exc:
         action.error = f"no good copy to repair from: {exc}"
         action.cause = NO_GOOD_COPY if isinstance(exc, IntegrityError) else NO_TARGET
         return None
-    bad = {p for p in reasons if p}
-    keep = [r for r in record.replicas if r.provider not in bad]
     targets = providers_for_repair(
         list(node.providers),
         holders={r.provider for r in keep},
@@ -264,17 +278,21 @@ def _stage_chunk(
         unusable={p for p, why in reasons.items() if why == "offline"},
         had_bad_copy=bad,
     )
-    needed = max(record.wanted, len(record.replicas)) - len(keep)
-    frame = blobformat.make_frame(plaintext, node.settings.compression)
     chunk_key = node.reader.chunk_key(record)
     new = [
         writer.add(
             target,
             record.chunk_id,
             chunk_key,
-            blobformat.seal_replica(frame, chunk_key, record.chunk_id, node.settings.encryption),
+            blobformat.seal_replica(
+                payload,
+                chunk_key,
+                blobformat.piece_address(record.chunk_id, index),
+                node.settings.encryption,
+            ),
+            index,
         )
-        for target in targets[:needed]
+        for target, (index, payload) in zip(targets, pieces, strict=False)
     ]
     if not new:
         action.error = "no healthy provider could take a new replica"
@@ -285,9 +303,88 @@ def _stage_chunk(
         action,
         keep,
         new,
-        needed,
+        len(pieces),
         to_backup=[r for r in record.replicas if reasons.get(r.provider) == "offline"],
         to_drop=[r for r in record.replicas if reasons.get(r.provider) in ("corrupt", "missing")],
+    )
+
+
+def _missing_pieces(node: Node, record: ChunkRecord, keep: list[Replica]) -> list[Piece]:
+    """The pieces to write so that ``keep`` plus them is whole again, each verified: an
+    erasure-coded chunk's absent fragment indexes rebuilt, or copies of a replica's frame."""
+    if record.is_erasure_coded:
+        held = {r.fragment for r in keep}
+        missing = [index for index in range(record.wanted) if index not in held]
+        rebuilt, _ = node.reader.rebuild_fragments(record, missing)
+        return list(rebuilt.items())
+    plaintext, _ = node.reader.read(record)  # verified against the chunk's address
+    frame = blobformat.make_frame(plaintext, node.settings.compression)
+    return [(-1, frame)] * (max(record.wanted, len(record.replicas)) - len(keep))
+
+
+_REWRITE_BATCH = 256  # chunks written, then swapped in one transaction: bounds memory
+
+
+def _rewrite_chunks(
+    node: Node, report: RepairReport, limit: int, progress: Callable[[int], None]
+) -> None:
+    """Chunks stored under another redundancy than the node's are read (verified), written
+    anew under the current one as a store writes them (a fresh chunk key, new pieces on
+    distinct providers), and their rows swapped once the new pieces are durable; only
+    then do the old pieces go. Interrupted, a chunk keeps its old pieces, and new packs
+    not yet named are orphans for `gc`."""
+    scheme = node.settings.scheme
+    shape = (scheme.pieces, scheme.needed)
+    stale = [r for r in node.blockmap.chunks() if (r.wanted, r.needed) != shape][:limit]
+    rewrites: list[RepairAction] = []
+    for start in range(0, len(stale), _REWRITE_BATCH):
+        batch = stale[start : start + _REWRITE_BATCH]
+        actions = []
+        for record in batch:
+            was = Redundancy(record.wanted or len(record.replicas), record.needed).text()
+            action = RepairAction(record.chunk_id.hex()[:12], {"": f"rewrite {was}"})
+            actions.append(action)
+        report.actions += actions
+        rewrites += actions
+        if report.dry_run:
+            progress(len(batch))
+            continue
+        writer = node.chunk_writer()
+        written = []
+        for record, action in zip(batch, actions, strict=True):
+            try:
+                data, _ = node.reader.read(record)  # verified against the chunk's address
+            except MetanodeError as exc:
+                action.error = f"no good copy to rewrite from: {exc}"
+                action.cause = NO_GOOD_COPY if isinstance(exc, IntegrityError) else NO_TARGET
+                continue
+            written.append((record, action, writer.write(record.chunk_id, data)))
+            progress(1)
+        try:
+            durable = writer.finish([new for _, _, new in written])
+        except NotEnoughProviders as exc:
+            for _, action, _ in written:
+                action.error, action.cause = exc.message, NO_TARGET
+            break
+        changes = []
+        for (old, action, _), new in zip(written, durable, strict=True):
+            changes.append((old, replace(new, backups=())))
+            action.new_replicas = [r.provider for r in new.replicas]
+            action.cleaned = [r.provider for r in old.all_copies]
+        emptied = node.blockmap.update_chunks(changes)
+        _delete_quietly(node, [c for old, _ in changes for c in old.all_copies if not c.in_pack])
+        _delete_quietly(node, emptied)
+    node.audit.record_many(
+        [
+            (
+                REPAIR,
+                "",
+                FAILED if a.error else OK,
+                {"chunk": a.chunk, "reasons": a.reasons, "new_replicas": a.new_replicas},
+            )
+            for a in rewrites
+            if not report.dry_run
+        ]
     )
 
 

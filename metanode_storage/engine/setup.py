@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from metanode_storage.audit.trail import AuditTrail, audit_origin
+from metanode_storage.blockmap.leases import LeaseTable
 from metanode_storage.blockmap.store import BlockMap
 from metanode_storage.config.paths import NodeLayout
 from metanode_storage.config.secrets import Secret
@@ -16,13 +17,16 @@ from metanode_storage.config.settings import (
     LOCAL_VENDOR,
     NodeSettings,
     ProviderSettings,
+    load_settings,
     save_settings,
 )
 from metanode_storage.crypto.kdf import KdfParams
 from metanode_storage.crypto.keystore import KeyMaterial, write_keystore
 from metanode_storage.engine.backup import derive_locator
+from metanode_storage.engine.qlock import BLOCKS, QLock
 from metanode_storage.errors import AlreadyInitialised, ConfigError, InvalidSetting
 from metanode_storage.providers.catalogue import vendor_named
+from metanode_storage.redundancy import Redundancy
 
 DEFAULT_LOCAL_PROVIDERS = 3
 
@@ -62,6 +66,7 @@ def init_node(
     *,
     providers: Sequence[ProviderSettings] = (),
     replication_factor: int = 3,
+    redundancy: Redundancy | None = None,
     max_cloud_providers: int = 5,
     encryption: bool = True,
     compression: bool = True,
@@ -74,7 +79,8 @@ def init_node(
     """Create a node. With no providers, sets up the embedded local default.
 
     ``credentials`` are sealed into the keystore, by provider name, for
-    providers whose ``credentials`` source is "keystore".
+    providers whose ``credentials`` source is "keystore". ``redundancy``, when given,
+    takes the place of ``replication_factor``.
 
     The config is written last: a node home counts as initialised only once
     every other file is in place, so an interrupted init can simply be rerun.
@@ -85,13 +91,15 @@ def init_node(
             f"a node already exists at {home}", "use it, or choose another --home"
         )
     node_id = str(uuid.uuid4())
+    scheme = redundancy or Redundancy.replicas(replication_factor)
     chosen = tuple(
         p if p.is_local or p.bucket else replace(p, bucket=node_bucket_name(node_id))
         for p in providers
-    ) or default_local_providers(layout, max(DEFAULT_LOCAL_PROVIDERS, replication_factor))
+    ) or default_local_providers(layout, max(DEFAULT_LOCAL_PROVIDERS, scheme.pieces))
     settings = NodeSettings(
         node_id=node_id,
-        replication_factor=replication_factor,
+        replication_factor=replication_factor if scheme.is_erasure_coded else scheme.pieces,
+        redundancy=scheme.text() if scheme.is_erasure_coded else "",
         max_cloud_providers=max_cloud_providers,
         encryption=encryption,
         compression=compression,
@@ -128,3 +136,27 @@ def init_node(
             "check the path and its permissions",
         ) from None
     return settings
+
+
+def change_redundancy(home: Path, scheme: Redundancy) -> NodeSettings:
+    """Protect new chunks with ``scheme`` from now on (chunks already stored keep theirs
+    until `repair --rewrite`); checked against the providers before it is written."""
+    layout = NodeLayout(home)
+    load_settings(layout.config)  # a home that is not a node fails here, clearly
+    leases = LeaseTable(layout.blockmap)
+    lock = QLock(leases, BLOCKS)
+    try:
+        with lock.exclusive("change the redundancy"):
+            settings = load_settings(layout.config)
+            if scheme.is_erasure_coded:
+                updated = replace(settings, redundancy=scheme.text())
+            else:
+                updated = replace(settings, redundancy="", replication_factor=scheme.pieces)
+                if updated.max_cloud_providers < scheme.pieces:
+                    updated = replace(updated, max_cloud_providers=scheme.pieces)
+            updated.validate()
+            save_settings(layout.config, updated)
+            return updated
+    finally:
+        lock.close()
+        leases.close()

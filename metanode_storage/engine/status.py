@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from metanode_storage.blockmap.store import MapStats
+from metanode_storage.blockmap.store import BlockMap, MapStats
 from metanode_storage.config.settings import NodeSettings
 from metanode_storage.crypto.signing import NodeSigner
 from metanode_storage.errors import ProviderError
@@ -69,6 +69,11 @@ class NodeStatus:
     state: str  # Active: all providers answer; Degraded: some do not; Offline: none do
     node_id: str
     replication_factor: int
+    redundancy: str  # how new chunks are protected: replicas:N or ec:K+M
+    # Further provider losses every chunk survives right now (the least over chunks: its
+    # good pieces on providers that answer, less those it needs); negative when some
+    # chunk cannot be read now; None with nothing stored.
+    survivable_losses: int | None
     providers: list[ProviderStatus]
     blocks: int
     logical_bytes: int
@@ -123,6 +128,29 @@ class NodeStatus:
         return doc
 
 
+def survivable_losses(
+    blockmap: BlockMap, stats: MapStats, unavailable: Collection[str]
+) -> int | None:
+    """Further provider losses every chunk survives now. The map's totals answer while
+    no copy is known bad and every provider answers; otherwise each chunk is looked at."""
+    if not stats.chunks:
+        return None
+    if not stats.faulty_replicas and not unavailable:
+        return stats.least_margin
+    bad = {(chunk_id, provider) for chunk_id, provider, _ in blockmap.faults()}
+    least: int | None = None
+    for record in blockmap.chunks():
+        good = [
+            r
+            for r in record.replicas
+            if r.provider not in unavailable and (record.chunk_id, r.provider) not in bad
+        ]
+        pieces = len({r.fragment for r in good}) if record.is_erasure_coded else len(good)
+        margin = pieces - record.needed
+        least = margin if least is None else min(least, margin)
+    return least
+
+
 def _probe(store: BlobStore) -> tuple[float | None, str]:
     started = time.perf_counter()
     try:
@@ -141,12 +169,14 @@ def measure_status(
     coverage: tuple[int, int | None],
     map_backup: MapBackupStatus,
     protection: Protection,
+    losses: Callable[[Collection[str]], int | None],
 ) -> NodeStatus:
     """Probe every provider now (in parallel); the probes also update the health board.
 
     A provider known Offline within the health board's retry window is not probed:
     a provider that is down costs nothing once it is known down (a hung one would
     cost a full timeout per probe). It is probed again once the window has passed.
+    ``losses`` tells the survivable losses given the providers that did not answer.
     """
     probed = {n: s for n, s in providers.items() if probe_offline or not health.is_offline(n)}
     with ThreadPoolExecutor(max(1, len(probed))) as pool:
@@ -177,6 +207,8 @@ def measure_status(
         state=state,
         node_id=settings.node_id,
         replication_factor=settings.replication_factor,
+        redundancy=settings.scheme.text(),
+        survivable_losses=losses({r.name for r in rows if r.state == OFFLINE}),
         providers=rows,
         blocks=stats.blocks,
         logical_bytes=stats.logical_bytes,

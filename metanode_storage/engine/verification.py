@@ -20,7 +20,7 @@ from metanode_storage.errors import SignatureInvalid
 @dataclass(frozen=True)
 class BlockVerification:
     block_id: str
-    ok: bool  # every chunk has at least one good replica and the signatures hold
+    ok: bool  # every chunk has enough good copies to be read and the signatures hold
     replicas_checked: int
     faults: list[ReplicaCheck] = field(default_factory=list)  # missing or corrupt replicas
     unreachable: list[str] = field(default_factory=list)
@@ -144,10 +144,10 @@ def verify_block(
                 blockmap.clear_fault(chunk_id, check.provider)
             else:
                 unreachable.add(check.provider)
-        if not any(c.state == GOOD for c in results):
+        if sum(c.state == GOOD for c in results) < record.needed:
             unreadable += 1
         progress(record.plain_size)
-    error = f"{unreadable} chunk(s) have no good replica" if unreadable else ""
+    error = f"{unreadable} chunk(s) cannot be read (too few good copies)" if unreadable else ""
     return BlockVerification(
         block.block_id, not unreadable, checked, faults, sorted(unreachable), error
     )

@@ -1,8 +1,9 @@
-"""Writing chunks: frame each once, seal it per replica, and pack the replicas.
+"""Writing chunks: frame each once, seal it per piece, and pack the pieces.
 
-Replicas go to distinct providers in a random order; when a pack upload fails
-its chunks move to spare providers, and a provider that failed once is not
-tried again for the rest of the store.
+A piece is a full replica of the frame, or under ``ec:K+M`` one of its K+M
+Reed-Solomon fragments (engine/erasure.py). Pieces go to distinct providers in a
+random order; when a pack upload fails its pieces move to spare providers, and a
+provider that failed once is not tried again for the rest of the store.
 """
 
 from __future__ import annotations
@@ -15,18 +16,21 @@ from dataclasses import replace
 
 from metanode_storage.blockmap.records import ChunkRecord, Replica
 from metanode_storage.crypto import aead
-from metanode_storage.engine import blobformat
+from metanode_storage.engine import blobformat, erasure
 from metanode_storage.engine.chunk_keys import wrap_chunk_key
 from metanode_storage.engine.packs import PackWriter
 from metanode_storage.engine.placement import providers_for_copies
 from metanode_storage.errors import NotEnoughProviders, ProviderError
 from metanode_storage.providers.base import BlobStore
+from metanode_storage.redundancy import Redundancy
+
+Piece = tuple[int, bytes]  # (fragment index or -1 for a full replica, the unsealed bytes)
 
 
 class ChunkWriter:
-    """Seals each new chunk once per replica into the packs of ``replication_factor``
-    distinct providers (engine/packs.py); ``finish`` makes every pack durable, moving
-    the chunks of a pack that failed to spare providers."""
+    """Seals each new chunk's pieces into the packs of distinct providers, as many as
+    ``redundancy`` asks (engine/packs.py); ``finish`` makes every pack durable, moving
+    the pieces of a pack that failed to spare providers."""
 
     def __init__(
         self,
@@ -35,7 +39,7 @@ class ChunkWriter:
         *,
         candidates: Sequence[str],
         last_resort: Sequence[str] = (),
-        replication_factor: int,
+        redundancy: Redundancy,
         allow_under_replication: bool,
         data_key_id: str,
         data_key: bytes,
@@ -46,7 +50,7 @@ class ChunkWriter:
     ) -> None:
         self._candidates = list(candidates)
         self._last_resort = list(last_resort)  # providers known Offline: only if needed
-        self._rf = replication_factor
+        self._redundancy = redundancy
         self._allow_under = allow_under_replication
         self._data_key_id = data_key_id
         self._data_key = data_key
@@ -58,37 +62,57 @@ class ChunkWriter:
         self._lock = threading.Lock()
 
     def write(self, chunk_id: bytes, plaintext: bytes) -> ChunkRecord:
-        """Compress once, seal per replica (fresh nonce each), add to the packs of
-        randomly chosen distinct providers. Durable only after ``finish``."""
+        """Compress once, cut into fragments if erasure-coded, seal each piece (fresh
+        nonce each) into the pack of a randomly chosen distinct provider. Durable only
+        after ``finish``."""
         frame = blobformat.make_frame(plaintext, self._compress)
         chunk_key = aead.new_key()
-        replicas = self._place(chunk_id, chunk_key, frame, set())
+        scheme = self._redundancy
+        if scheme.is_erasure_coded:
+            pieces = list(enumerate(erasure.encode(frame, scheme.needed, scheme.parity)))
+        else:
+            pieces = [(-1, frame)] * scheme.pieces
+        copies = self._place(chunk_id, chunk_key, pieces, set())
         wrapped = wrap_chunk_key(self._data_key, self._data_key_id, chunk_id, chunk_key)
-        return ChunkRecord(chunk_id, len(plaintext), self._data_key_id, wrapped, replicas, self._rf)
+        return ChunkRecord(
+            chunk_id,
+            len(plaintext),
+            self._data_key_id,
+            wrapped,
+            copies,
+            scheme.pieces,
+            needed=scheme.needed,
+        )
 
     def _place(
-        self, chunk_id: bytes, chunk_key: bytes, frame: bytes, holding: set[str]
+        self, chunk_id: bytes, chunk_key: bytes, pieces: Sequence[Piece], holding: set[str]
     ) -> tuple[Replica, ...]:
-        """Seal the frame once per replica still wanted (fresh nonce each) into the packs
-        of spare providers."""
+        """Seal each piece (fresh nonce each) into the pack of a spare provider, one
+        provider per piece; pieces beyond the spares are left out (the record is short)."""
         return tuple(
             self._packs.add(
                 provider,
                 chunk_id,
                 chunk_key,
-                blobformat.seal_replica(frame, chunk_key, chunk_id, self._encrypt),
+                blobformat.seal_replica(
+                    payload,
+                    chunk_key,
+                    blobformat.piece_address(chunk_id, index),
+                    self._encrypt,
+                ),
+                index,
             )
-            for provider in self._spares(holding)
+            for provider, (index, payload) in zip(
+                self._spares(holding, len(pieces)), pieces, strict=False
+            )
         )
 
-    def _spares(self, holding: set[str]) -> list[str]:
-        """Up to the replicas still wanted, from providers that have not failed in this
-        run and do not hold the chunk yet: candidates in random order, then last resorts."""
+    def _spares(self, holding: set[str], wanted: int) -> list[str]:
+        """Up to ``wanted`` providers that have not failed in this run and do not hold a
+        piece of the chunk yet: candidates in random order, then last resorts."""
         with self._lock:
             excluded = set(self._failed) | holding
-        return providers_for_copies(
-            self._candidates, self._last_resort, excluded, self._rf - len(holding)
-        )
+        return providers_for_copies(self._candidates, self._last_resort, excluded, wanted)
 
     def finish(self, records: Sequence[ChunkRecord]) -> list[ChunkRecord]:
         """Make every replica durable; the records as they ended up. A failed pack's
@@ -105,19 +129,25 @@ class ChunkWriter:
                 for chunk in fault.pack.chunks:
                     record = current[chunk.chunk_id]
                     kept = tuple(r for r in record.replicas if r.key != fault.pack.key)
-                    frame = blobformat.open_replica(
-                        fault.pack.sealed(chunk), chunk.chunk_key, chunk.chunk_id
+                    address = blobformat.piece_address(chunk.chunk_id, chunk.fragment)
+                    piece = blobformat.open_replica(
+                        fault.pack.sealed(chunk), chunk.chunk_key, address
                     )
                     holding = {r.provider for r in kept}
-                    moved = self._place(chunk.chunk_id, chunk.chunk_key, frame, holding)
+                    moved = self._place(
+                        chunk.chunk_id, chunk.chunk_key, [(chunk.fragment, piece)], holding
+                    )
                     current[chunk.chunk_id] = replace(record, replicas=kept + moved)
-        short = [r for r in current.values() if len(r.replicas) < self._rf]
-        if short and not (self._allow_under and all(r.replicas for r in short)):
+        short = [r for r in current.values() if r.is_short]
+        if short and not (self._allow_under and all(r.pieces >= r.needed for r in short)):
             self.discard_all()
-            worst = min(len(r.replicas) for r in short)
+            worst = min(r.pieces for r in short)
+            scheme = self._redundancy
+            kind = "fragments" if scheme.is_erasure_coded else "replicas"
             causes = "; ".join(sorted({str(e) for e in errors})) or "no provider left to try"
             raise NotEnoughProviders(
-                f"not enough providers: {worst} of {self._rf} replicas could be written ({causes})",
+                f"not enough providers: {worst} of {scheme.pieces} {kind} could be written "
+                f"({causes})",
                 "fix or add providers, or set allow_under_replication in config.toml",
             )
         return [current[r.chunk_id] for r in records]

@@ -37,6 +37,9 @@ _GAUGE_HELP = {
     "replicas": "Chunk replicas held on providers",
     "faulty_replicas": "Replicas last found missing or corrupt",
     "short_chunks": "Chunks with fewer replicas than their replication factor",
+    "stored_bytes": "Bytes held on providers: every replica or fragment",
+    "unique_bytes": "Bytes of distinct chunks (after dedup, before compression)",
+    "copy_bytes": "Provider bytes of one sealed copy of each chunk (after compression)",
 }
 
 
@@ -58,6 +61,12 @@ class _Snapshot(Collector):
         )
         for name, help_text in _GAUGE_HELP.items():
             yield GaugeMetricFamily(f"metanode_{name}", help_text, value=getattr(self._stats, name))
+        if self._stats.least_margin is not None:
+            yield GaugeMetricFamily(
+                "metanode_least_redundancy_margin",
+                "Provider losses every chunk survives as stored (faults and outages aside)",
+                value=self._stats.least_margin,
+            )
 
 
 def exposition(snapshot: MetricsSnapshot, stats: MapStats) -> bytes:

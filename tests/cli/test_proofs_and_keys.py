@@ -195,6 +195,10 @@ def test_integrity_audit_exit_codes_and_report(cli: CliRunnerFn, home: Path) -> 
     assert report["blocks_checked"] == 4 and report["replicas_checked"] == 12
     assert report["data_integrity_percent"] == 100.0
 
+    healthy = cli("storage", "distributed", "audit", "--integrity", "--quick", "--json")
+    assert healthy.exit_code == 0, healthy.stdout  # a pack is bigger than any piece in it
+    assert json.loads(healthy.stdout)["violations"] == []
+
     blob_files(home)[0].write_bytes(b"\x00" * 50)  # same name, wrong bytes
     bad = cli("storage", "distributed", "audit", "--integrity", "--json")
     assert bad.exit_code == 10

@@ -132,6 +132,9 @@ def test_store_head_retrieve_verify_delete_metrics(service: Service) -> None:
     assert float(samples["metanode_retrieve_ops_total"]) == 1
     # every byte counted, exactly (a printf-style %g would say 3.05012e+06)
     assert float(samples["metanode_store_bytes_total"]) == 3_050_123
+    assert float(samples["metanode_unique_bytes"]) == 3_050_123  # one block: nothing deduped
+    assert float(samples["metanode_least_redundancy_margin"]) == 2  # three replicas
+    assert float(samples["metanode_stored_bytes"]) == 3 * float(samples["metanode_copy_bytes"])
     assert b"# HELP metanode_store_bytes_total" in text
     assert service.request("DELETE", path)[0] == 200
     assert service.request("GET", path)[0] == 404
