@@ -108,8 +108,8 @@ def main() -> None:
                 text,
                 f"{median('stored') / MIB:,.0f} MiB",
                 f"{median('stored') / median('copy'):.2f}x",
-                f"{size / MIB / median('store_s'):,.0f} MB/s",
-                f"{size / MIB / median('restore_s'):,.0f} MB/s",
+                f"{size / MIB / median('store_s'):,.0f} MiB/s",
+                f"{size / MIB / median('restore_s'):,.0f} MiB/s",
                 f"{median('small_per_s'):,.0f}/s",
                 f"{median('repair_s'):.2f} s ({median('repaired'):,.0f} chunks)",
             )

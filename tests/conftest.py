@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import sys
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -196,3 +198,39 @@ def cloud_provider(
             timeout=3.0,
         ), {}
     raise ValueError(family)
+
+
+def cloud_node(
+    tmp_path: Path,
+    servers: Mapping[str, ServerProcess],
+    local: Sequence[str] = (),
+    **settings: Any,
+) -> tuple[Path, dict[str, str]]:
+    """A node at ``tmp_path / "node"`` on a provider per server (named after its family,
+    each in a fresh bucket it creates), then local providers ``local`` in directories
+    beside it. Returns the home and each cloud provider's bucket."""
+    providers: list[ProviderSettings] = []
+    credentials: dict[str, dict[str, Secret]] = {}
+    buckets: dict[str, str] = {}
+    for family, server in servers.items():
+        buckets[family] = f"mn-{uuid.uuid4().hex[:12]}"
+        provider, credentials[family] = cloud_provider(
+            family, server.endpoint, family, buckets[family]
+        )
+        providers.append(provider)
+    for name in local:
+        (tmp_path / name).mkdir()
+        providers.append(ProviderSettings(name, "local", path=str(tmp_path / name)))
+    home = tmp_path / "node"
+    init_node(
+        home,
+        Secret(PASSPHRASE.encode()),
+        providers=providers,
+        credentials=credentials,
+        kdf=cheap_kdf(),
+        **settings,
+    )
+    with Node.open(home, Secret(PASSPHRASE.encode())) as node:
+        for family in servers:
+            node.providers[family].create_bucket()
+    return home, buckets

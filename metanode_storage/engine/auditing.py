@@ -125,10 +125,13 @@ class NodeAudit:
 
     def _cuts(self) -> list[tuple[str, str, str]]:
         """(provider, what is wrong, its checkpoint note) for each unacknowledged cut."""
-        mine = self._current()
-        acknowledged = self._acknowledged()
         names = [n for n in self._providers if not self._is_offline(n)]
         found = self._map(lambda n: self._read(self._providers[n], n), names)
+        # The local trail is read after the providers: a checkpoint another run published
+        # meanwhile covers events already in the trail, never the other way round (read
+        # first, a concurrent run's append and publish looked like a rollback).
+        mine = self._current()
+        acknowledged = self._acknowledged()
         cuts = []
         for name, remote in zip(names, found, strict=True):
             if isinstance(remote, RemoteCheckpoint) and remote.note not in acknowledged:

@@ -8,7 +8,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from metanode_storage.blockmap.leases import LeaseTable
 from metanode_storage.config.paths import NodeLayout
 from metanode_storage.config.secrets import Secret
 from metanode_storage.config.settings import (
@@ -18,7 +17,7 @@ from metanode_storage.config.settings import (
     save_settings,
 )
 from metanode_storage.crypto.keystore import KeyMaterial, read_keystore, update_keystore
-from metanode_storage.engine.qlock import BLOCKS, QLock
+from metanode_storage.engine.qlock import holding_blocks_lock
 from metanode_storage.engine.setup import node_bucket_name
 from metanode_storage.errors import InvalidSetting, MetanodeError, ProviderError
 from metanode_storage.fileio import atomic_write
@@ -92,16 +91,8 @@ def configure_providers(
     """
     layout = NodeLayout(home)
     load_settings(layout.config)  # a home that is not a node fails here, clearly
-    leases = LeaseTable(layout.blockmap)
-    lock = QLock(leases, BLOCKS)
-    try:
-        with lock.exclusive("change the providers"):
-            return _configure_locked(
-                layout, providers, passphrase, store_credentials, create_bucket
-            )
-    finally:
-        lock.close()
-        leases.close()
+    with holding_blocks_lock(layout.blockmap, "change the providers"):
+        return _configure_locked(layout, providers, passphrase, store_credentials, create_bucket)
 
 
 def _configure_locked(

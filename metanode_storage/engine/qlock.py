@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from metanode_storage.blockmap.leases import EXCLUSIVE, SHARED, Lease, LeaseTable
 from metanode_storage.errors import InvalidSetting, NodeBusy
@@ -249,3 +250,17 @@ class QLock:
             self._cond.notify_all()
         if self._renewer is not None:
             self._renewer.join(timeout=5)
+
+
+@contextmanager
+def holding_blocks_lock(blockmap: Path, purpose: str) -> Iterator[None]:
+    """The node's ``blocks`` lock, exclusive, without opening the node: for changing its
+    settings, which every run reads at start."""
+    leases = LeaseTable(blockmap)
+    lock = QLock(leases, BLOCKS)
+    try:
+        with lock.exclusive(purpose):
+            yield
+    finally:
+        lock.close()
+        leases.close()

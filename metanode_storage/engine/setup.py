@@ -9,7 +9,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from metanode_storage.audit.trail import AuditTrail, audit_origin
-from metanode_storage.blockmap.leases import LeaseTable
 from metanode_storage.blockmap.store import BlockMap
 from metanode_storage.config.paths import NodeLayout
 from metanode_storage.config.secrets import Secret
@@ -23,7 +22,7 @@ from metanode_storage.config.settings import (
 from metanode_storage.crypto.kdf import KdfParams
 from metanode_storage.crypto.keystore import KeyMaterial, write_keystore
 from metanode_storage.engine.backup import derive_locator
-from metanode_storage.engine.qlock import BLOCKS, QLock
+from metanode_storage.engine.qlock import holding_blocks_lock
 from metanode_storage.errors import AlreadyInitialised, ConfigError, InvalidSetting
 from metanode_storage.providers.catalogue import vendor_named
 from metanode_storage.redundancy import Redundancy
@@ -143,20 +142,14 @@ def change_redundancy(home: Path, scheme: Redundancy) -> NodeSettings:
     until `repair --rewrite`); checked against the providers before it is written."""
     layout = NodeLayout(home)
     load_settings(layout.config)  # a home that is not a node fails here, clearly
-    leases = LeaseTable(layout.blockmap)
-    lock = QLock(leases, BLOCKS)
-    try:
-        with lock.exclusive("change the redundancy"):
-            settings = load_settings(layout.config)
-            if scheme.is_erasure_coded:
-                updated = replace(settings, redundancy=scheme.text())
-            else:
-                updated = replace(settings, redundancy="", replication_factor=scheme.pieces)
-                if updated.max_cloud_providers < scheme.pieces:
-                    updated = replace(updated, max_cloud_providers=scheme.pieces)
-            updated.validate()
-            save_settings(layout.config, updated)
-            return updated
-    finally:
-        lock.close()
-        leases.close()
+    with holding_blocks_lock(layout.blockmap, "change the redundancy"):
+        settings = load_settings(layout.config)
+        if scheme.is_erasure_coded:
+            updated = replace(settings, redundancy=scheme.text())
+        else:
+            updated = replace(settings, redundancy="", replication_factor=scheme.pieces)
+            if updated.max_cloud_providers < scheme.pieces:
+                updated = replace(updated, max_cloud_providers=scheme.pieces)
+        updated.validate()
+        save_settings(layout.config, updated)
+        return updated

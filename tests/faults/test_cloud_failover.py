@@ -9,14 +9,12 @@ import re
 import signal
 import statistics
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from metanode_storage import Node, Secret, init_node
-from metanode_storage.config.settings import ProviderSettings
+from metanode_storage import Node, Secret
 from metanode_storage.crypto.keystore import read_keystore
 from metanode_storage.engine.auditing import checkpoint_blob_key
 from metanode_storage.errors import NotEnoughProviders
@@ -24,8 +22,7 @@ from tests.cloud_clients import list_objects
 from tests.conftest import (
     PASSPHRASE,
     CliRunnerFn,
-    cheap_kdf,
-    cloud_provider,
+    cloud_node,
     named_blob_keys,
     reserved_blob_keys,
 )
@@ -48,31 +45,8 @@ def servers(
 def _cloud_node(
     tmp_path: Path, servers: dict[str, ServerProcess], *, with_local: bool
 ) -> tuple[Path, dict[str, str]]:
-    providers: list[ProviderSettings] = []
-    credentials: dict[str, dict[str, Secret]] = {}
-    buckets: dict[str, str] = {}
-    for family in FAMILIES:
-        bucket = f"mn-{uuid.uuid4().hex[:12]}"
-        settings, secrets = cloud_provider(family, servers[family].endpoint, family, bucket)
-        providers.append(settings)
-        credentials[family] = secrets
-        buckets[family] = bucket
-    if with_local:
-        providers.append(ProviderSettings("local", "local", path=str(tmp_path / "local")))
-        (tmp_path / "local").mkdir()
-    home = tmp_path / "node"
-    init_node(
-        home,
-        Secret(PASSPHRASE.encode()),
-        providers=providers,
-        credentials=credentials,
-        max_cloud_providers=len(providers),
-        kdf=cheap_kdf(),
-    )
-    with Node.open(home, Secret(PASSPHRASE.encode())) as node:
-        for family in FAMILIES:
-            node.providers[family].create_bucket()
-    return home, buckets
+    local = ("local",) if with_local else ()
+    return cloud_node(tmp_path, servers, local, max_cloud_providers=len(FAMILIES) + len(local))
 
 
 def _open(home: Path) -> Node:

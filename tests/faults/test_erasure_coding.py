@@ -9,30 +9,25 @@ import itertools
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
-import time
-import uuid
 from collections.abc import Iterator
-from hashlib import sha256
 from pathlib import Path
 
 import pytest
 
-from metanode_storage import Node, Secret, init_node
-from metanode_storage.config.settings import ProviderSettings
+from metanode_storage import Node, Secret
 from metanode_storage.engine.erasure import fragment_index
 from metanode_storage.engine.reader import CORRUPT
 from metanode_storage.engine.repair import repair
 from metanode_storage.redundancy import Redundancy
 from tests.conftest import (
     PASSPHRASE,
-    cheap_kdf,
-    cloud_provider,
+    cloud_node,
     data_blobs,
     named_blob_keys,
 )
+from tests.kill_runs import assert_only_whole_blocks, kill_stores_at_random
 from tests.servers import ServerProcess
 
 LOCAL = ("local-a", "local-b", "local-c")
@@ -53,29 +48,7 @@ def servers(
 
 @pytest.fixture
 def ec_home(tmp_path: Path, servers: dict[str, ServerProcess]) -> Path:
-    providers: list[ProviderSettings] = []
-    credentials = {}
-    for name in LOCAL:
-        (tmp_path / name).mkdir()
-        providers.append(ProviderSettings(name, "local", path=str(tmp_path / name)))
-    for family in CLOUD:
-        bucket = f"mn-{uuid.uuid4().hex[:12]}"
-        settings, secrets = cloud_provider(family, servers[family].endpoint, family, bucket)
-        providers.append(settings)
-        credentials[family] = secrets
-    home = tmp_path / "node"
-    init_node(
-        home,
-        Secret(PASSPHRASE.encode()),
-        providers=providers,
-        credentials=credentials,
-        redundancy=EC_3_2,
-        kdf=cheap_kdf(),
-    )
-    with _open(home) as node:
-        for family in CLOUD:
-            node.providers[family].create_bucket()
-    return home
+    return cloud_node(tmp_path, servers, LOCAL, redundancy=EC_3_2)[0]
 
 
 def _local_blobs(home: Path) -> list[Path]:
@@ -244,32 +217,9 @@ def test_sigkill_during_an_encoded_store_leaves_whole_blocks_only(
             stderr=subprocess.PIPE,
         )
 
-    source.write_bytes(os.urandom(12 * 1024 * 1024))
-    attempted = {sha256(source.read_bytes()).hexdigest()}
-    started = time.monotonic()
-    first = put()
-    out, err = first.communicate(timeout=120)
-    assert first.returncode == 0, err
-    full_run = time.monotonic() - started
-    reported = {out.decode().strip()}
-    rng = random.Random(os.urandom(8))
-    for _ in range(4):
-        data = os.urandom(12 * 1024 * 1024)
-        source.write_bytes(data)
-        attempted.add(sha256(data).hexdigest())
-        victim = put()
-        time.sleep(rng.uniform(0.0, full_run))
-        victim.send_signal(signal.SIGKILL)
-        out, _ = victim.communicate(timeout=60)
-        if victim.returncode == 0:
-            reported.add(out.decode().strip())
+    reported, attempted = kill_stores_at_random(put, source, 4, 12 * 1024 * 1024)
     with _open(ec_home) as node:
-        listed = {b.block_id: b for b in node.blocks()}
-        assert reported <= set(listed)
-        for block_id, block in listed.items():
-            assert block.data_hash in attempted
-            assert node.verify(block_id).ok
-            assert sha256(node.retrieve_bytes(block_id)).hexdigest() == block.data_hash
+        assert_only_whole_blocks(node, reported, attempted)
         node.collect_garbage()
         local = {p.name for p in _local_blobs(ec_home)}
         assert local <= named_blob_keys(node)  # the killed runs' local orphans are gone

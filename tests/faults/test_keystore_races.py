@@ -31,8 +31,8 @@ def test_concurrent_keystore_rewrites_all_land(cli: CliRunnerFn, home: Path) -> 
         for _ in range(2)
         for command in COMMANDS
     ]
-    for run in runs:
-        _, err = run.communicate(timeout=180)
+    finished = [run.communicate(timeout=180) for run in runs]  # every pipe read and closed
+    for run, (_, err) in zip(runs, finished, strict=True):
         assert run.returncode == 0, err.decode()
     after = read_keystore(home / "keystore.mnk", Secret(PASSPHRASE.encode()))
     assert len(after.signing_keys) == len(before.signing_keys) + 2  # both rotations kept

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from metanode_storage import Node, Secret
 from tests.conftest import PASSPHRASE, blob_files, named_blob_keys
+from tests.kill_runs import assert_only_whole_blocks, kill_stores_at_random
 
 KILLS = 8
 
@@ -29,36 +30,11 @@ def _put(home: Path, source: Path) -> subprocess.Popen[bytes]:
 
 def test_sigkill_during_put_never_leaves_a_partial_block(home: Path, tmp_path: Path) -> None:
     source = tmp_path / "big.bin"
-    source.write_bytes(os.urandom(24 * 1024 * 1024))
-    started = time.monotonic()
-    first = _put(home, source)
-    out, err = first.communicate(timeout=120)
-    assert first.returncode == 0, err
-    full_run = time.monotonic() - started
-    reported = {out.decode().strip()}
-    attempted = {sha256(source.read_bytes()).hexdigest()}
-
-    rng = random.Random(os.urandom(8))
-    for _ in range(KILLS):
-        data = os.urandom(24 * 1024 * 1024)  # new content each time: no dedup shortcut
-        source.write_bytes(data)
-        attempted.add(sha256(data).hexdigest())
-        victim = _put(home, source)
-        time.sleep(rng.uniform(0.0, full_run))
-        victim.send_signal(signal.SIGKILL)
-        out, _ = victim.communicate(timeout=60)
-        if victim.returncode == 0:
-            reported.add(out.decode().strip())  # it finished before the kill
-
+    reported, attempted = kill_stores_at_random(
+        lambda: _put(home, source), source, KILLS, 24 * 1024 * 1024
+    )
     with Node.open(home, Secret(PASSPHRASE.encode())) as node:
-        listed = {b.block_id: b for b in node.blocks()}
-        # Every id a put printed is there. A put killed between its commit and printing
-        # may have left a block too; whatever is listed must be whole and one of ours.
-        assert reported <= set(listed)
-        for block_id, block in listed.items():
-            assert block.data_hash in attempted
-            assert node.verify(block_id).ok
-            assert sha256(node.retrieve_bytes(block_id)).hexdigest() == block.data_hash
+        assert_only_whole_blocks(node, reported, attempted)
         node.collect_garbage()
         # orphans of killed runs are gone: every blob left is one the map names
         assert {p.name for p in blob_files(home)} == named_blob_keys(node)
