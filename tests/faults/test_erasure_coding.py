@@ -17,9 +17,11 @@ from pathlib import Path
 import pytest
 
 from metanode_storage import Node, Secret
+from metanode_storage.engine.backup import recover_home
 from metanode_storage.engine.erasure import fragment_index
 from metanode_storage.engine.reader import CORRUPT
 from metanode_storage.engine.repair import repair
+from metanode_storage.providers.fsspec_store import LocalBlobStore
 from metanode_storage.redundancy import Redundancy
 from tests.conftest import (
     PASSPHRASE,
@@ -223,3 +225,23 @@ def test_sigkill_during_an_encoded_store_leaves_whole_blocks_only(
         node.collect_garbage()
         local = {p.name for p in _local_blobs(ec_home)}
         assert local <= named_blob_keys(node)  # the killed runs' local orphans are gone
+
+
+def test_a_lost_machine_and_two_lost_disks_recover_from_the_three_left(ec_home: Path) -> None:
+    """The map backups and the fragments both survive two lost providers: with the node's
+    home and two of its local disks gone, the node comes back from one provider's map
+    backup and reads every block from the three providers left."""
+    stored = _store_samples(ec_home)
+    shutil.rmtree(ec_home)
+    for name in ("local-a", "local-b"):
+        shutil.rmtree(ec_home.parent / name)
+    rebuilt = ec_home.parent / "rebuilt"
+    survivor = LocalBlobStore("local-c", str(ec_home.parent / "local-c"))
+    recovered = recover_home(rebuilt, Secret(PASSPHRASE.encode()), survivor)
+    assert "blockmap.sqlite" in recovered.files
+    with _open(rebuilt) as node:
+        assert node.settings.scheme == EC_3_2
+        for block_id, data in stored.items():
+            assert node.retrieve_bytes(block_id) == data
+        assert node.status(probe_offline=True).survivable_losses == 0
+        assert node.audit.verify().ok  # the trail, against every checkpoint still held
