@@ -1,14 +1,15 @@
 """Erasure coding against full replicas, on the same data and the same five providers.
 
-    python benchmarks/bench_erasure.py [--size-mib 256] [--small 2000] [--runs 3]
+    python benchmarks/bench_erasure.py [--size-mib 256] [--small 2000] [--tree 5000] [--runs 3]
 
 For ``replicas:3`` and ``ec:3+2`` on five local providers (fresh paths each run), stores
 a file of alternating 1 MiB blocks of random bytes and of text (bench_peers.py's mixed
-file), then reads it back, then stores ``--small`` 4 KiB objects in one batch; then one
-provider's directory is removed and a repair pass rebuilds its share onto a spare. Prints
-one table: stored bytes against the compressed size (one sealed copy of each chunk, from
-the map's totals), store and restore MB/s, 4 KiB batch stores per second, and the time
-to repair the lost provider's share. Medians of ``--runs``.
+file), then reads it back, then stores ``--small`` 4 KiB objects in one batch, then stores
+and restores a tree of ``--tree`` 4 KiB files in 20 directories; then one provider's
+directory is removed and a repair pass rebuilds its share onto a spare. Prints one table:
+stored bytes of the file against its compressed size (one sealed copy of each chunk, from
+the map's totals), store and restore MiB/s, 4 KiB batch stores per second, tree files per
+second, and the time to repair the lost provider's share. Medians of ``--runs``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bench_peers import make_mixed_file  # benchmarks/ is on sys.path when run as a script
+from bench_peers import (
+    make_mixed_file,
+    make_tree,
+)  # benchmarks/ is on sys.path when run as a script
 from report_table import print_table
 
 from metanode_storage import Node, Secret, init_node
@@ -37,7 +41,9 @@ SCHEMES = ("replicas:3", "ec:3+2")
 MIB = 1024 * 1024
 
 
-def one_run(base: Path, scheme: Redundancy, source: Path, small: int) -> dict[str, float]:
+def one_run(
+    base: Path, scheme: Redundancy, source: Path, small: int, tree: Path, tree_files: int
+) -> dict[str, float]:
     providers = []
     for i in range(6):  # five in use, one spare for the repair
         (base / f"p{i}").mkdir(parents=True)
@@ -67,6 +73,12 @@ def one_run(base: Path, scheme: Redundancy, source: Path, small: int) -> dict[st
         started = time.perf_counter()
         node.store_many(objects)
         figures["small_per_s"] = small / (time.perf_counter() - started)
+        started = time.perf_counter()
+        stored_tree, _ = node.store_tree([tree])
+        figures["tree_store_per_s"] = tree_files / (time.perf_counter() - started)
+        started = time.perf_counter()
+        node.retrieve_tree(stored_tree.block_id, base / "restored")
+        figures["tree_restore_per_s"] = tree_files / (time.perf_counter() - started)
     settings = load_settings(home / "config.toml")
     save_settings(home / "config.toml", replace(settings, providers=tuple(providers)))
     shutil.rmtree(base / "p0")  # a lost provider: its share must be rebuilt elsewhere
@@ -86,12 +98,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--small", type=int, default=2000)
+    parser.add_argument("--tree", type=int, default=5000, help="4 KiB files in the tree")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     results: dict[str, list[dict[str, float]]] = {s: [] for s in SCHEMES}
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
         source = Path(tmp) / "mixed.bin"
         make_mixed_file(source, args.size_mib, seed=1)
+        tree = Path(tmp) / "tree"
+        make_tree(tree, args.tree, seed=2)
         for run in range(args.runs):
             for text in SCHEMES:  # interleaved: both schemes see the same machine state
                 base = Path(tmp) / f"run{run}-{text.replace(':', '-').replace('+', '-')}"
@@ -111,11 +126,13 @@ def main() -> None:
                 f"{size / MIB / median('store_s'):,.0f} MiB/s",
                 f"{size / MIB / median('restore_s'):,.0f} MiB/s",
                 f"{median('small_per_s'):,.0f}/s",
+                f"{median('tree_store_per_s'):,.0f} / {median('tree_restore_per_s'):,.0f}",
                 f"{median('repair_s'):.2f} s ({median('repaired'):,.0f} chunks)",
             )
         )
     print(
-        f"{args.size_mib} MiB mixed file, {args.small} x 4 KiB; five local providers; "
+        f"{args.size_mib} MiB mixed file, {args.small} x 4 KiB, a tree of {args.tree} x 4 KiB; "
+        "five local providers; "
         f"medians of {args.runs}; {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores"
     )
@@ -127,6 +144,7 @@ def main() -> None:
             "store",
             "restore",
             "4 KiB batch",
+            "tree files/s store / restore",
             "repair one lost provider",
         ),
         rows,

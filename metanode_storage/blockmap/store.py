@@ -119,22 +119,30 @@ class MapStats:
 
 
 def _chunk_totals(records: Iterable[ChunkRecord], sign: int = 1) -> dict[str, int]:
-    """What ``records`` add to the totals (``sign`` -1: what they take away)."""
-    deltas: Counter[str] = Counter()
+    """What ``records`` add to the totals (``sign`` -1: what they take away). Plain sums:
+    a tree of 20,000 files commits 20,000 rows at once."""
+    chunks = replicas = stored = short = backups = unique = copy = 0
+    margins: Counter[int] = Counter()
     for r in records:
-        deltas.update(
-            {
-                "chunks": 1,
-                "replicas": len(r.replicas),
-                "stored_bytes": r.stored_size,
-                "short_chunks": int(r.is_short),
-                "backup_copies": len(r.backups),
-                "unique_bytes": r.plain_size,
-                "copy_bytes": r.copy_size,
-                f"{_MARGIN}{r.margin}": 1,
-            }
-        )
-    return {name: sign * value for name, value in deltas.items()}
+        chunks += 1
+        replicas += len(r.replicas)
+        stored += r.stored_size
+        short += r.is_short
+        backups += len(r.backups)
+        unique += r.plain_size
+        copy += r.copy_size
+        margins[r.margin] += 1
+    totals = {
+        "chunks": chunks,
+        "replicas": replicas,
+        "stored_bytes": stored,
+        "short_chunks": short,
+        "backup_copies": backups,
+        "unique_bytes": unique,
+        "copy_bytes": copy,
+        **{f"{_MARGIN}{margin}": count for margin, count in margins.items()},
+    }
+    return {name: sign * value for name, value in totals.items()}
 
 
 def _chunk_rows(db: SharedConnection, columns: str, chunk_ids: Sequence[bytes]) -> list[Any]:

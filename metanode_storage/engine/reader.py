@@ -41,25 +41,35 @@ GOOD = "good"
 
 _SPAN_GAP = 1 << 20  # bytes of a pack read across rather than paying a second request
 _SPAN_MOST = 16 << 20  # one request at most: memory stays bounded
+_FRAGMENT_BATCH_BYTES = 16 << 20  # erasure-coded chunks read together: memory stays bounded
 
 
 @dataclass(frozen=True)
 class PackGroup:
     """Chunks to read from one pack blob (their replica there, in offset order), or one
-    chunk with no replica in a pack (``None``)."""
+    chunk with no replica in a pack (``None``); with ``fragments``, a batch of
+    erasure-coded chunks whose fragments are read pack by pack together."""
 
     members: list[tuple[Replica | None, ChunkRecord]]
+    fragments: bool = False
 
     def spans(self) -> Iterator[list[tuple[Replica | None, ChunkRecord]]]:
         """Runs of members close enough to fetch in one request."""
-        span: list[tuple[Replica | None, ChunkRecord]] = []
-        for replica, record in self.members:
-            if span and not _joins(span[0][0], span[-1][0], replica):
-                yield span
-                span = []
-            span.append((replica, record))
-        if span:
+        return _spans(self.members)
+
+
+def _spans(
+    members: Sequence[tuple[Replica | None, ChunkRecord]],
+) -> Iterator[list[tuple[Replica | None, ChunkRecord]]]:
+    """Runs of ``members`` (of one pack, in offset order) close enough for one request."""
+    span: list[tuple[Replica | None, ChunkRecord]] = []
+    for replica, record in members:
+        if span and not _joins(span[0][0], span[-1][0], replica):
             yield span
+            span = []
+        span.append((replica, record))
+    if span:
+        yield span
 
 
 def _failure(provider: str, exc: ProviderError) -> ReplicaCheck:
@@ -171,25 +181,38 @@ class ChunkReader:
         """``records`` grouped by the pack blob their preferred replica lies in, each group
         in offset order, so that ``read_group`` fetches a pack's bytes in few requests.
         The preference is one provider order for the whole call (Offline ones last), so
-        chunks written together are read together. A chunk with a replica outside any
-        pack, or erasure-coded, is a group of its own, read as ``read`` reads it."""
+        chunks written together are read together. Erasure-coded chunks come in batches
+        whose fragments ``read_group`` fetches pack by pack. A chunk with a replica
+        outside any pack is a group of its own, read as ``read`` reads it."""
         order = sorted(self._providers)
         _rng.shuffle(order)
         rank = {name: i for i, name in enumerate(order)}
         groups: dict[tuple[str, str], list[tuple[Replica, ChunkRecord]]] = {}
         alone: list[PackGroup] = []
+        coded: list[PackGroup] = []
+        batch: list[tuple[Replica | None, ChunkRecord]] = []
+        batch_bytes = 0
         for record in records:
             usable = [r for r in record.replicas if r.provider in rank]
-            if record.is_erasure_coded or not usable or not all(r.in_pack for r in usable):
+            if record.is_erasure_coded:
+                batch.append((None, record))
+                batch_bytes += record.plain_size
+                if batch_bytes >= _FRAGMENT_BATCH_BYTES:
+                    coded.append(PackGroup(batch, fragments=True))
+                    batch, batch_bytes = [], 0
+                continue
+            if not usable or not all(r.in_pack for r in usable):
                 alone.append(PackGroup([(None, record)]))
                 continue
             best = min(usable, key=lambda r: (self._is_offline(r.provider), rank[r.provider]))
             groups.setdefault((best.provider, best.key), []).append((best, record))
+        if batch:
+            coded.append(PackGroup(batch, fragments=True))
         packed = []
         for members in groups.values():
             members.sort(key=lambda item: item[0].offset)
             packed.append(PackGroup(list[tuple[Replica | None, ChunkRecord]](members)))
-        return packed + alone
+        return packed + coded + alone
 
     def read_group(
         self, group: PackGroup
@@ -199,6 +222,9 @@ class ChunkReader:
         bytes there do not verify, or whose provider fails, goes through ``read`` (every
         copy, with failover), so every chunk given back is as verified as ``read`` makes
         it and a failure raises as ``read`` raises; what was wrong here is reported too."""
+        if group.fragments:
+            yield from self._read_fragment_batch([record for _, record in group.members])
+            return
         for span in group.spans():
             first, last = span[0][0], span[-1][0]
             if first is None or last is None:  # a lone chunk outside the packs
@@ -255,9 +281,7 @@ class ChunkReader:
         good: dict[int, bytes] = {}
         checks: list[ReplicaCheck] = []
         running: dict[Future[tuple[ReplicaCheck, bytes | None]], Replica] = {}
-        if self._fragment_pool is None:
-            self._fragment_pool = ThreadPoolExecutor(8, thread_name_prefix="metanode-fragment")
-        pool = self._fragment_pool
+        pool = self._pool()
         while True:
             while candidates and len(good) + len(running) < record.needed:
                 replica = candidates.popleft()
@@ -293,11 +317,88 @@ class ChunkReader:
         fresh = erasure.encode(frame, record.needed, record.wanted - record.needed)
         return {index: fresh[index] for index in missing}, checks
 
+    def _read_fragment_batch(
+        self, records: Sequence[ChunkRecord]
+    ) -> Iterator[tuple[ChunkRecord, bytes, list[ReplicaCheck]]]:
+        """Erasure-coded chunks, K fragments each, fetched pack by pack: each chunk's K
+        fragments on the providers first in one order for the whole batch (Offline ones
+        last), so chunks written together share packs and requests; all the batch's
+        requests run at once. A chunk short of K good fragments goes through ``read``."""
+        order = sorted(self._providers)
+        _rng.shuffle(order)
+        rank = {name: i for i, name in enumerate(order)}
+        by_pack: dict[tuple[str, str], list[tuple[Replica | None, ChunkRecord]]] = {}
+        for record in records:
+            usable = sorted(
+                (r for r in record.replicas if r.provider in rank and r.in_pack),
+                key=lambda r: (self._is_offline(r.provider), rank[r.provider]),
+            )
+            chosen: dict[int, Replica] = {}
+            for replica in usable:
+                chosen.setdefault(replica.fragment, replica)
+            for replica in list(chosen.values())[: record.needed]:
+                by_pack.setdefault((replica.provider, replica.key), []).append((replica, record))
+        pool = self._pool()
+        fetches = []
+        for members in by_pack.values():
+            members.sort(key=lambda item: item[0].offset if item[0] else 0)
+            fetches += [pool.submit(self._fetch_span, span) for span in _spans(members)]
+        good: dict[bytes, dict[int, bytes]] = {}
+        found: dict[bytes, list[ReplicaCheck]] = {}
+        for fetch in fetches:
+            for replica, record, check, fragment in fetch.result():
+                found.setdefault(record.chunk_id, []).append(check)
+                if fragment is not None:
+                    good.setdefault(record.chunk_id, {})[replica.fragment] = fragment
+        for record in records:
+            checks = found.get(record.chunk_id, [])
+            fragments = good.pop(record.chunk_id, {})
+            if len(fragments) >= record.needed:
+                try:
+                    yield record, self._decode(record, fragments)[1], checks
+                    continue
+                except IntegrityError:
+                    pass  # every copy again, with failover, below
+            again, more = self.read(record)
+            yield record, again, [c for c in checks if c.state != GOOD] + more
+
+    def _fetch_span(
+        self, span: list[tuple[Replica | None, ChunkRecord]]
+    ) -> list[tuple[Replica, ChunkRecord, ReplicaCheck, bytes | None]]:
+        """One request for a run of fragments in one pack; each fragment checked alone."""
+        first, last = span[0][0], span[-1][0]
+        assert first is not None and last is not None
+        members = [(r, record) for r, record in span if r is not None]
+        try:
+            blob = self._providers[first.provider].get_range(
+                first.key, first.offset, last.offset + last.size
+            )
+        except ProviderError as exc:
+            failed = _failure(first.provider, exc)
+            return [(r, record, failed, None) for r, record in members]
+        checked = []
+        for replica, record in members:
+            at = replica.offset - first.offset
+            piece = blob[at : at + replica.size]
+            check, fragment = self._verify(record, replica, piece, self.chunk_key(record))
+            checked.append((replica, record, check, fragment))
+        return checked
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._fragment_pool is None:
+            self._fragment_pool = ThreadPoolExecutor(8, thread_name_prefix="metanode-fragment")
+        return self._fragment_pool
+
     def _rebuild(self, record: ChunkRecord) -> tuple[bytes, bytes, list[ReplicaCheck]]:
         """(frame, plaintext, checks) from K good fragments; raises as ``read`` does."""
         good, checks = self.good_fragments(record)
         if len(good) < record.needed:
             raise _unreadable(record, checks)
+        frame, data = self._decode(record, good)
+        return frame, data, checks
+
+    def _decode(self, record: ChunkRecord, good: Mapping[int, bytes]) -> tuple[bytes, bytes]:
+        """(frame, plaintext) from K verified fragments, held to the chunk's address."""
         label = record.chunk_id.hex()[:12]
         try:
             frame = erasure.decode(good, record.needed, record.wanted - record.needed)
@@ -314,7 +415,7 @@ class ChunkReader:
                 f"chunk {label} rebuilt from its fragments does not match its address",
                 "run `metanode storage verify --all` and `repair`",
             )
-        return frame, data, checks
+        return frame, data
 
 
 def _unreadable(record: ChunkRecord, checks: list[ReplicaCheck]) -> MetanodeError:

@@ -245,3 +245,45 @@ def test_a_lost_machine_and_two_lost_disks_recover_from_the_three_left(ec_home: 
             assert node.retrieve_bytes(block_id) == data
         assert node.status(probe_offline=True).survivable_losses == 0
         assert node.audit.verify().ok  # the trail, against every checkpoint still held
+
+
+def test_trees_and_batches_read_fragments_pack_by_pack_through_faults(
+    ec_home: Path, servers: dict[str, ServerProcess], tmp_path: Path
+) -> None:
+    """A tree restore and a `retrieve_many` fetch erasure-coded chunks' fragments pack by
+    pack; with one provider down and every fragment on another corrupt, not a byte
+    changes, and the corrupt fragments the reads met are reported."""
+    rng = random.Random(11)
+    source = tmp_path / "tree"
+    files = {}
+    for i in range(60):
+        path = source / f"d{i % 4}" / f"file-{i}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        files[path.relative_to(source)] = rng.randbytes(rng.choice([100, 4096, 70_000]))
+        path.write_bytes(files[path.relative_to(source)])
+    singles = {f"o{i}": rng.randbytes(3000) for i in range(40)}
+    with _open(ec_home) as node:
+        tree_block, _ = node.store_tree([source])
+        ids = [b.block_id for b in node.store_many(singles.items())]
+        on_local_c = [
+            r for c in node.blockmap.chunks() for r in c.replicas if r.provider == "local-c"
+        ]
+    packs = {p.name: p for p in _local_blobs(ec_home)}
+    for fragment in on_local_c:  # every fragment local-c holds is corrupt
+        body = bytearray(packs[fragment.key].read_bytes())
+        body[fragment.offset + 40] ^= 0x10
+        packs[fragment.key].write_bytes(bytes(body))
+    _take_down(ec_home, "azure", servers)
+    with _open(ec_home) as node:
+        node.retrieve_tree(tree_block.block_id, tmp_path / "restored")
+        for rel, data in files.items():
+            assert (tmp_path / "restored" / "tree" / rel).read_bytes() == data
+        assert node.retrieve_many(ids) == list(singles.values())
+        # Each batch read local-c's fragments for the chunks where it ranked in the first
+        # three (with azure Offline: most of them), found them corrupt, and read again.
+        reported = {(provider, kind) for _, provider, kind in node.blockmap.faults()}
+        assert reported == {("local-c", CORRUPT)}
+        checked = node.verify(ids[5])
+        assert checked.ok and [(f.provider, f.state) for f in checked.faults] == [
+            ("local-c", CORRUPT)
+        ]
