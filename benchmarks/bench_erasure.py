@@ -110,7 +110,8 @@ def main() -> None:
         for run in range(args.runs):
             for text in SCHEMES:  # interleaved: both schemes see the same machine state
                 base = Path(tmp) / f"run{run}-{text.replace(':', '-').replace('+', '-')}"
-                results[text].append(one_run(base, Redundancy.parse(text), source, args.small))
+                scheme = Redundancy.parse(text)
+                results[text].append(one_run(base, scheme, source, args.small, tree, args.tree))
     size = args.size_mib * MIB
     rows = []
     for text in SCHEMES:
