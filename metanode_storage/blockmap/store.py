@@ -359,6 +359,10 @@ class BlockMap:
             is not None
         )
 
+    def present_chunks(self, chunk_ids: Sequence[bytes]) -> set[bytes]:
+        """Which of ``chunk_ids`` the map holds: a few queries for many ids."""
+        return self._present_chunks(self._db, chunk_ids)
+
     def blocks(self) -> Iterator[BlockRecord]:
         """Every block, oldest first. Reads in pages so memory stays flat."""
         last = -1
@@ -521,16 +525,14 @@ class BlockMap:
         """Add ``delta`` to the live count of each packed copy's pack (one statement per
         pack, not per copy); one copy of each pack that now holds nothing (its row is
         gone, and the blob may be deleted)."""
-        by_pack: dict[bytes, tuple[Replica, int]] = {}
+        by_pack: dict[tuple[str, str], tuple[Replica, int]] = {}
         for copy in copies:
             if copy.in_pack:
-                pack_id = aead.keyed_hash(
-                    self._key, b"pack", copy.provider.encode(), copy.key.encode()
-                )
-                count = by_pack.get(pack_id, (copy, 0))[1]
-                by_pack[pack_id] = (copy, count + delta)
+                count = by_pack.get((copy.provider, copy.key), (copy, 0))[1]
+                by_pack[(copy.provider, copy.key)] = (copy, count + delta)
         emptied = []
-        for pack_id, (copy, change) in by_pack.items():
+        for (provider, key), (copy, change) in by_pack.items():
+            pack_id = aead.keyed_hash(self._key, b"pack", provider.encode(), key.encode())
             db.execute(
                 "INSERT INTO packs VALUES (?, ?) "
                 "ON CONFLICT(pack_id) DO UPDATE SET live = live + excluded.live",

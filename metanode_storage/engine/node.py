@@ -89,6 +89,7 @@ _NOTHING_READ: Mapping[bytes, _ReadChunk] = MappingProxyType({})
 _FILES_IN_FLIGHT = 2  # files of a tree restored at once: more only contend on 2 cores
 # Sealing a small chunk costs less than handing it to a worker thread.
 _SEAL_INLINE_BELOW = 64 * 1024
+_SMALL_CHUNKS_PER_LOOKUP = 256  # at most 16 MiB of small chunks held for one map lookup
 _AUDIT_TAIL = 200  # events beyond the last map backup segment before one is written
 log = logging.getLogger("metanode.node")
 
@@ -399,6 +400,17 @@ class Node:
         results: list[_StreamResult] = []
         pending: dict[bytes, Future[ChunkRecord]] = {}
         in_flight: deque[Future[ChunkRecord]] = deque()
+        # Small chunks wait here for one map lookup for many (a tree of small files would
+        # otherwise ask the map once per file), then are sealed inline.
+        small: dict[bytes, bytes] = {}
+
+        def write_small() -> None:
+            present = self.blockmap.present_chunks(list(small))
+            for chunk_id, data in small.items():
+                if chunk_id not in present:
+                    pending[chunk_id] = _done(writer.write(chunk_id, data))
+            small.clear()
+
         try:
             for stream in streams:
                 whole, size, first = sha256(), 0, len(chunk_ids)
@@ -407,19 +419,23 @@ class Node:
                     size += len(data)
                     chunk_id = keyed_hash(dedup_key, data)
                     chunk_ids.append(chunk_id)
-                    if chunk_id not in pending and not self.blockmap.has_chunk(chunk_id):
-                        if len(data) < _SEAL_INLINE_BELOW:
-                            pending[chunk_id] = _done(writer.write(chunk_id, data))
-                        else:
-                            future = self._workers.submit(writer.write, chunk_id, data)
-                            pending[chunk_id] = future
-                            in_flight.append(future)
-                            while len(in_flight) >= _CHUNKS_IN_FLIGHT:
-                                in_flight.popleft().result()
+                    if chunk_id in pending or chunk_id in small:
+                        pass
+                    elif len(data) < _SEAL_INLINE_BELOW:
+                        small[chunk_id] = data
+                        if len(small) >= _SMALL_CHUNKS_PER_LOOKUP:
+                            write_small()
+                    elif not self.blockmap.has_chunk(chunk_id):
+                        future = self._workers.submit(writer.write, chunk_id, data)
+                        pending[chunk_id] = future
+                        in_flight.append(future)
+                        while len(in_flight) >= _CHUNKS_IN_FLIGHT:
+                            in_flight.popleft().result()
                     progress(len(data))
                 result = _StreamResult(first, len(chunk_ids) - first, whole.hexdigest(), size)
                 results.append(result)
                 finished(result)
+            write_small()
             new_chunks = writer.finish([f.result() for f in pending.values()])
         except BaseException:
             for future in pending.values():

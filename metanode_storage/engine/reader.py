@@ -13,7 +13,7 @@ from __future__ import annotations
 import hmac
 import random
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -320,17 +320,67 @@ class ChunkReader:
     def _read_fragment_batch(
         self, records: Sequence[ChunkRecord]
     ) -> Iterator[tuple[ChunkRecord, bytes, list[ReplicaCheck]]]:
-        """Erasure-coded chunks, K fragments each, fetched pack by pack: each chunk's K
-        fragments on the providers first in one order for the whole batch (Offline ones
-        last), so chunks written together share packs and requests; all the batch's
-        requests run at once. A chunk short of K good fragments goes through ``read``."""
+        """Erasure-coded chunks read together (``_gather_fragments``), each rebuilt and held
+        to its address; a chunk short of K good fragments there goes through ``read``."""
+        good, found = self._gather_fragments(records, {})
+        for record in records:
+            checks = found.get(record.chunk_id, [])
+            fragments = good.pop(record.chunk_id, {})
+            if len(fragments) >= record.needed:
+                try:
+                    yield record, self._decode(record, fragments)[1], checks
+                    continue
+                except IntegrityError:
+                    pass  # every copy again, with failover, below
+            again, more = self.read(record)
+            yield record, again, [c for c in checks if c.state != GOOD] + more
+
+    def rebuild_many(
+        self, wanted: Sequence[tuple[ChunkRecord, Sequence[int], Collection[str]]]
+    ) -> dict[bytes, dict[int, bytes] | MetanodeError]:
+        """For each (erasure-coded chunk, missing fragment indexes, providers not to read
+        from): the missing fragments made anew, or why they could not be. The good
+        fragments are gathered pack by pack for all of them at once; a chunk short of K
+        there is rebuilt on its own (``rebuild_fragments``, every copy with failover)."""
+        avoid = {record.chunk_id: set(skip) for record, _, skip in wanted}
+        good, _ = self._gather_fragments([record for record, _, _ in wanted], avoid)
+        made: dict[bytes, dict[int, bytes] | MetanodeError] = {}
+        for record, missing, _ in wanted:
+            fragments = good.pop(record.chunk_id, {})
+            if len(fragments) >= record.needed:
+                try:
+                    frame, _ = self._decode(record, fragments)
+                    fresh = erasure.encode(frame, record.needed, record.wanted - record.needed)
+                    made[record.chunk_id] = {index: fresh[index] for index in missing}
+                    continue
+                except IntegrityError:
+                    pass  # every copy again, with failover, below
+            try:
+                made[record.chunk_id] = self.rebuild_fragments(record, missing)[0]
+            except MetanodeError as exc:
+                made[record.chunk_id] = exc
+        return made
+
+    def _gather_fragments(
+        self, records: Sequence[ChunkRecord], avoid: Mapping[bytes, Collection[str]]
+    ) -> tuple[dict[bytes, dict[int, bytes]], dict[bytes, list[ReplicaCheck]]]:
+        """K verified fragments of each erasure-coded chunk (fewer where they could not be
+        had), fetched pack by pack, and what was found on the way. Each chunk's K come
+        from the providers first in one order for the whole batch (Offline ones last,
+        those in ``avoid`` for the chunk never), so chunks written together share packs
+        and requests; all the batch's requests run at once."""
         order = sorted(self._providers)
         _rng.shuffle(order)
         rank = {name: i for i, name in enumerate(order)}
         by_pack: dict[tuple[str, str], list[tuple[Replica | None, ChunkRecord]]] = {}
         for record in records:
+            skip = avoid.get(record.chunk_id, ())
             usable = sorted(
-                (r for r in record.replicas if r.provider in rank and r.in_pack),
+                (
+                    r
+                    for r in record.replicas
+                    if r.provider in rank and r.in_pack and r.provider not in skip
+                ),
                 key=lambda r: (self._is_offline(r.provider), rank[r.provider]),
             )
             chosen: dict[int, Replica] = {}
@@ -350,17 +400,7 @@ class ChunkReader:
                 found.setdefault(record.chunk_id, []).append(check)
                 if fragment is not None:
                     good.setdefault(record.chunk_id, {})[replica.fragment] = fragment
-        for record in records:
-            checks = found.get(record.chunk_id, [])
-            fragments = good.pop(record.chunk_id, {})
-            if len(fragments) >= record.needed:
-                try:
-                    yield record, self._decode(record, fragments)[1], checks
-                    continue
-                except IntegrityError:
-                    pass  # every copy again, with failover, below
-            again, more = self.read(record)
-            yield record, again, [c for c in checks if c.state != GOOD] + more
+        return good, found
 
     def _fetch_span(
         self, span: list[tuple[Replica | None, ChunkRecord]]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 from metanode_storage.audit.trail import FAILED, OK, REPAIR
@@ -50,6 +50,8 @@ SURVEY_NONE, SURVEY_EXISTS, SURVEY_VERIFY = "none", "exists", "verify"
 # providers are (an outage: retry later).
 NO_GOOD_COPY, NO_TARGET = "no_good_copy", "no_target"
 _GONE = "the chunk is no longer in the map"  # removed since the plan: nothing to record
+_BATCH = 256  # chunks read (and rewritten) together: bounds memory
+_BATCH_BYTES = 16 << 20  # and at most this much plaintext in one batch read
 
 
 @dataclass
@@ -192,20 +194,24 @@ def _repair_chunks(
     )
     staged: list[_Staged] = []
     started, written = time.monotonic(), 0
-    for chunk_id, reasons in plan:
-        action = RepairAction(chunk_id.hex()[:12], dict(reasons))
-        report.actions.append(action)
-        record = node.blockmap.get_chunk(chunk_id)
-        if record is None:
-            action.error = _GONE
-        elif stage := _stage_chunk(node, writer, record, reasons, action):
-            staged.append(stage)
-            written += sum(r.size for r in stage.new)
-        progress(1)
-        if max_bytes_per_second:  # rate limit: never faster than the configured bytes/s
-            ahead = written / max_bytes_per_second - (time.monotonic() - started)
-            if ahead > 0:
-                time.sleep(ahead)
+    for batch, records in _batches(node, plan):
+        rebuilt = _rebuild_fragments(node, records, dict(batch))
+        for chunk_id, reasons in batch:
+            action = RepairAction(chunk_id.hex()[:12], dict(reasons))
+            report.actions.append(action)
+            record = records.get(chunk_id)
+            if record is None:
+                action.error = _GONE
+            elif stage := _stage_chunk(
+                node, writer, record, reasons, action, rebuilt.get(chunk_id)
+            ):
+                staged.append(stage)
+                written += sum(r.size for r in stage.new)
+            progress(1)
+            if max_bytes_per_second:  # rate limit: never faster than the configured bytes/s
+                ahead = written / max_bytes_per_second - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
     failed = {(f.pack.provider, f.pack.key) for f in writer.finish()}
     changes = []
     for stage in staged:
@@ -253,12 +259,53 @@ def _repair_chunks(
     )
 
 
+def _batches(
+    node: Node, plan: list[tuple[bytes, dict[str, str]]]
+) -> Iterator[tuple[list[tuple[bytes, dict[str, str]]], dict[bytes, ChunkRecord]]]:
+    """The plan in batches of at most ``_BATCH`` chunks and ``_BATCH_BYTES`` of plaintext,
+    with their records (one map query per ``_BATCH``): what one batch read holds."""
+    for start in range(0, len(plan), _BATCH):
+        part = plan[start : start + _BATCH]
+        records = node.blockmap.get_chunks([chunk_id for chunk_id, _ in part])
+        batch: list[tuple[bytes, dict[str, str]]] = []
+        size = 0
+        for chunk_id, reasons in part:
+            record = records.get(chunk_id)
+            size += record.plain_size if record else 0
+            batch.append((chunk_id, reasons))
+            if size >= _BATCH_BYTES:
+                yield batch, {c: records[c] for c, _ in batch if c in records}
+                batch, size = [], 0
+        if batch:
+            yield batch, {c: records[c] for c, _ in batch if c in records}
+
+
+def _rebuild_fragments(
+    node: Node, records: dict[bytes, ChunkRecord], reasons: dict[bytes, dict[str, str]]
+) -> dict[bytes, dict[int, bytes] | MetanodeError]:
+    """The missing fragments of the batch's erasure-coded chunks, made from good fragments
+    gathered pack by pack for all of them at once (never from the copies being replaced)."""
+    wanted = []
+    for chunk_id, record in records.items():
+        if record.is_erasure_coded:
+            bad = {p for p in reasons[chunk_id] if p}
+            keep = [r for r in record.replicas if r.provider not in bad]
+            wanted.append((record, _missing_fragments(record, keep), bad))
+    return node.reader.rebuild_many(wanted) if wanted else {}
+
+
+def _missing_fragments(record: ChunkRecord, keep: list[Replica]) -> list[int]:
+    held = {r.fragment for r in keep}
+    return [index for index in range(record.wanted) if index not in held]
+
+
 def _stage_chunk(
     node: Node,
     writer: PackWriter,
     record: ChunkRecord,
     reasons: dict[str, str],
     action: RepairAction,
+    rebuilt: dict[int, bytes] | MetanodeError | None = None,
 ) -> _Staged | None:
     """Make the pieces the chunk lacks from verified good ones (a replica's frame, or
     fragments rebuilt from K good fragments) and add them to the packs of healthy
@@ -266,7 +313,7 @@ def _stage_chunk(
     bad = {p for p in reasons if p}
     keep = [r for r in record.replicas if r.provider not in bad]
     try:
-        pieces = _missing_pieces(node, record, keep)
+        pieces = _missing_pieces(node, record, keep, rebuilt)
     except MetanodeError as exc:
         action.error = f"no good copy to repair from: {exc}"
         action.cause = NO_GOOD_COPY if isinstance(exc, IntegrityError) else NO_TARGET
@@ -309,20 +356,24 @@ def _stage_chunk(
     )
 
 
-def _missing_pieces(node: Node, record: ChunkRecord, keep: list[Replica]) -> list[Piece]:
+def _missing_pieces(
+    node: Node,
+    record: ChunkRecord,
+    keep: list[Replica],
+    rebuilt: dict[int, bytes] | MetanodeError | None,
+) -> list[Piece]:
     """The pieces to write so that ``keep`` plus them is whole again, each verified: an
-    erasure-coded chunk's absent fragment indexes rebuilt, or copies of a replica's frame."""
+    erasure-coded chunk's absent fragments rebuilt (``rebuilt``, when made for a batch),
+    or copies of a replica's frame."""
     if record.is_erasure_coded:
-        held = {r.fragment for r in keep}
-        missing = [index for index in range(record.wanted) if index not in held]
-        rebuilt, _ = node.reader.rebuild_fragments(record, missing)
+        if rebuilt is None:
+            rebuilt, _ = node.reader.rebuild_fragments(record, _missing_fragments(record, keep))
+        if isinstance(rebuilt, MetanodeError):
+            raise rebuilt
         return list(rebuilt.items())
     plaintext, _ = node.reader.read(record)  # verified against the chunk's address
     frame = blobformat.make_frame(plaintext, node.settings.compression)
     return [(-1, frame)] * (max(record.wanted, len(record.replicas)) - len(keep))
-
-
-_REWRITE_BATCH = 256  # chunks written, then swapped in one transaction: bounds memory
 
 
 def _rewrite_chunks(
@@ -337,8 +388,8 @@ def _rewrite_chunks(
     shape = (scheme.pieces, scheme.needed)
     stale = [r for r in node.blockmap.chunks() if (r.wanted, r.needed) != shape][:limit]
     rewrites: list[RepairAction] = []
-    for start in range(0, len(stale), _REWRITE_BATCH):
-        batch = stale[start : start + _REWRITE_BATCH]
+    for start in range(0, len(stale), _BATCH):
+        batch = stale[start : start + _BATCH]
         actions = []
         for record in batch:
             was = Redundancy(record.wanted or len(record.replicas), record.needed).text()

@@ -287,3 +287,35 @@ def test_trees_and_batches_read_fragments_pack_by_pack_through_faults(
         assert checked.ok and [(f.provider, f.state) for f in checked.faults] == [
             ("local-c", CORRUPT)
         ]
+
+
+def test_repair_rebuilds_a_lost_share_past_fragments_it_did_not_know_were_corrupt(
+    ec_home: Path,
+) -> None:
+    """Repair gathers good fragments pack by pack; where one it picked turns out corrupt
+    (not yet found by any check), that chunk is rebuilt from the others instead."""
+    stored = _store_samples(ec_home)
+    with _open(ec_home) as node:
+        on_local_c = [
+            r for c in node.blockmap.chunks() for r in c.replicas if r.provider == "local-c"
+        ]
+    packs = {p.name: p for p in _local_blobs(ec_home)}
+    for fragment in on_local_c:  # silently corrupt: no verify has seen it
+        body = bytearray(packs[fragment.key].read_bytes())
+        body[fragment.offset + 40] ^= 0x01
+        packs[fragment.key].write_bytes(bytes(body))
+    for blob in data_blobs(ec_home, ec_home.parent / "local-a"):
+        blob.unlink()  # local-a loses everything
+    with _open(ec_home) as node:
+        report = repair(node)
+        assert report.found_missing == report.repaired == node.blockmap.stats().chunks
+        assert report.failed == 0
+        for block_id, data in stored.items():
+            assert node.retrieve_bytes(block_id) == data
+        for block_id in stored:  # local-a's share is back; local-c's is still bad
+            assert {(f.provider, f.state) for f in node.verify(block_id).faults} <= {
+                ("local-c", CORRUPT)
+            }
+        again = repair(node)  # verify put local-c's fragments in the fault table
+        assert again.repaired == node.blockmap.stats().chunks and again.failed == 0
+        assert all(not node.verify(block_id).faults for block_id in stored)
