@@ -226,30 +226,14 @@ class ChunkReader:
             yield from self._read_fragment_batch([record for _, record in group.members])
             return
         for span in group.spans():
-            first, last = span[0][0], span[-1][0]
-            if first is None or last is None:  # a lone chunk outside the packs
+            if span[0][0] is None:  # a lone chunk outside the packs
                 record = span[0][1]
                 yield record, *self.read(record)
                 continue
-            try:
-                blob = self._providers[first.provider].get_range(
-                    first.key, first.offset, last.offset + last.size
-                )
-            except ProviderError as exc:
-                failed = _failure(first.provider, exc)
-                for _, record in span:  # each one with full failover
-                    found, checks = self.read(record)
-                    yield record, found, [failed, *checks]
-                continue
-            for replica, record in span:
-                assert replica is not None
-                at = replica.offset - first.offset
-                check, data = self._verify(
-                    record, replica, blob[at : at + replica.size], self.chunk_key(record)
-                )
+            for _, record, check, data in self._fetch_span(span):
                 if data is not None:
                     yield record, data, [check]
-                else:  # every copy again, with failover; this one's fault is kept
+                else:  # every copy again, with failover; what was wrong here is kept
                     again, checks = self.read(record)
                     yield record, again, [check, *checks]
 
@@ -405,7 +389,8 @@ class ChunkReader:
     def _fetch_span(
         self, span: list[tuple[Replica | None, ChunkRecord]]
     ) -> list[tuple[Replica, ChunkRecord, ReplicaCheck, bytes | None]]:
-        """One request for a run of fragments in one pack; each fragment checked alone."""
+        """One request for a run of pieces in one pack; each piece checked alone (the
+        plaintext of a replica, the fragment itself of a fragment, or None and why)."""
         first, last = span[0][0], span[-1][0]
         assert first is not None and last is not None
         members = [(r, record) for r, record in span if r is not None]
@@ -420,8 +405,8 @@ class ChunkReader:
         for replica, record in members:
             at = replica.offset - first.offset
             piece = blob[at : at + replica.size]
-            check, fragment = self._verify(record, replica, piece, self.chunk_key(record))
-            checked.append((replica, record, check, fragment))
+            check, opened = self._verify(record, replica, piece, self.chunk_key(record))
+            checked.append((replica, record, check, opened))
         return checked
 
     def _pool(self) -> ThreadPoolExecutor:

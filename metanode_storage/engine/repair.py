@@ -419,24 +419,24 @@ def _rewrite_chunks(
             break
         changes = []
         for (old, action, _), new in zip(written, durable, strict=True):
-            changes.append((old, replace(new, backups=())))
+            changes.append((old, new))
             action.new_replicas = [r.provider for r in new.replicas]
             action.cleaned = [r.provider for r in old.all_copies]
         emptied = node.blockmap.update_chunks(changes)
         _delete_quietly(node, [c for old, _ in changes for c in old.all_copies if not c.in_pack])
         _delete_quietly(node, emptied)
-    node.audit.record_many(
-        [
-            (
-                REPAIR,
-                "",
-                FAILED if a.error else OK,
-                {"chunk": a.chunk, "reasons": a.reasons, "new_replicas": a.new_replicas},
-            )
-            for a in rewrites
-            if not report.dry_run
-        ]
-    )
+    if not report.dry_run:
+        node.audit.record_many(
+            [
+                (
+                    REPAIR,
+                    "",
+                    FAILED if a.error else OK,
+                    {"chunk": a.chunk, "reasons": a.reasons, "new_replicas": a.new_replicas},
+                )
+                for a in rewrites
+            ]
+        )
 
 
 def _delete_quietly(node: Node, copies: list[Replica]) -> None:
