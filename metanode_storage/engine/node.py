@@ -840,14 +840,7 @@ class Node:
         read one by one, so each fails in its turn, with its own audit event."""
         singles = (b for b in blocks if len(b.chunk_ids) == 1 and "tree" not in b.extra)
         wanted = list(dict.fromkeys(b.chunk_ids[0] for b in singles))
-        found: dict[bytes, _ReadChunk] = {}
-        for group in self.reader.pack_groups(list(self.blockmap.get_chunks(wanted).values())):
-            try:
-                for record, data, checks in self.reader.read_group(group):
-                    found[record.chunk_id] = (data, checks)
-            except MetanodeError:
-                continue
-        return found
+        return self.reader.read_many(list(self.blockmap.get_chunks(wanted).values()))
 
     def _retrieve_audited(
         self,

@@ -237,6 +237,21 @@ class ChunkReader:
                     again, checks = self.read(record)
                     yield record, again, [check, *checks]
 
+    def read_many(
+        self, records: Sequence[ChunkRecord]
+    ) -> dict[bytes, tuple[bytes, list[ReplicaCheck]]]:
+        """The chunks among ``records`` that could be read, pack by pack (``pack_groups``,
+        ``read_group``), each verified as ``read`` verifies it. A group that fails is left
+        out: the caller reads its chunks one by one, so each fails on its own."""
+        found: dict[bytes, tuple[bytes, list[ReplicaCheck]]] = {}
+        for group in self.pack_groups(records):
+            try:
+                for record, data, checks in self.read_group(group):
+                    found[record.chunk_id] = (data, checks)
+            except MetanodeError:
+                continue
+        return found
+
     def read(self, record: ChunkRecord) -> tuple[bytes, list[ReplicaCheck]]:
         """The chunk's plaintext from the first good replica, and what was wrong with others.
 

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from metanode_storage.audit.trail import FAILED, OK, REPAIR
 from metanode_storage.blockmap.records import ChunkRecord, Replica
@@ -52,6 +53,7 @@ NO_GOOD_COPY, NO_TARGET = "no_good_copy", "no_target"
 _GONE = "the chunk is no longer in the map"  # removed since the plan: nothing to record
 _BATCH = 256  # chunks read (and rewritten) together: bounds memory
 _BATCH_BYTES = 16 << 20  # and at most this much plaintext in one batch read
+_Item = TypeVar("_Item")
 
 
 @dataclass
@@ -262,22 +264,29 @@ def _repair_chunks(
 def _batches(
     node: Node, plan: list[tuple[bytes, dict[str, str]]]
 ) -> Iterator[tuple[list[tuple[bytes, dict[str, str]]], dict[bytes, ChunkRecord]]]:
-    """The plan in batches of at most ``_BATCH`` chunks and ``_BATCH_BYTES`` of plaintext,
-    with their records (one map query per ``_BATCH``): what one batch read holds."""
+    """The plan in batches (``_by_size``), each with its chunks' records (one map query
+    per ``_BATCH`` chunks); a chunk gone from the map has no record."""
     for start in range(0, len(plan), _BATCH):
         part = plan[start : start + _BATCH]
         records = node.blockmap.get_chunks([chunk_id for chunk_id, _ in part])
-        batch: list[tuple[bytes, dict[str, str]]] = []
-        size = 0
-        for chunk_id, reasons in part:
-            record = records.get(chunk_id)
-            size += record.plain_size if record else 0
-            batch.append((chunk_id, reasons))
-            if size >= _BATCH_BYTES:
-                yield batch, {c: records[c] for c, _ in batch if c in records}
-                batch, size = [], 0
-        if batch:
+        sizes = {chunk_id: record.plain_size for chunk_id, record in records.items()}
+        for batch in _by_size(part, lambda item: sizes.get(item[0], 0)):  # noqa: B023 (used at once)
             yield batch, {c: records[c] for c, _ in batch if c in records}
+
+
+def _by_size(items: Sequence[_Item], size: Callable[[_Item], int]) -> Iterator[list[_Item]]:
+    """``items`` in batches of at most ``_BATCH`` of them and ``_BATCH_BYTES``: what one
+    batch read holds in memory."""
+    batch: list[_Item] = []
+    total = 0
+    for item in items:
+        batch.append(item)
+        total += size(item)
+        if len(batch) >= _BATCH or total >= _BATCH_BYTES:
+            yield batch
+            batch, total = [], 0
+    if batch:
+        yield batch
 
 
 def _rebuild_fragments(
@@ -388,8 +397,7 @@ def _rewrite_chunks(
     shape = (scheme.pieces, scheme.needed)
     stale = [r for r in node.blockmap.chunks() if (r.wanted, r.needed) != shape][:limit]
     rewrites: list[RepairAction] = []
-    for start in range(0, len(stale), _BATCH):
-        batch = stale[start : start + _BATCH]
+    for batch in _by_size(stale, lambda record: record.plain_size):
         actions = []
         for record in batch:
             was = Redundancy(record.wanted or len(record.replicas), record.needed).text()
@@ -402,9 +410,10 @@ def _rewrite_chunks(
             continue
         writer = node.chunk_writer()
         written = []
+        read = node.reader.read_many(batch)  # pack by pack; each verified
         for record, action in zip(batch, actions, strict=True):
             try:
-                data, _ = node.reader.read(record)  # verified against the chunk's address
+                data, _ = read.get(record.chunk_id) or node.reader.read(record)
             except MetanodeError as exc:
                 action.error = f"no good copy to rewrite from: {exc}"
                 action.cause = NO_GOOD_COPY if isinstance(exc, IntegrityError) else NO_TARGET

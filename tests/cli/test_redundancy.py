@@ -73,11 +73,19 @@ def test_a_scheme_the_node_cannot_hold_is_refused_and_nothing_changes(
     assert (home / "config.toml").read_bytes() == before
 
 
-def test_rewrite_moves_replicated_chunks_to_erasure_coding(cli: CliRunnerFn, home: Path) -> None:
+def test_rewrite_moves_replicated_chunks_to_erasure_coding(
+    cli: CliRunnerFn, home: Path, tmp_path: Path
+) -> None:
     payloads = {
         cli("storage", "put", "-", stdin=d).stdout.strip(): d
         for d in (os.urandom(2_000_000), _mixed(3), b"x" * 10)
     }
+    tree = tmp_path / "tree"
+    files = {f"d{i % 3}/f{i}": os.urandom(3000 + i) for i in range(40)}
+    for name, data in files.items():
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_bytes(data)
+    tree_id = cli("storage", "put", str(tree)).stdout.strip()
     before = json.loads(cli("storage", "distributed", "metrics", "--json").stdout)["storage"]
     assert before["redundancy_overhead"] == pytest.approx(3.0)
 
@@ -103,6 +111,9 @@ def test_rewrite_moves_replicated_chunks_to_erasure_coding(cli: CliRunnerFn, hom
     for block_id, data in payloads.items():
         assert cli("storage", "verify", block_id).exit_code == 0
         assert cli("storage", "get", block_id).stdout_bytes == data
+    restored = tmp_path / "restored"
+    assert cli("storage", "get", tree_id, "-o", str(restored)).exit_code == 0
+    assert {n: (restored / "tree" / n).read_bytes() for n in files} == files
     again = json.loads(cli("storage", "repair", "--rewrite", "--json").stdout)
     assert again["actions"] == []  # nothing left to move
     cli("storage", "gc")
