@@ -27,6 +27,7 @@ class ExitCode(IntEnum):
     LOCAL_STATE = 9  # the block map or audit trail is missing or damaged: recover
     INTEGRITY = 10  # stored data failed verification and no good copy exists
     UNTRUSTED = 11  # consistent, but not checked against a key the caller trusts
+    DATABASE = 12  # the shared map's database (PostgreSQL) did not answer: retry later
     INTERNAL = 70  # a bug: an unexpected exception (EX_SOFTWARE)
     INTERRUPTED = 130  # Ctrl-C
 
@@ -91,6 +92,14 @@ class BlockMapDamaged(LocalStateLost):
 
 class AuditTrailDamaged(LocalStateLost):
     reference = "MN-154"
+
+
+class MapDatabaseUnavailable(LocalStateError):
+    """The PostgreSQL server holding a shared node's map, trail and locks did not answer.
+    Nothing was listed that is not durable; the same command works again once it is back."""
+
+    exit_code = ExitCode.DATABASE
+    reference = "MN-156"
 
 
 class ServiceError(LocalStateError):

@@ -21,6 +21,7 @@ from metanode_storage.crypto.keystore import KeyMaterial, read_keystore
 from metanode_storage.engine.auditing import checkpoint_blob_key
 from metanode_storage.engine.backup import Locator
 from metanode_storage.engine.blobformat import is_own_blob_key
+from tests.pgserver import PostgresServer
 from tests.servers import (
     AZURITE_ACCOUNT,
     S3_ACCESS_KEY,
@@ -155,6 +156,17 @@ def azure_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
 @pytest.fixture(scope="session")
 def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     yield from _serve(gcs_server_process(tmp_path_factory.mktemp("gcs")))
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A PostgreSQL server on 127.0.0.1 (tests that stop it start it again)."""
+    server = PostgresServer(tmp_path_factory.mktemp("postgres"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.remove()
 
 
 def _serve(server: ServerProcess) -> Iterator[ServerProcess]:

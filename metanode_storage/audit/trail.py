@@ -29,8 +29,15 @@ from typing import Any
 from metanode_storage.audit.merkle import Frontier, consistency_proof, leaf_hash
 from metanode_storage.audit.note import Checkpoint, NoteInvalid, open_note
 from metanode_storage.crypto.signing import NodeSigner, PublicKey, verify_ml_dsa, verify_signature
+from metanode_storage.database import (
+    TRAIL_SCHEMA,
+    DatabaseMissing,
+    DatabaseUrl,
+    copy_sqlite,
+    open_database,
+    translator,
+)
 from metanode_storage.errors import AuditTrailDamaged, LocalStateError
-from metanode_storage.localdb import DatabaseMissing, SharedConnection, translator
 
 EVENT_VERSION = 1
 OK, VIOLATION, FAILED, DENIED = "ok", "violation", "failed", "denied"
@@ -46,6 +53,9 @@ CREATE INDEX IF NOT EXISTS events_type ON events (type, time);
 CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, note TEXT NOT NULL);
 """
 
+_SET_FRONTIER = (
+    "INSERT INTO meta VALUES ('frontier', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
 
 # An event to append: (type, block id, status, detail).
 NewEvent = tuple[str, str, str, Mapping[str, Any] | None]
@@ -108,22 +118,29 @@ class TrailVerification:
 
 class AuditTrail:
     def __init__(
-        self, path: Path, origin: str, signer: NodeSigner | None = None, *, create: bool = False
+        self,
+        where: Path | DatabaseUrl,
+        origin: str,
+        signer: NodeSigner | None = None,
+        *,
+        create: bool = False,
     ) -> None:
-        """Open the trail at ``path``. Only `init` passes ``create``: a trail that went
-        missing is reported, never silently started afresh."""
-        self.path = path
+        """Open the trail at ``where`` (an SQLite file, or the node's PostgreSQL database,
+        where every host appends to the one trail). Only `init` passes ``create``: a trail
+        that went missing is reported, never silently started afresh."""
+        self._where = where
         self.origin = origin
         self._signer = signer
         # The QLOCK fencing token events are written under (engine/qlock.py); each event
         # carries it as "fence", so an auditor can tell which holder wrote what.
         self.fence: Callable[[], int | None] = lambda: None
         try:
-            self._db = SharedConnection(
-                path,
+            self._db = open_database(
+                where,
+                TRAIL_SCHEMA,
                 synchronous="FULL",
                 create=create,
-                translate=translator("audit trail", path, AuditTrailDamaged),
+                translate=translator("audit trail", where, AuditTrailDamaged),
             )
         except DatabaseMissing as exc:
             raise AuditTrailDamaged(
@@ -199,9 +216,7 @@ class AuditTrail:
                 "hashes": [h.hex() for h in frontier.hashes],
                 "last": last,
             }
-            self._db.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('frontier', ?)", (json.dumps(state),)
-            )
+            self._db.execute(_SET_FRONTIER, (json.dumps(state),))
         return frontier.size - 1
 
     def checkpoint(self) -> str:
@@ -237,6 +252,27 @@ class AuditTrail:
             ).fetchall()
         return {"events": [list(r) for r in events], "checkpoints": [list(r) for r in checkpoints]}
 
+    def copy_to(self, target: Path) -> None:
+        """A consistent copy of the trail as a new SQLite file at ``target`` (what a map
+        backup's snapshot carries), from either backend."""
+        if isinstance(self._where, Path):
+            copy_sqlite(self._db, target)
+            return
+        copy = AuditTrail(target, self.origin, create=True)
+        try:
+            with self._db.snapshot() as db, copy._db.transaction() as out:
+                after = -1
+                while page := db.execute(
+                    "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT 5000", (after,)
+                ).fetchall():
+                    out.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", page)
+                    after = page[-1][0]
+                for table in ("checkpoints", "meta"):
+                    rows = db.execute(f"SELECT * FROM {table}").fetchall()
+                    out.executemany(f"INSERT INTO {table} VALUES (?, ?)", rows)
+        finally:
+            copy.close()
+
     def root_at(self, size: int) -> bytes | None:
         """The Merkle root of the first ``size`` events: from the local checkpoint of that
         size when there is one, else computed from the events; None past the trail's end."""
@@ -269,9 +305,13 @@ class AuditTrail:
         skipped), then rebuild the Merkle frontier from every event, so appends go on."""
         with self._db.transaction() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows["events"]
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                rows["events"],
             )
-            db.executemany("INSERT OR IGNORE INTO checkpoints VALUES (?, ?)", rows["checkpoints"])
+            db.executemany(
+                "INSERT INTO checkpoints VALUES (?, ?) ON CONFLICT DO NOTHING",
+                rows["checkpoints"],
+            )
             frontier, last = Frontier(), ""
             for row in self._all_events():
                 frontier.append(row[6])
@@ -281,7 +321,7 @@ class AuditTrail:
                 "hashes": [h.hex() for h in frontier.hashes],
                 "last": last,
             }
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('frontier', ?)", (json.dumps(state),))
+            db.execute(_SET_FRONTIER, (json.dumps(state),))
 
     # -- reading ---------------------------------------------------------------------
 

@@ -14,8 +14,14 @@ import time
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
+from metanode_storage.database import (
+    MAP_SCHEMA,
+    Database,
+    DatabaseUrl,
+    open_database,
+    translator,
+)
 from metanode_storage.errors import LeaseLost, LocalStateError
-from metanode_storage.localdb import SharedConnection, translator
 
 SHARED, EXCLUSIVE = "shared", "exclusive"
 
@@ -91,12 +97,15 @@ class LeaseTable:
     """The lease rows: taking, renewing, releasing and breaking leases, and the fence
     check that map transactions make."""
 
-    def __init__(self, path: Path, *, create: bool = False) -> None:
-        self._db = SharedConnection(
-            path,
+    def __init__(self, where: Path | DatabaseUrl, *, create: bool = False) -> None:
+        """The lease rows beside the map at ``where`` (its SQLite file, or its schema in
+        the node's PostgreSQL database, where every host sees them)."""
+        self._db = open_database(
+            where,
+            MAP_SCHEMA,
             synchronous="FULL",
             create=create,
-            translate=translator("lock table", path, LocalStateError),
+            translate=translator("lock table", where, LocalStateError),
         )
         self._db.executescript(SCHEMA)
 
@@ -113,15 +122,18 @@ class LeaseTable:
             stale = self._drop_stale(db, name, now)
             held = self._leases(db, "WHERE name=?", (name,))
             others = [h for h in held if mode == EXCLUSIVE or h.mode == EXCLUSIVE]
-            waiting = db.execute(
-                "SELECT token FROM lease_waiters WHERE name=? AND token IS NOT ?", (name, waiter)
-            ).fetchall()
+            waiting = [
+                row
+                for row in db.execute("SELECT token FROM lease_waiters WHERE name=?", (name,))
+                if row[0] != waiter
+            ]
             blocked = bool(others) or (mode == SHARED and bool(waiting))
             if blocked:
                 if mode == EXCLUSIVE:
                     waiter = waiter if waiter is not None else self._next_token(db)
                     db.execute(
-                        "INSERT OR REPLACE INTO lease_waiters VALUES (?, ?, ?)",
+                        "INSERT INTO lease_waiters VALUES (?, ?, ?) ON CONFLICT (token) "
+                        "DO UPDATE SET name = excluded.name, deadline = excluded.deadline",
                         (waiter, name, now + ttl),
                     )
                 return None, stale, waiter
@@ -190,7 +202,7 @@ class LeaseTable:
 
     @staticmethod
     def _with_state(
-        db: SharedConnection, where: str, args: tuple[object, ...], now: float
+        db: Database, where: str, args: tuple[object, ...], now: float
     ) -> list[tuple[Lease, str]]:
         described = []
         for *columns, pid_start in db.execute(
@@ -205,7 +217,7 @@ class LeaseTable:
             described.append((lease, state))
         return described
 
-    def _drop_stale(self, db: SharedConnection, name: str, now: float) -> list[Lease]:
+    def _drop_stale(self, db: Database, name: str, now: float) -> list[Lease]:
         described = self._with_state(db, "WHERE name=?", (name,), now)
         stale = [lease for lease, state in described if state != "held"]
         db.executemany("DELETE FROM leases WHERE token=?", [(s.token,) for s in stale])
@@ -213,7 +225,7 @@ class LeaseTable:
         return stale
 
     @staticmethod
-    def _leases(db: SharedConnection, where: str, args: tuple[object, ...]) -> list[Lease]:
+    def _leases(db: Database, where: str, args: tuple[object, ...]) -> list[Lease]:
         return [
             Lease(*row)
             for row in db.execute(
@@ -222,13 +234,13 @@ class LeaseTable:
         ]
 
     @staticmethod
-    def _next_token(db: SharedConnection) -> int:
-        db.execute("INSERT OR IGNORE INTO lease_tokens VALUES (0, 0)")
+    def _next_token(db: Database) -> int:
+        db.execute("INSERT INTO lease_tokens VALUES (0, 0) ON CONFLICT DO NOTHING")
         db.execute("UPDATE lease_tokens SET last = last + 1 WHERE id=0")
         return int(db.execute("SELECT last FROM lease_tokens WHERE id=0").fetchone()[0])
 
 
-def fence_holds(db: SharedConnection, token: int) -> bool:
+def fence_holds(db: Database, token: int) -> bool:
     """Inside a map transaction: the lease ``token`` still stands (not broken, not taken
     over, not past its deadline), so the write may go ahead."""
     row = db.execute(
@@ -237,7 +249,7 @@ def fence_holds(db: SharedConnection, token: int) -> bool:
     return row is not None
 
 
-def check_fence(db: SharedConnection, token: int | None) -> None:
+def check_fence(db: Database, token: int | None) -> None:
     """Raise LeaseLost unless the write under ``token`` may go ahead (no token: the
     write is outside QLOCK, as recovery's are)."""
     if token is not None and not fence_holds(db, token):

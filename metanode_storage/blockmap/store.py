@@ -26,10 +26,19 @@ from metanode_storage.blockmap import seal_parts
 from metanode_storage.blockmap.leases import check_fence
 from metanode_storage.blockmap.records import BlockRecord, ChunkRecord, Replica
 from metanode_storage.crypto import aead
+from metanode_storage.database import (
+    MAP_SCHEMA,
+    Database,
+    DatabaseMissing,
+    DatabaseUrl,
+    copy_sqlite,
+    open_database,
+    translator,
+)
 from metanode_storage.errors import AmbiguousBlockId, BlockMapDamaged, BlockNotFound
-from metanode_storage.localdb import DatabaseMissing, SharedConnection, translator
 
 SCHEMA_VERSION = 1
+_SET_META = "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 MIN_PREFIX = 6  # shortest block id prefix accepted in place of the whole id
 _ID_TEXT = re.compile(r"[0-9a-f-]{1,36}")  # what a block id (or a prefix of one) can look like
 _BUSY_TIMEOUT_MS = 30_000
@@ -51,11 +60,34 @@ CREATE TABLE IF NOT EXISTS packs (pack_id BLOB PRIMARY KEY, live INTEGER NOT NUL
 -- block row (blockmap/seal_parts.py); the row id is a keyed hash of what the part belongs to.
 CREATE TABLE IF NOT EXISTS seals (
     part_id BLOB PRIMARY KEY, refcount INTEGER NOT NULL, sealed BLOB NOT NULL);
--- Which rows changed, in order, so a map backup uploads the change and not the map
--- (engine/backup_log.py); triggers below fill it, backups prune it.
-CREATE TABLE IF NOT EXISTS changes (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, key NOT NULL);
 """
+# Which rows changed, in order, so a map backup uploads the change and not the map
+# (engine/backup_log.py); triggers fill it, backups prune it. The key keeps its own type
+# in SQLite; PostgreSQL needs one, so byte keys are kept there as hex (_change_key).
+_CHANGES = {
+    "sqlite": "CREATE TABLE IF NOT EXISTS changes ("
+    "seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, key NOT NULL);\n",
+    "postgresql": "CREATE TABLE IF NOT EXISTS changes ("
+    "seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, key TEXT NOT NULL);\n",
+}
+# Every table's columns as the stores read and write them (PostgreSQL's blocks table has
+# one more, below, that backups do not carry).
+_COLUMNS = {
+    "meta": "key, value",
+    "blocks": "block_id, sealed",
+    "chunks": "chunk_id, refcount, sealed",
+    "audited": "block_id, at",
+    "faults": "fault_id, sealed",
+    "totals": "name, value",
+    "packs": "pack_id, live",
+    "seals": "part_id, refcount, sealed",
+}
+# SQLite numbers rows as they are inserted (rowid), and `ls` lists blocks oldest first by
+# it; PostgreSQL gets a column that does the same.
+_ROWID = {
+    "sqlite": "",
+    "postgresql": "ALTER TABLE blocks ADD COLUMN IF NOT EXISTS rowid BIGSERIAL;\n",
+}
 # Every table a backup must carry, with its primary key (triggers record that key).
 TRACKED = {
     "meta": "key",
@@ -77,12 +109,26 @@ class Released:
     empty_packs: list[Replica]  # one copy in each pack that now holds nothing
 
 
-_TRIGGERS = "".join(
-    f"CREATE TRIGGER IF NOT EXISTS track_{table}_{event} AFTER {event} ON {table} BEGIN "
-    f"INSERT INTO changes (tbl, key) VALUES ('{table}', {row}.{pk}); END;\n"
-    for table, pk in TRACKED.items()
-    for event, row in (("insert", "NEW"), ("update", "NEW"), ("delete", "OLD"))
-)
+_BYTE_KEYS = frozenset({"chunks", "faults", "packs", "seals"})  # tables keyed by bytes
+_TRIGGERS = {
+    "sqlite": "".join(
+        f"CREATE TRIGGER IF NOT EXISTS track_{table}_{event} AFTER {event} ON {table} BEGIN "
+        f"INSERT INTO changes (tbl, key) VALUES ('{table}', {row}.{pk}); END;\n"
+        for table, pk in TRACKED.items()
+        for event, row in (("insert", "NEW"), ("update", "NEW"), ("delete", "OLD"))
+    ),
+    "postgresql": "".join(
+        f"CREATE OR REPLACE FUNCTION track_{table}() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        f"BEGIN IF TG_OP = 'DELETE' THEN "
+        f"INSERT INTO changes (tbl, key) VALUES ('{table}', {key.format(row='OLD')}); "
+        f"ELSE INSERT INTO changes (tbl, key) VALUES ('{table}', {key.format(row='NEW')}); "
+        f"END IF; RETURN NULL; END $$;\n"
+        f"CREATE OR REPLACE TRIGGER track_{table} AFTER INSERT OR UPDATE OR DELETE ON {table} "
+        f"FOR EACH ROW EXECUTE FUNCTION track_{table}();\n"
+        for table, pk in TRACKED.items()
+        for key in [f"encode({{row}}.{pk}, 'hex')" if table in _BYTE_KEYS else f"{{row}}.{pk}"]
+    ),
+}
 _TOTALS = (
     "blocks",
     "logical_bytes",
@@ -145,7 +191,7 @@ def _chunk_totals(records: Iterable[ChunkRecord], sign: int = 1) -> dict[str, in
     return {name: sign * value for name, value in totals.items()}
 
 
-def _chunk_rows(db: SharedConnection, columns: str, chunk_ids: Sequence[bytes]) -> list[Any]:
+def _chunk_rows(db: Database, columns: str, chunk_ids: Sequence[bytes]) -> list[Any]:
     """``columns`` of the chunk rows among ``chunk_ids``, a few hundred ids per query."""
     rows: list[Any] = []
     for start in range(0, len(chunk_ids), 500):
@@ -156,37 +202,56 @@ def _chunk_rows(db: SharedConnection, columns: str, chunk_ids: Sequence[bytes]) 
     return rows
 
 
+def _pages(db: Database, table: str, pk: str, size: int = 5000) -> Iterator[list[Any]]:
+    """Every row of ``table`` in pages of ``size``, in key order (memory stays flat)."""
+    columns = _COLUMNS[table]
+    page = db.execute(f"SELECT {columns} FROM {table} ORDER BY {pk} LIMIT {size}").fetchall()
+    while page:
+        yield page
+        page = db.execute(
+            f"SELECT {columns} FROM {table} WHERE {pk} > ? ORDER BY {pk} LIMIT {size}",
+            (page[-1][0],),
+        ).fetchall()
+
+
 class BlockMap:
-    def __init__(self, path: Path, map_key: bytes, *, create: bool = False) -> None:
-        """Open the map at ``path``. Only `init` and `recover` pass ``create``: a map that
-        went missing is an error, never a fresh empty map."""
+    def __init__(self, where: Path | DatabaseUrl, map_key: bytes, *, create: bool = False) -> None:
+        """Open the map at ``where`` (an SQLite file, or a PostgreSQL database shared by
+        the node's hosts). Only `init` and `recover` pass ``create``: a map that went
+        missing is an error, never a fresh empty map."""
         self._key = map_key
-        self.path = path
+        self.where = where
         # The fencing token of the QLOCK lease writes happen under (engine/qlock.py); the
         # lease tables beside the map are LeaseTable's, made when a Node opens it.
         self.fence: Callable[[], int | None] = lambda: None
         self._parts: dict[bytes, bytes] = {}  # seal parts read lately; a part never changes
         try:
             # FULL: a block id is printed only after its map row is on disk.
-            self._db = SharedConnection(
-                path,
+            self._db = open_database(
+                where,
+                MAP_SCHEMA,
                 synchronous="FULL",
                 timeout=_BUSY_TIMEOUT_MS / 1000,
                 create=create,
-                translate=translator("block map", path, BlockMapDamaged),
+                translate=translator("block map", where, BlockMapDamaged),
             )
-            self._db.executescript(_SCHEMA + _TRIGGERS)  # idempotent; outside any transaction
+            dialect = self._db.dialect
+            # idempotent; outside any transaction
+            self._db.executescript(
+                _SCHEMA + _ROWID[dialect] + _CHANGES[dialect] + _TRIGGERS[dialect]
+            )
             with self._write():
                 self._db.execute(
-                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                    "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
                     (str(SCHEMA_VERSION),),
                 )
                 self._db.executemany(
-                    "INSERT OR IGNORE INTO totals VALUES (?, 0)", [(t,) for t in _TOTALS]
+                    "INSERT INTO totals VALUES (?, 0) ON CONFLICT DO NOTHING",
+                    [(t,) for t in _TOTALS],
                 )
                 if create:  # empty: every total is exact from the start
                     self._db.execute(
-                        "INSERT OR IGNORE INTO meta VALUES ('totals_version', ?)",
+                        "INSERT INTO meta VALUES ('totals_version', ?) ON CONFLICT DO NOTHING",
                         (_TOTALS_VERSION,),
                     )
             version = self._db.execute(
@@ -200,7 +265,7 @@ class BlockMap:
             ) from None
         if version != str(SCHEMA_VERSION):
             raise BlockMapDamaged(
-                f"block map {path} has schema {version}, this tool reads {SCHEMA_VERSION}",
+                f"block map {where} has schema {version}, this tool reads {SCHEMA_VERSION}",
                 "upgrade metanode-storage",
             )
 
@@ -222,17 +287,17 @@ class BlockMap:
             ) from None
 
     @contextmanager
-    def _write(self) -> Iterator[SharedConnection]:
+    def _write(self) -> Iterator[Database]:
         """One write transaction, holding the connection's lock (SQLite errors translated),
         fenced: it goes ahead only while the writer's QLOCK lease stands."""
         with self._db.transaction() as db:
             check_fence(db, self.fence())
             yield db
 
-    def _add_totals(self, db: SharedConnection, deltas: Mapping[str, int]) -> None:
+    def _add_totals(self, db: Database, deltas: Mapping[str, int]) -> None:
         db.executemany(
             "INSERT INTO totals VALUES (?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+            "ON CONFLICT(name) DO UPDATE SET value = totals.value + excluded.value",
             [(name, delta) for name, delta in deltas.items() if delta],
         )
 
@@ -251,9 +316,7 @@ class BlockMap:
                 "INSERT INTO totals VALUES (?, ?)",
                 [(name, counted.get(name, 0)) for name in dict.fromkeys([*_TOTALS, *counted])],
             )
-            db.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('totals_version', ?)", (_TOTALS_VERSION,)
-            )
+            db.execute(_SET_META, ("totals_version", _TOTALS_VERSION))
         return True
 
     # -- reads -------------------------------------------------------------------
@@ -324,7 +387,7 @@ class BlockMap:
             self._parts[part_id] = value
         return value
 
-    def _count_parts(self, db: SharedConnection, blocks: Iterable[BlockRecord], delta: int) -> None:
+    def _count_parts(self, db: Database, blocks: Iterable[BlockRecord], delta: int) -> None:
         """Add ``delta`` references to each seal part these (whole) blocks' proofs use:
         a part is written with its first reference and removed with its last."""
         counts: dict[bytes, tuple[seal_parts.Part, int]] = {}
@@ -335,7 +398,7 @@ class BlockMap:
         for part_id, (part, change) in counts.items():
             db.execute(
                 "INSERT INTO seals VALUES (?, ?, ?) "
-                "ON CONFLICT(part_id) DO UPDATE SET refcount = refcount + excluded.refcount",
+                "ON CONFLICT(part_id) DO UPDATE SET refcount = seals.refcount + excluded.refcount",
                 (part_id, change, self._seal("seals", part_id, part.value)),
             )
             db.execute("DELETE FROM seals WHERE part_id=? AND refcount <= 0", (part_id,))
@@ -429,7 +492,7 @@ class BlockMap:
             return self._add_blocks(db, [(b, list(c)) for b, c in blocks])
 
     def _add_blocks(
-        self, db: SharedConnection, blocks: Sequence[tuple[BlockRecord, list[ChunkRecord]]]
+        self, db: Database, blocks: Sequence[tuple[BlockRecord, list[ChunkRecord]]]
     ) -> list[ChunkRecord]:
         """A few statements for the whole group, whatever its size."""
         wanted = list(dict.fromkeys(c for block, _ in blocks for c in block.chunk_ids))
@@ -519,9 +582,7 @@ class BlockMap:
 
     # -- replica faults ------------------------------------------------------------
 
-    def _count_packed(
-        self, db: SharedConnection, copies: Iterable[Replica], delta: int
-    ) -> list[Replica]:
+    def _count_packed(self, db: Database, copies: Iterable[Replica], delta: int) -> list[Replica]:
         """Add ``delta`` to the live count of each packed copy's pack (one statement per
         pack, not per copy); one copy of each pack that now holds nothing (its row is
         gone, and the blob may be deleted)."""
@@ -535,14 +596,14 @@ class BlockMap:
             pack_id = aead.keyed_hash(self._key, b"pack", provider.encode(), key.encode())
             db.execute(
                 "INSERT INTO packs VALUES (?, ?) "
-                "ON CONFLICT(pack_id) DO UPDATE SET live = live + excluded.live",
+                "ON CONFLICT(pack_id) DO UPDATE SET live = packs.live + excluded.live",
                 (pack_id, change),
             )
             if db.execute("DELETE FROM packs WHERE pack_id=? AND live <= 0", (pack_id,)).rowcount:
                 emptied.append(copy)
         return emptied
 
-    def _present_chunks(self, db: SharedConnection, chunk_ids: Sequence[bytes]) -> set[bytes]:
+    def _present_chunks(self, db: Database, chunk_ids: Sequence[bytes]) -> set[bytes]:
         """Which of ``chunk_ids`` the map holds."""
         return {bytes(row[0]) for row in _chunk_rows(db, "chunk_id", chunk_ids)}
 
@@ -563,7 +624,8 @@ class BlockMap:
         with self._write() as db:
             if db.execute("SELECT 1 FROM chunks WHERE chunk_id=?", (chunk_id,)).fetchone():
                 db.execute(
-                    "INSERT OR REPLACE INTO faults VALUES (?, ?)",
+                    "INSERT INTO faults VALUES (?, ?) "
+                    "ON CONFLICT (fault_id) DO UPDATE SET sealed = excluded.sealed",
                     (fault_id, self._seal("faults", fault_id, body)),
                 )
 
@@ -611,12 +673,43 @@ class BlockMap:
                 (mark, newest),
             ).fetchall()
             changed = []
-            for table, key, _ in keys:
+            for table, stored_key, _ in keys:
+                key = self._change_key(str(table), stored_key)
                 row = db.execute(
-                    f"SELECT * FROM {table} WHERE {TRACKED[table]} = ?", (key,)
+                    f"SELECT {_COLUMNS[table]} FROM {table} WHERE {TRACKED[table]} = ?", (key,)
                 ).fetchone()
                 changed.append((str(table), key, None if row is None else list(row)))
         return newest, changed
+
+    def _change_key(self, table: str, stored: Any) -> Any:
+        """A changed row's key as its table holds it (PostgreSQL's log keeps bytes as hex)."""
+        if self._db.dialect == "postgresql" and table in _BYTE_KEYS:
+            return bytes.fromhex(stored)
+        return stored
+
+    def copy_to(self, target: Path) -> None:
+        """A consistent copy of the map as a new SQLite file at ``target`` (what a map
+        backup's snapshot carries), from either backend; its change log ends at the
+        source's newest change, so segments after the snapshot follow on."""
+        if isinstance(self.where, Path):
+            copy_sqlite(self._db, target)
+            return
+        copy = BlockMap(target, self._key, create=True)
+        try:
+            with self._db.snapshot() as db, copy._db.transaction() as out:
+                for table, pk in TRACKED.items():
+                    out.execute(f"DELETE FROM {table}")
+                    for page in _pages(db, table, pk):
+                        marks = ", ".join("?" * len(page[0]))
+                        out.executemany(
+                            f"INSERT INTO {table} ({_COLUMNS[table]}) VALUES ({marks})", page
+                        )
+                newest = db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
+                out.execute("DELETE FROM changes")
+                if newest:
+                    out.execute("INSERT INTO changes VALUES (?, 'meta', 'copy')", (newest,))
+        finally:
+            copy.close()
 
     def forget_changes(self, upto: int) -> None:
         """Drop change records every backup has carried (up to and including ``upto``)."""
@@ -629,11 +722,10 @@ class BlockMap:
             for table, key, row in changed:
                 if table not in TRACKED:
                     raise BlockMapDamaged(f"a map backup names unknown table {table!r}")
-                if row is None:
-                    db.execute(f"DELETE FROM {table} WHERE {TRACKED[table]} = ?", (key,))
-                else:
+                db.execute(f"DELETE FROM {table} WHERE {TRACKED[table]} = ?", (key,))
+                if row is not None:
                     marks = ", ".join("?" * len(row))
-                    db.execute(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", row)
+                    db.execute(f"INSERT INTO {table} ({_COLUMNS[table]}) VALUES ({marks})", row)
             db.execute("DELETE FROM changes")  # the recovered map starts a fresh history
 
     def audit_coverage(self) -> tuple[int, int | None]:
@@ -659,7 +751,9 @@ class BlockMap:
         now = int(time.time())
         with self._write() as db:
             db.executemany(
-                "INSERT OR REPLACE INTO audited VALUES (?, ?)", [(b, now) for b in block_ids]
+                "INSERT INTO audited VALUES (?, ?) "
+                "ON CONFLICT (block_id) DO UPDATE SET at = excluded.at",
+                [(b, now) for b in block_ids],
             )
 
     # -- repair ---------------------------------------------------------------------------
@@ -679,9 +773,7 @@ class BlockMap:
         with self._write() as db:
             return [e for old, new in changes for e in self._update_chunk(db, old, new)]
 
-    def _update_chunk(
-        self, db: SharedConnection, old: ChunkRecord, new: ChunkRecord
-    ) -> list[Replica]:
+    def _update_chunk(self, db: Database, old: ChunkRecord, new: ChunkRecord) -> list[Replica]:
         updated = db.execute(
             "UPDATE chunks SET sealed=? WHERE chunk_id=?",
             (self._seal("chunks", new.chunk_id, new.to_bytes()), new.chunk_id),

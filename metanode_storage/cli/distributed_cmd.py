@@ -17,7 +17,7 @@ from metanode_storage.cli.options import (
     read_passphrase,
 )
 from metanode_storage.config.paths import NodeLayout, resolve_home
-from metanode_storage.config.settings import LOCAL_VENDOR, load_settings
+from metanode_storage.config.settings import LOCAL_VENDOR, NodeSettings, load_settings
 from metanode_storage.engine.integrity import run_integrity_audit
 from metanode_storage.engine.keys import rotate_api_token
 from metanode_storage.engine.metrics import StorageEfficiency
@@ -27,12 +27,25 @@ from metanode_storage.engine.setup import (
     cloud_provider_defaults,
     default_local_providers,
     init_node,
+    join_node,
 )
 from metanode_storage.engine.status import NodeStatus
 from metanode_storage.errors import InvalidSetting
 from metanode_storage.redundancy import Redundancy
 
 app = typer.Typer(rich_markup_mode=None, help="Set up the node and watch it.", no_args_is_help=True)
+
+
+MapOption = Annotated[
+    str,
+    typer.Option(
+        "--map",
+        metavar="postgresql://USER@HOST[:PORT]/DB",
+        help="Keep the block map, audit trail and locks in this PostgreSQL database, shared "
+        "by every host that joins (`distributed join`). Password from PGPASSWORD or "
+        "~/.pgpass, never in the URL. Default: SQLite in the home.",
+    ),
+]
 
 
 @app.command()
@@ -69,6 +82,7 @@ def init(
             help="Store with fewer replicas when too few providers answer (default: fail).",
         ),
     ] = False,
+    map_url: MapOption = "",
     json_output: JsonOption = False,
 ) -> None:
     """Create a node: keystore, encrypted block map and providers."""
@@ -92,7 +106,38 @@ def init(
         backup_enabled=parse_bool(backup_enabled),
         audit_enabled=parse_bool(audit_enabled),
         allow_under_replication=allow_under_replication,
+        map_url=map_url,
     )
+    _show_node(layout, settings, json_output)
+    if not encrypt and not json_output:
+        console.note(
+            "warning: encryption is off: providers will see your data (still authenticated)"
+        )
+
+
+@app.command()
+def join(
+    map_url: Annotated[
+        str,
+        typer.Option(
+            "--map",
+            metavar="postgresql://USER@HOST[:PORT]/DB",
+            help="The shared map database of the node to join (password from PGPASSWORD "
+            "or ~/.pgpass).",
+        ),
+    ],
+    home: HomeOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Make this machine another host of a node whose map is in PostgreSQL: the
+    keystore and config come from the database, opened with the node's passphrase.
+    Every host stores into the same providers and sees every block."""
+    layout = NodeLayout(resolve_home(home))
+    settings = join_node(layout.home, map_url, read_passphrase())
+    _show_node(layout, settings, json_output)
+
+
+def _show_node(layout: NodeLayout, settings: NodeSettings, json_output: bool) -> None:
     if json_output:
         console.emit_json(
             {
@@ -101,17 +146,15 @@ def init(
                 "providers": [p.name for p in settings.providers],
                 "replication_factor": settings.replication_factor,
                 "redundancy": settings.scheme.text(),
+                "map": settings.map_url or "home",
             }
         )
         return
-    if not encrypt:
-        console.note(
-            "warning: encryption is off: providers will see your data (still authenticated)"
-        )
     console.key_values(
         [
             ("Node", settings.node_id),
             ("Home", str(layout.home)),
+            ("Map", settings.map_url or "in the home (SQLite)"),
             ("Providers", ", ".join(p.name for p in settings.providers)),
             ("Redundancy", formatting.redundancy(settings.scheme)),
         ]

@@ -27,8 +27,8 @@ def status(home: HomeOption = None, json_output: JsonOption = False) -> None:
     """Who holds which lock, what for, under which fencing token, and until when.
     Needs no passphrase: leases hold nothing secret."""
     layout = NodeLayout(resolve_home(home))
-    load_settings(layout.config)  # a home that is not a node fails here, clearly
-    with closing(LeaseTable(layout.blockmap)) as table:
+    settings = load_settings(layout.config)  # a home that is not a node fails here, clearly
+    with closing(LeaseTable(layout.map_at(settings.map_url))) as table:
         holders = table.holders()
     if json_output:
         console.emit_json(

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from metanode_storage.database import DatabaseUrl
+
 HOME_ENV = "METANODE_HOME"
 
 
@@ -48,6 +50,15 @@ class NodeLayout:
     @property
     def blockmap(self) -> Path:
         return self.home / "blockmap.sqlite"
+
+    def map_at(self, map_url: str) -> Path | DatabaseUrl:
+        """Where the block map and the lease rows are: ``blockmap.sqlite``, or the shared
+        PostgreSQL database of a node with several hosts (``map_url`` from its config)."""
+        return DatabaseUrl(map_url) if map_url else self.blockmap
+
+    def trail_at(self, map_url: str) -> Path | DatabaseUrl:
+        """Where the audit trail is: ``audit.sqlite``, or the shared database."""
+        return DatabaseUrl(map_url) if map_url else self.audit
 
     @property
     def health(self) -> Path:

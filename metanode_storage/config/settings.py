@@ -14,6 +14,7 @@ from typing import Any
 
 import tomli_w
 
+from metanode_storage.database import DatabaseUrl
 from metanode_storage.errors import ConfigDamaged, InvalidSetting, NotInitialised
 from metanode_storage.fileio import atomic_write
 from metanode_storage.redundancy import Redundancy
@@ -111,6 +112,9 @@ class NodeSettings:
     # ``replication_factor`` full replicas. Chunks stored before a change keep theirs
     # until `repair --rewrite`.
     redundancy: str = ""
+    # postgresql://USER@HOST[:PORT]/DATABASE: the block map, trail and leases live there,
+    # shared by every host of the node (`init --map`, `join`); empty keeps them in the home.
+    map_url: str = ""
     providers: tuple[ProviderSettings, ...] = field(default_factory=tuple)
 
     @property
@@ -126,6 +130,8 @@ class NodeSettings:
         return max(self.max_cloud_providers, self.scheme.pieces)
 
     def validate(self) -> None:
+        if self.map_url:
+            DatabaseUrl(self.map_url)  # raises InvalidSetting, with the reason
         if not 1 <= self.replication_factor <= MAX_REPLICATION_FACTOR:
             raise InvalidSetting(
                 f"replication factor {self.replication_factor} is out of range",

@@ -67,11 +67,11 @@ from metanode_storage.engine.backup import Locator
 from metanode_storage.engine.blobformat import padme
 from metanode_storage.engine.qlock import QLock
 from metanode_storage.engine.recovery_pointer import pointer_name, seal_pointer
+from metanode_storage.engine.shared_home import HomeFile
 from metanode_storage.errors import (
     NotEnoughProviders,
     ProviderError,
 )
-from metanode_storage.fileio import atomic_write
 from metanode_storage.jsonbytes import encode
 from metanode_storage.providers.base import BlobStore
 
@@ -158,9 +158,9 @@ class BackupState:
     last_failure_at: float = 0.0
 
     @classmethod
-    def load(cls, path: Path) -> BackupState:
+    def load(cls, source: HomeFile) -> BackupState:
         try:
-            doc = json.loads(path.read_text())
+            doc = json.loads(source.read() or b"{}")
             return cls(
                 logs={n: ProviderLog(**v) for n, v in doc.get("logs", {}).items()},
                 doomed={n: list(v) for n, v in doc.get("doomed", {}).items()},
@@ -171,7 +171,7 @@ class BackupState:
         except (OSError, ValueError, TypeError):
             return cls()  # lost or damaged: every provider gets a fresh snapshot
 
-    def save(self, path: Path) -> None:
+    def save(self, target: HomeFile) -> None:
         doc = {
             "logs": {n: asdict(v) for n, v in self.logs.items()},
             "doomed": self.doomed,
@@ -179,7 +179,7 @@ class BackupState:
             "last_failure": self.last_failure,
             "last_failure_at": self.last_failure_at,
         }
-        atomic_write(path, json.dumps(doc, indent=1).encode())
+        target.write(json.dumps(doc, indent=1).encode())
 
 
 # -- writing ----------------------------------------------------------------------------------
@@ -221,6 +221,7 @@ class BackupLog:
         io_pool: Executor,
         is_offline: Callable[[str], bool],
         lock: QLock,
+        state_file: HomeFile,
         recipients: Sequence[XWingRecipient] = (),
     ) -> None:
         self._layout = layout
@@ -233,11 +234,11 @@ class BackupLog:
         self._trail = trail
         self._io = io_pool
         self._is_offline = is_offline
-        self._state_path = layout.home / BACKUP_STATE_FILE
+        self._state_file = state_file  # in the home; shared by the hosts of a shared map
         self._state_lock = threading.Lock()
 
     def state(self) -> BackupState:
-        return BackupState.load(self._state_path)
+        return BackupState.load(self._state_file)
 
     def write(self) -> dict[str, str]:
         """Bring every provider that answers up to date; "ok" (or what went wrong) each.
@@ -257,7 +258,7 @@ class BackupLog:
                 state.last_failure_at = time.time()
             else:
                 state.last_failure = ""
-            state.save(self._state_path)
+            state.save(self._state_file)
         if len(current) < MIN_COPIES:
             raise NotEnoughProviders(
                 f"the map backup is current on {len(current)} provider(s), fewer than "
@@ -364,17 +365,11 @@ class BackupLog:
     # -- snapshots
 
     def _take_snapshot(self, tmp: Path) -> _Snapshot:
-        copies = {}
-        for name in SQLITE_FILES:
-            target = tmp / name
-            source = sqlite3.connect(self._layout.home / name)
-            copy = sqlite3.connect(target)
-            try:
-                source.backup(copy)
-            finally:
-                source.close()
-                copy.close()
-            copies[name] = target
+        copies = {name: tmp / name for name in SQLITE_FILES}
+        # consistent SQLite copies, whether the node keeps its map in the home or shares
+        # it in PostgreSQL: a snapshot restores into either
+        self._blockmap.copy_to(copies["blockmap.sqlite"])
+        self._trail.copy_to(copies["audit.sqlite"])
         for name in PLAIN_FILES:
             copies[name] = Path(shutil.copyfile(self._layout.home / name, tmp / name))
         with closing(sqlite3.connect(copies["blockmap.sqlite"])) as db:

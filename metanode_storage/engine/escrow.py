@@ -34,7 +34,6 @@ from metanode_storage.crypto.keystore import (
 )
 from metanode_storage.crypto.xwing import XWingIdentity, XWingRecipient
 from metanode_storage.engine.backup import Locator
-from metanode_storage.engine.backup_log import BACKUP_STATE_FILE
 from metanode_storage.engine.keys import rewrite_keystore
 from metanode_storage.engine.recovery_pointer import pointer_info, pointer_name
 from metanode_storage.errors import (
@@ -151,6 +150,6 @@ def revoke(node: Node, fingerprint: str) -> Revoked:
             log.replace = True
         for name in state.pointers:
             state.pointers[name] = [f for f in state.pointers[name] if f != fingerprint]
-        state.save(node.layout.home / BACKUP_STATE_FILE)
+        state.save(node.backup_state_file)
     node.audit.record("key_escrow_revoked", detail={"recipient": fingerprint})
     return Revoked(fingerprint, pointers, node.backup_map())

@@ -42,6 +42,7 @@ def backup_log(node: Node, try_offline: bool = False) -> BackupLog:
         node.io_pool,
         (lambda _: False) if try_offline else node.health.is_offline,
         node.backup_lock,
+        node.backup_state_file,
         node.keys.recipients,
     )
 

@@ -15,6 +15,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from functools import partial
 from hashlib import sha256
@@ -42,6 +43,7 @@ from metanode_storage.config.secrets import Secret
 from metanode_storage.config.settings import NodeSettings, load_settings
 from metanode_storage.crypto.aead import keyed_hash
 from metanode_storage.crypto.keystore import KeyDeriver, KeyMaterial, read_keystore
+from metanode_storage.database import DatabaseUrl
 from metanode_storage.engine import tree
 from metanode_storage.engine.auditing import NodeAudit
 from metanode_storage.engine.backup_log import BACKUP_STATE_FILE, BackupState
@@ -56,6 +58,16 @@ from metanode_storage.engine.proof import PROOF_TYPE, manifest_hash
 from metanode_storage.engine.qlock import BLOCKS, QLock
 from metanode_storage.engine.reader import ChunkReader, PackGroup, ReplicaCheck
 from metanode_storage.engine.repack import RepackReport, repack
+from metanode_storage.engine.shared_home import (
+    BACKUP_STATE,
+    CONFIG,
+    KEYSTORE,
+    HomeFile,
+    LocalFile,
+    SharedFiles,
+    SharedStateFile,
+    sync_file,
+)
 from metanode_storage.engine.status import (
     MapBackupStatus,
     NodeStatus,
@@ -156,9 +168,20 @@ class _Written:
 
 class Node:
     def __init__(
-        self, layout: NodeLayout, settings: NodeSettings, keys: KeyMaterial, blockmap: BlockMap
+        self,
+        layout: NodeLayout,
+        settings: NodeSettings,
+        keys: KeyMaterial,
+        blockmap: BlockMap,
+        shared: SharedFiles | None = None,
     ) -> None:
         self.layout = layout
+        self.shared = shared  # the config and keystore other hosts share (a shared map)
+        self.backup_state_file: HomeFile = (
+            SharedStateFile(shared, BACKUP_STATE)
+            if shared is not None
+            else LocalFile(layout.home / BACKUP_STATE_FILE)
+        )
         self.settings = settings
         self.keys = keys
         self.blockmap = blockmap
@@ -169,7 +192,7 @@ class Node:
             )
             for p in settings.providers
         }
-        self.leases = LeaseTable(layout.blockmap)
+        self.leases = LeaseTable(layout.map_at(settings.map_url))
         self.lock = QLock(self.leases, BLOCKS, on_takeover=self._record_takeover)
         self.backup_lock = QLock(self.leases, "backup", on_takeover=self._record_takeover)
         blockmap.fence = self._fence
@@ -186,7 +209,9 @@ class Node:
         self.passphrase: Secret | None = None
         self._backed_up_mark = blockmap.content_change_mark()  # what the last backup carried
         self._keystore_rewritten = False
-        trail = AuditTrail(layout.audit, audit_origin(settings.node_id), keys.signer)
+        trail = AuditTrail(
+            layout.trail_at(settings.map_url), audit_origin(settings.node_id), keys.signer
+        )
         trail.fence = self._fence
         self.audit = NodeAudit(
             trail,
@@ -206,12 +231,26 @@ class Node:
         here (a session agent's), else the passphrase goes through it."""
         layout = NodeLayout(resolve_home(home))
         settings = load_settings(layout.config)
-        keys = read_keystore(layout.keystore, passphrase, derive_key)
-        blockmap = BlockMap(layout.blockmap, keys.map_key.reveal())
+        shared = SharedFiles(DatabaseUrl(settings.map_url)) if settings.map_url else None
         try:
-            node = cls(layout, settings, keys, blockmap)
+            if shared is not None:  # take what another host changed since this one's last run
+                sync_file(layout, shared, KEYSTORE, sealed=False)
+            keys = read_keystore(layout.keystore, passphrase, derive_key)
+            if shared is not None:
+                shared.map_key = keys.map_key.reveal()
+                if sync_file(layout, shared, CONFIG, sealed=True):
+                    settings = load_settings(layout.config)
+            blockmap = BlockMap(layout.map_at(settings.map_url), keys.map_key.reveal())
+        except BaseException:
+            if shared is not None:
+                shared.close()
+            raise
+        try:
+            node = cls(layout, settings, keys, blockmap, shared)
         except BaseException:
             blockmap.close()
+            if shared is not None:
+                shared.close()
             raise
         node.passphrase = passphrase  # kept to rewrite the keystore on key rotation
         node.audit.reread_keys = node._reread_keys
@@ -256,6 +295,10 @@ class Node:
         self.health.save()
         self.metrics.close()
         self.blockmap.close()
+        if self.shared is not None:  # give the other hosts what this run changed
+            with closing(self.shared):
+                sync_file(self.layout, self.shared, KEYSTORE, sealed=False)
+                sync_file(self.layout, self.shared, CONFIG, sealed=True)
 
     def _fence(self) -> int | None:
         """The fencing token of this run's hold on the blocks lock: map writes check it,
@@ -1057,7 +1100,7 @@ class Node:
 
     def backup_log_state(self) -> BackupState:
         """What each provider's map backup log holds, as this node last wrote it."""
-        return BackupState.load(self.layout.home / BACKUP_STATE_FILE)
+        return BackupState.load(self.backup_state_file)
 
     def _map_backup_status(self) -> MapBackupStatus:
         state = self.backup_log_state()

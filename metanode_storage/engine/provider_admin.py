@@ -90,8 +90,8 @@ def configure_providers(
     ``passphrase`` is asked for only when the keystore must be opened.
     """
     layout = NodeLayout(home)
-    load_settings(layout.config)  # a home that is not a node fails here, clearly
-    with holding_blocks_lock(layout.blockmap, "change the providers"):
+    settings = load_settings(layout.config)  # a home that is not a node fails here, clearly
+    with holding_blocks_lock(layout.map_at(settings.map_url), "change the providers"):
         return _configure_locked(layout, providers, passphrase, store_credentials, create_bucket)
 
 

@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from metanode_storage.blockmap.leases import EXCLUSIVE, SHARED, Lease, LeaseTable
+from metanode_storage.database import DatabaseUrl
 from metanode_storage.errors import InvalidSetting, NodeBusy
 
 BLOCKS = "blocks"
@@ -253,7 +254,7 @@ class QLock:
 
 
 @contextmanager
-def holding_blocks_lock(blockmap: Path, purpose: str) -> Iterator[None]:
+def holding_blocks_lock(blockmap: Path | DatabaseUrl, purpose: str) -> Iterator[None]:
     """The node's ``blocks`` lock, exclusive, without opening the node: for changing its
     settings, which every run reads at start."""
     leases = LeaseTable(blockmap)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,10 +22,23 @@ from metanode_storage.config.settings import (
     save_settings,
 )
 from metanode_storage.crypto.kdf import KdfParams
-from metanode_storage.crypto.keystore import KeyMaterial, write_keystore
+from metanode_storage.crypto.keystore import KeyMaterial, read_keystore, write_keystore
+from metanode_storage.database import (
+    MAP_SCHEMA,
+    TRAIL_SCHEMA,
+    DatabaseMissing,
+    DatabaseUrl,
+    open_database,
+)
 from metanode_storage.engine.backup import derive_locator
 from metanode_storage.engine.qlock import holding_blocks_lock
-from metanode_storage.errors import AlreadyInitialised, ConfigError, InvalidSetting
+from metanode_storage.engine.shared_home import CONFIG, KEYSTORE, SharedFiles, sync_file
+from metanode_storage.errors import (
+    AlreadyInitialised,
+    ConfigError,
+    InvalidSetting,
+    NotInitialised,
+)
 from metanode_storage.providers.catalogue import vendor_named
 from metanode_storage.redundancy import Redundancy
 
@@ -74,6 +89,7 @@ def init_node(
     allow_under_replication: bool = False,
     kdf: KdfParams | None = None,
     credentials: Mapping[str, Mapping[str, Secret]] | None = None,
+    map_url: str = "",
 ) -> NodeSettings:
     """Create a node. With no providers, sets up the embedded local default.
 
@@ -105,9 +121,12 @@ def init_node(
         backup_enabled=backup_enabled,
         audit_enabled=audit_enabled,
         allow_under_replication=allow_under_replication,
+        map_url=map_url,
         providers=chosen,
     )
     settings.validate()
+    if map_url:
+        _refuse_a_database_in_use(DatabaseUrl(map_url))
     if len(passphrase.reveal()) < 8:
         raise InvalidSetting("the passphrase is shorter than 8 characters", "choose a longer one")
     try:
@@ -123,12 +142,16 @@ def init_node(
             }
         write_keystore(layout.keystore, material, passphrase, kdf or KdfParams.fresh())
         for leftover in (layout.blockmap, layout.audit):
-            if leftover.exists():
+            if leftover.exists() and not map_url:
                 leftover.unlink()  # left by an interrupted init; it cannot hold data
-        BlockMap(layout.blockmap, material.map_key.reveal(), create=True).close()
-        AuditTrail(layout.audit, audit_origin(node_id), create=True).close()
+        BlockMap(layout.map_at(map_url), material.map_key.reveal(), create=True).close()
+        AuditTrail(layout.trail_at(map_url), audit_origin(node_id), create=True).close()
         save_settings(layout.config, settings)
         os.chmod(layout.config, 0o600)
+        if map_url:  # what `join` gives the node's next hosts
+            with closing(SharedFiles(DatabaseUrl(map_url), material.map_key.reveal())) as files:
+                sync_file(layout, files, KEYSTORE, sealed=False)
+                sync_file(layout, files, CONFIG, sealed=True)
     except OSError as exc:
         raise ConfigError(
             f"cannot create the node at {home}: {exc.strerror}",
@@ -137,12 +160,66 @@ def init_node(
     return settings
 
 
+def _refuse_a_database_in_use(url: DatabaseUrl) -> None:
+    """`init --map` makes a new node: a database that holds one already is `join`'s."""
+    for schema in (MAP_SCHEMA, TRAIL_SCHEMA):
+        try:
+            open_database(url, schema, create=False, translate=lambda exc: exc).close()
+        except DatabaseMissing:
+            continue
+        raise AlreadyInitialised(
+            f"the database at {url} already holds a node ({schema} exists)",
+            "add this host to it with `metanode storage distributed join --map URL`; if an "
+            f"earlier init was interrupted, drop the schemas {MAP_SCHEMA} and {TRAIL_SCHEMA}",
+        )
+
+
+def join_node(home: Path, map_url: str, passphrase: Secret) -> NodeSettings:
+    """Make ``home`` another host of the node whose map is at ``map_url``: its keystore
+    and config come from the database, opened with the node's passphrase."""
+    layout = NodeLayout(home)
+    if layout.config.exists():
+        raise AlreadyInitialised(
+            f"a node already exists at {home}", "use it, or choose another --home"
+        )
+    url = DatabaseUrl(map_url)
+    try:
+        files = SharedFiles(url)
+    except DatabaseMissing:
+        raise NotInitialised(
+            f"the database at {url} holds no node", "create one with `distributed init --map`"
+        ) from None
+    with closing(files):
+        keystore = files.get(KEYSTORE)
+        if keystore is None or files.get(CONFIG) is None:
+            raise NotInitialised(
+                f"the database at {url} holds no finished node",
+                "run `distributed init --map` to the end on the first host",
+            )
+        try:
+            home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with tempfile.TemporaryDirectory(dir=home, prefix=".join-") as tmp:
+                candidate = Path(tmp) / KEYSTORE
+                candidate.write_bytes(keystore[1])
+                keys = read_keystore(candidate, passphrase)  # a wrong passphrase stops here
+            files.map_key = keys.map_key.reveal()
+            sync_file(layout, files, KEYSTORE, sealed=False)
+            sync_file(layout, files, CONFIG, sealed=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the node at {home}: {exc.strerror}",
+                "check the path and its permissions",
+            ) from None
+    os.chmod(layout.config, 0o600)
+    return load_settings(layout.config)
+
+
 def change_redundancy(home: Path, scheme: Redundancy) -> NodeSettings:
     """Protect new chunks with ``scheme`` from now on (chunks already stored keep theirs
     until `repair --rewrite`); checked against the providers before it is written."""
     layout = NodeLayout(home)
-    load_settings(layout.config)  # a home that is not a node fails here, clearly
-    with holding_blocks_lock(layout.blockmap, "change the redundancy"):
+    current = load_settings(layout.config)  # a home that is not a node fails here, clearly
+    with holding_blocks_lock(layout.map_at(current.map_url), "change the redundancy"):
         settings = load_settings(layout.config)
         if scheme.is_erasure_coded:
             updated = replace(settings, redundancy=scheme.text())

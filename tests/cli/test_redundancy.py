@@ -41,7 +41,8 @@ def test_an_erasure_coded_node_on_the_embedded_default(
     assert "ec:3+2 (every block survives 2 more lost providers now)" in text
 
     storage = json.loads(run_cli("storage", "distributed", "metrics", "--json").stdout)["storage"]
-    assert storage["logical_bytes"] == len(payload) == storage["unique_bytes"]
+    # the text MiBs repeat: whether chunks of them dedup depends on the node's keyed cut points
+    assert storage["logical_bytes"] == len(payload) >= storage["unique_bytes"] > len(payload) / 2
     assert 1.6 < storage["redundancy_overhead"] < 1.75  # 5/3, plus the fragment headers
     on_disk = sum(p.stat().st_size for p in blob_files(home))
     assert storage["stored_bytes"] <= on_disk < storage["stored_bytes"] * 1.15  # pack padding

@@ -19,6 +19,7 @@ from metanode_storage.engine import backup_log
 from metanode_storage.engine.auditing import checkpoint_blob_key
 from metanode_storage.engine.backup import Locator
 from metanode_storage.engine.backup_log import BackupState, piece_name
+from metanode_storage.engine.shared_home import LocalFile
 from tests.conftest import PASSPHRASE, CliRunnerFn, cheap_kdf
 
 DISKS = ("disk-1", "disk-2", "disk-3")
@@ -128,7 +129,7 @@ def test_recovery_replays_snapshot_segments_and_checkpoint_tail(
 def _log_pieces(home: Path, provider: str) -> tuple[Locator, backup_log.ProviderLog]:
     keys = read_keystore(home / "keystore.mnk", Secret(PASSPHRASE.encode()))
     locator = Locator.from_hex(keys.backup_locators[provider].reveal().decode())
-    state = BackupState.load(home / "backup-state.json")
+    state = BackupState.load(LocalFile(home / "backup-state.json"))
     return locator, state.logs[provider]
 
 

@@ -22,6 +22,11 @@ def _block(block_id: str, chunk_ids: list[bytes]) -> BlockRecord:
     return BlockRecord(block_id, "00" * 32, 90 * len(chunk_ids), 1, tuple(chunk_ids), {}, "sig")
 
 
+def _file(blockmap: BlockMap) -> Path:
+    assert isinstance(blockmap.where, Path)  # these tests look inside the SQLite file
+    return blockmap.where
+
+
 @pytest.fixture
 def blockmap(tmp_path: Path) -> BlockMap:
     return BlockMap(tmp_path / "map.sqlite", os.urandom(32), create=True)
@@ -45,7 +50,7 @@ def test_commit_read_and_dedup_by_reference(blockmap: BlockMap) -> None:
 def test_nothing_in_clear_names_a_location(blockmap: BlockMap) -> None:
     chunk = _chunk(os.urandom(32))
     blockmap.commit_block(_block("a", [chunk.chunk_id]), [chunk])
-    raw = blockmap.path.read_bytes() + Path(str(blockmap.path) + "-wal").read_bytes()
+    raw = _file(blockmap).read_bytes() + Path(str(_file(blockmap)) + "-wal").read_bytes()
     for replica in chunk.replicas:
         assert replica.key.encode() not in raw
     assert b"location-" not in raw  # long enough never to occur in random bytes
@@ -55,7 +60,7 @@ def test_a_row_moved_to_another_key_fails_to_open(blockmap: BlockMap) -> None:
     one, two = _chunk(os.urandom(32)), _chunk(os.urandom(32))
     blockmap.commit_block(_block("a", [one.chunk_id]), [one])
     blockmap.commit_block(_block("b", [two.chunk_id]), [two])
-    db = sqlite3.connect(blockmap.path)
+    db = sqlite3.connect(_file(blockmap))
     sealed_b = db.execute("SELECT sealed FROM blocks WHERE block_id='b'").fetchone()[0]
     db.execute("UPDATE blocks SET sealed=? WHERE block_id='a'", (sealed_b,))
     db.commit()
@@ -100,7 +105,7 @@ def _hybrid_blocks(signer: NodeSigner, count: int) -> list[tuple[BlockRecord, Ch
 
 
 def _seal_rows(blockmap: BlockMap) -> list[tuple[bytes, int]]:
-    db = sqlite3.connect(blockmap.path)
+    db = sqlite3.connect(_file(blockmap))
     try:
         return [(bytes(r[0]), r[1]) for r in db.execute("SELECT part_id, refcount FROM seals")]
     finally:
@@ -113,7 +118,7 @@ def test_a_batch_keeps_its_ml_dsa_half_once_and_reads_give_it_back(blockmap: Blo
     blockmap.commit_blocks([(b, [c]) for b, c in batch])
     # one signature part and one key part, each counted by all 20 blocks
     assert sorted(n for _, n in _seal_rows(blockmap)) == [20, 20]
-    db = sqlite3.connect(blockmap.path)
+    db = sqlite3.connect(_file(blockmap))
     row_sizes = [len(r[0]) for r in db.execute("SELECT sealed FROM blocks")]
     db.close()
     assert max(row_sizes) < 2_000  # the 5 KiB ML-DSA half is not in the rows

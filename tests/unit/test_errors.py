@@ -48,6 +48,7 @@ def test_exit_code_values_are_stable() -> None:
         "LOCAL_STATE": 9,
         "INTEGRITY": 10,
         "UNTRUSTED": 11,
+        "DATABASE": 12,
         "INTERNAL": 70,
         "INTERRUPTED": 130,
     }

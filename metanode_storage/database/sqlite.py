@@ -1,4 +1,5 @@
-"""SQLite connections that several threads of one process can share safely.
+"""The embedded backend: SQLite connections that several threads of one process can
+share safely.
 
 The service runs engine calls on worker threads against one node. SQLite
 itself is built serialized here, but a transaction is a sequence of
@@ -53,7 +54,7 @@ _DAMAGE = (sqlite3.DatabaseError, UnicodeDecodeError)
 Translate = Callable[[Exception], Exception]
 
 
-def translator(what: str, path: Path, damaged: Callable[[str, str], Exception]) -> Translate:
+def translator(what: str, path: Path | str, damaged: Callable[[str, str], Exception]) -> Translate:
     """The usual translation for one of the node's databases: a lock held by another run
     is NodeBusy (exit 8); anything else means the file is damaged (``damaged``)."""
 
@@ -74,6 +75,8 @@ def _unchanged(exc: Exception) -> Exception:
 
 
 class SharedConnection:
+    dialect = "sqlite"
+
     def __init__(
         self,
         path: Path,
@@ -161,3 +164,15 @@ class SharedConnection:
     def close(self) -> None:
         with self.lock:
             self._db.close()
+
+
+def copy_sqlite(source: object, target: Path) -> None:
+    """A consistent copy of an SQLite database (``source`` a SharedConnection) into a
+    new file, while others may write to it (SQLite's online backup)."""
+    assert isinstance(source, SharedConnection)
+    copy = sqlite3.connect(target)
+    try:
+        with source.lock:
+            source._db.backup(copy)
+    finally:
+        copy.close()
