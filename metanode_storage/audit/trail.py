@@ -260,18 +260,23 @@ class AuditTrail:
             return
         copy = AuditTrail(target, self.origin, create=True)
         try:
-            with self._db.snapshot() as db, copy._db.transaction() as out:
-                after = -1
-                while page := db.execute(
-                    "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT 5000", (after,)
-                ).fetchall():
-                    out.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", page)
-                    after = page[-1][0]
-                for table in ("checkpoints", "meta"):
-                    rows = db.execute(f"SELECT * FROM {table}").fetchall()
-                    out.executemany(f"INSERT INTO {table} VALUES (?, ?)", rows)
+            self.copy_into(copy)
         finally:
             copy.close()
+
+    def copy_into(self, target: AuditTrail) -> None:
+        """Every event, checkpoint and the frontier into ``target``, a new trail (recovery
+        into another backend), as one consistent state."""
+        with self._db.snapshot() as db, target._db.transaction() as out:
+            after = -1
+            while page := db.execute(
+                "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT 5000", (after,)
+            ).fetchall():
+                out.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", page)
+                after = page[-1][0]
+            for table in ("checkpoints", "meta"):
+                rows = db.execute(f"SELECT * FROM {table}").fetchall()
+                out.executemany(f"INSERT INTO {table} VALUES (?, ?)", rows)
 
     def root_at(self, size: int) -> bytes | None:
         """The Merkle root of the first ``size`` events: from the local checkpoint of that

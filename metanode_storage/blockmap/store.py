@@ -323,6 +323,13 @@ class BlockMap:
 
     def get_block(self, block_id: str) -> BlockRecord:
         """The block with this id, or with this unique id prefix (as git and restic take)."""
+        # the whole id first: one query (one round trip to a shared map's server)
+        if _ID_TEXT.fullmatch(block_id):
+            row = self._db.execute(
+                "SELECT sealed FROM blocks WHERE block_id=?", (block_id,)
+            ).fetchone()
+            if row is not None:
+                return self._block_of(block_id, row[0])
         full = self.resolve_block_id(block_id)
         row = self._db.execute("SELECT sealed FROM blocks WHERE block_id=?", (full,)).fetchone()
         if row is None:
@@ -363,29 +370,27 @@ class BlockMap:
         wanted = seal_parts.labels(block.proof)
         if not wanted:
             return block
-        values = {name: self._part(label) for name, label in wanted}
+        ids = {name: self._part_id(label) for name, label in wanted}
+        if len(self._parts) >= 256:  # parts read lately; a part never changes
+            self._parts.clear()
+        missing = [i for i in dict.fromkeys(ids.values()) if i not in self._parts]
+        if missing:  # every part the block lacks in one query (one round trip)
+            marks = ",".join("?" * len(missing))
+            rows = self._db.execute(
+                f"SELECT part_id, sealed FROM seals WHERE part_id IN ({marks})", missing
+            ).fetchall()
+            for part_id, sealed in rows:
+                self._parts[bytes(part_id)] = self._unseal("seals", bytes(part_id), sealed)
+        if any(i not in self._parts for i in ids.values()):
+            raise BlockMapDamaged(
+                "a block's proof names a seal part the map does not hold",
+                "the map was damaged; restore it from a map backup",
+            )
+        values = {name: self._parts[part_id] for name, part_id in ids.items()}
         return replace(block, proof=seal_parts.join(block.proof, values))
 
     def _part_id(self, label: bytes) -> bytes:
         return aead.keyed_hash(self._key, b"seal-part", label)
-
-    def _part(self, label: bytes) -> bytes:
-        part_id = self._part_id(label)
-        value = self._parts.get(part_id)
-        if value is None:
-            row = self._db.execute(
-                "SELECT sealed FROM seals WHERE part_id=?", (part_id,)
-            ).fetchone()
-            if row is None:
-                raise BlockMapDamaged(
-                    "a block's proof names a seal part the map does not hold",
-                    "the map was damaged; restore it from a map backup",
-                )
-            value = self._unseal("seals", part_id, row[0])
-            if len(self._parts) >= 256:
-                self._parts.clear()
-            self._parts[part_id] = value
-        return value
 
     def _count_parts(self, db: Database, blocks: Iterable[BlockRecord], delta: int) -> None:
         """Add ``delta`` references to each seal part these (whole) blocks' proofs use:
@@ -696,20 +701,25 @@ class BlockMap:
             return
         copy = BlockMap(target, self._key, create=True)
         try:
-            with self._db.snapshot() as db, copy._db.transaction() as out:
-                for table, pk in TRACKED.items():
-                    out.execute(f"DELETE FROM {table}")
-                    for page in _pages(db, table, pk):
-                        marks = ", ".join("?" * len(page[0]))
-                        out.executemany(
-                            f"INSERT INTO {table} ({_COLUMNS[table]}) VALUES ({marks})", page
-                        )
-                newest = db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
-                out.execute("DELETE FROM changes")
-                if newest:
-                    out.execute("INSERT INTO changes VALUES (?, 'meta', 'copy')", (newest,))
+            newest = self.copy_into(copy)
+            if newest:
+                copy._db.execute("INSERT INTO changes VALUES (?, 'meta', 'copy')", (newest,))
         finally:
             copy.close()
+
+    def copy_into(self, target: BlockMap) -> int:
+        """Every row into ``target``, a new map under the same key (recovery into another
+        backend), as one consistent state; the source's newest change number."""
+        with self._db.snapshot() as db, target._db.transaction() as out:
+            for table, pk in TRACKED.items():
+                out.execute(f"DELETE FROM {table}")
+                for page in _pages(db, table, pk):
+                    marks = ", ".join("?" * len(page[0]))
+                    out.executemany(
+                        f"INSERT INTO {table} ({_COLUMNS[table]}) VALUES ({marks})", page
+                    )
+            out.execute("DELETE FROM changes")  # the copy starts its own history
+            return int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0])
 
     def forget_changes(self, upto: int) -> None:
         """Drop change records every backup has carried (up to and including ``upto``)."""

@@ -47,6 +47,16 @@ def recover(
             "passphrase; the one given then becomes the node's new passphrase."
         ),
     ] = None,
+    map_url: Annotated[
+        str,
+        typer.Option(
+            "--map",
+            metavar="postgresql://USER@HOST[:PORT]/DB",
+            help="Put the recovered map, trail and locks into this new PostgreSQL database "
+            "(a node that shared its map across hosts; others then `distributed join`). "
+            "Default: SQLite in the home.",
+        ),
+    ] = "",
     home: HomeOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -73,7 +83,7 @@ def recover(
     target = resolve_home(home)
     key = XWingIdentity.read(identity) if identity else None
     passphrase = read_passphrase(confirm=key is not None)  # with an identity: the new one
-    recovered = recover_home(target, passphrase, open_provider(settings), key)
+    recovered = recover_home(target, passphrase, open_provider(settings), key, map_url)
     backups: dict[str, str] = {}
     with Node.open(target, passphrase) as node:  # proves the keystore and map open
         node.audit.adopt_tail(name)  # the events published with the newest checkpoint

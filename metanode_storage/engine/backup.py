@@ -84,7 +84,11 @@ class Recovered:
 
 
 def recover_home(
-    home: Path, passphrase: Secret, provider: BlobStore, identity: XWingIdentity | None = None
+    home: Path,
+    passphrase: Secret,
+    provider: BlobStore,
+    identity: XWingIdentity | None = None,
+    map_url: str = "",
 ) -> Recovered:
     """Rebuild a node home from the map backup on ``provider``: the incremental log
     (engine/backup_log.py), or a full bundle written by versions before 0.2.
@@ -126,6 +130,9 @@ def recover_home(
         raise KeystoreDamaged(f"the map backup on {provider.name} does not open with the pointer")
     with closing(LeaseTable(layout.blockmap)) as leases:
         leases.clear()  # they were the lost machine's
+    from metanode_storage.engine.setup import place_recovered_map
+
+    place_recovered_map(home, passphrase, map_url)
     return recovered
 
 

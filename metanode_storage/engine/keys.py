@@ -20,6 +20,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from metanode_storage.audit.trail import KEY_ACCEPTED, KEY_HANDOVER, handover_statement
 from metanode_storage.blockmap.records import ChunkRecord
@@ -28,8 +29,11 @@ from metanode_storage.crypto import aead
 from metanode_storage.crypto.keystore import DataKey, KeyMaterial, SigningKeyRecord, update_keystore
 from metanode_storage.crypto.signing import NodeSigner
 from metanode_storage.engine.chunk_keys import unwrap_chunk_key, wrap_chunk_key
-from metanode_storage.engine.node import Node
+from metanode_storage.engine.shared_home import KEYSTORE, sync_file
 from metanode_storage.errors import KeystoreError
+
+if TYPE_CHECKING:
+    from metanode_storage.engine.node import Node
 
 _BATCH = 500
 
@@ -51,8 +55,14 @@ class DataKeyRotation:
 
 
 def rewrite_keystore(node: Node, change: Callable[[KeyMaterial], None]) -> KeyMaterial:
-    """Change the keystore on disk (under its lock) and use the result from now on."""
+    """Change the keystore on disk (under its lock) and use the result from now on. On a
+    node with a shared map, the change starts from the newest keystore any host gave and
+    is given back at once, so no host's key is lost to another's stale copy."""
+    if node.shared is not None:
+        sync_file(node.layout, node.shared, KEYSTORE, sealed=False)
     keys = update_keystore(node.layout.keystore, keystore_passphrase(node), change)
+    if node.shared is not None:
+        sync_file(node.layout, node.shared, KEYSTORE, sealed=False)
     node.reload_keys(keys)
     return keys
 
@@ -117,8 +127,7 @@ def rotate_data_key(
             material.data_keys.append(new)
             material.current_data_key = new.key_id
 
-        keys = update_keystore(node.layout.keystore, keystore_passphrase(node), add_key)
-        node.reload_keys(keys)
+        keys = rewrite_keystore(node, add_key)
         by_id = {k.key_id: k.key.reveal() for k in keys.data_keys}
         batch: list[ChunkRecord] = []
         rewrapped = 0

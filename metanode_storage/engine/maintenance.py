@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from metanode_storage.config.secrets import Secret
-from metanode_storage.crypto.keystore import KeyMaterial, update_keystore
+from metanode_storage.crypto.keystore import KeyMaterial
 from metanode_storage.engine.backup import Locator, derive_locator
 from metanode_storage.engine.backup_log import BackupLog
 from metanode_storage.engine.blobformat import is_own_blob_key
+from metanode_storage.engine.keys import rewrite_keystore
 from metanode_storage.errors import KeystoreError
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ def backup_locators(node: Node) -> dict[str, Locator]:
         def remember(material: KeyMaterial) -> None:
             material.backup_locators.update({n: Secret(v.encode()) for n, v in found.items()})
 
-        node.reload_keys(update_keystore(node.layout.keystore, node.passphrase, remember))
+        rewrite_keystore(node, remember)
     return {n: Locator.from_hex(v.reveal().decode()) for n, v in node.keys.backup_locators.items()}
 
 

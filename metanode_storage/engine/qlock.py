@@ -35,7 +35,7 @@ from pathlib import Path
 
 from metanode_storage.blockmap.leases import EXCLUSIVE, SHARED, Lease, LeaseTable
 from metanode_storage.database import DatabaseUrl
-from metanode_storage.errors import InvalidSetting, NodeBusy
+from metanode_storage.errors import InvalidSetting, MetanodeError, NodeBusy
 
 BLOCKS = "blocks"
 TTL_ENV = "METANODE_LOCK_TTL"
@@ -213,20 +213,28 @@ class QLock:
                     if not (self._shared or self._exclusive):
                         self._renewing = False  # decided under the condition: no race
                         return
-                    if self._shared is not None:
-                        others_wait = self.table.waiting(self.name)
-                        idle = time.monotonic() - self._idle_since
-                        if self._users == 0 and (others_wait or idle >= _LINGER):
-                            self._drop_shared()
-                            self._cond.notify_all()
-                            continue
-                        if others_wait:
-                            self._draining_for_others()
-                    if time.monotonic() - renewed >= self.ttl / 3:
-                        renewed = time.monotonic()
-                        for lease in (self._shared, self._exclusive):
-                            if lease is not None and not self.table.renew(lease.token, self.ttl):
-                                self._lost.add(lease.token)
+                    try:
+                        if self._shared is not None:
+                            others_wait = self.table.waiting(self.name)
+                            idle = time.monotonic() - self._idle_since
+                            if self._users == 0 and (others_wait or idle >= _LINGER):
+                                self._drop_shared()
+                                self._cond.notify_all()
+                                continue
+                            if others_wait:
+                                self._draining_for_others()
+                        if time.monotonic() - renewed >= self.ttl / 3:
+                            renewed = time.monotonic()
+                            for lease in (self._shared, self._exclusive):
+                                if lease is not None and not self.table.renew(
+                                    lease.token, self.ttl
+                                ):
+                                    self._lost.add(lease.token)
+                    except MetanodeError:
+                        # the lease table did not answer (a shared map's server is down, a
+                        # busy file): try again next tick; a lease that runs out meanwhile
+                        # fails the holder's next fenced write, as it must
+                        continue
         finally:
             with self._cond:
                 self._renewing = False

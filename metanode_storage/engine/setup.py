@@ -214,6 +214,43 @@ def join_node(home: Path, map_url: str, passphrase: Secret) -> NodeSettings:
     return load_settings(layout.config)
 
 
+def place_recovered_map(home: Path, passphrase: Secret, map_url: str) -> NodeSettings:
+    """Where a recovered home's map goes (recovery writes it into the home as SQLite):
+    into a new PostgreSQL database when ``map_url`` is given, the recovered node's first
+    host; else it stays in the home, even for a node whose map was shared, since its
+    database is what was lost."""
+    layout = NodeLayout(home)
+    settings = load_settings(layout.config)
+    if not map_url:
+        if settings.map_url:
+            settings = replace(settings, map_url="")
+            save_settings(layout.config, settings)
+        return settings
+    url = DatabaseUrl(map_url)
+    _refuse_a_database_in_use(url)
+    key = read_keystore(layout.keystore, passphrase).map_key.reveal()
+    with (
+        closing(BlockMap(layout.blockmap, key)) as source,
+        closing(BlockMap(url, key, create=True)) as target,
+    ):
+        source.copy_into(target)
+    origin = audit_origin(settings.node_id)
+    with (
+        closing(AuditTrail(layout.audit, origin)) as kept,
+        closing(AuditTrail(url, origin, create=True)) as trail,
+    ):
+        kept.copy_into(trail)
+    settings = replace(settings, map_url=url)
+    save_settings(layout.config, settings)
+    with closing(SharedFiles(url, key)) as files:
+        sync_file(layout, files, KEYSTORE, sealed=False)
+        sync_file(layout, files, CONFIG, sealed=True)
+    for name in ("blockmap.sqlite", "audit.sqlite"):  # moved: the database holds them now
+        for suffix in ("", "-wal", "-shm"):
+            (layout.home / (name + suffix)).unlink(missing_ok=True)
+    return settings
+
+
 def change_redundancy(home: Path, scheme: Redundancy) -> NodeSettings:
     """Protect new chunks with ``scheme`` from now on (chunks already stored keep theirs
     until `repair --rewrite`); checked against the providers before it is written."""

@@ -31,7 +31,7 @@ from metanode_storage.errors import (
 )
 from tests.conftest import PASSPHRASE, cheap_kdf, cloud_provider, run_cli
 from tests.pgserver import PostgresServer
-from tests.servers import ROOT, ServerProcess
+from tests.servers import ROOT, S3_ACCESS_KEY, S3_SECRET_KEY, ServerProcess
 
 SECRET = Secret(PASSPHRASE.encode())
 
@@ -171,7 +171,11 @@ def test_the_database_stopping_mid_run_loses_nothing_listed(
     runs = [_host(home, 100_000, seed) for seed, home in enumerate(homes, start=1)]
     time.sleep(3)
     pg_server.stop(signal.SIGKILL)  # the server dies under the hosts' feet
-    outputs = [run.communicate(timeout=120) for run in runs]
+    try:
+        outputs = [run.communicate(timeout=120) for run in runs]
+        failed = run_cli("storage", "ls", "--home", str(homes[0]))
+    finally:
+        pg_server.start()  # back (crash recovery from its WAL), for the tests after this one
     for run, (_, err) in zip(runs, outputs, strict=True):
         assert run.returncode == ExitCode.DATABASE, err[-2000:]
         assert "map database" in err and "did not answer" in err
@@ -181,9 +185,7 @@ def test_the_database_stopping_mid_run_loses_nothing_listed(
         reported.update(_stored(out))
     assert reported  # stores went through before the database stopped
 
-    failed = run_cli("storage", "ls", "--home", str(homes[0]))
     assert failed.exit_code == ExitCode.DATABASE  # down: a clear error, not a traceback
-    pg_server.start()  # back (crash recovery from its WAL)
     with Node.open(homes[1], SECRET) as node:
         listed = {b.block_id for b in node.blocks()}
         assert set(reported) <= listed  # every id a store printed is listed
@@ -219,9 +221,68 @@ def test_init_join_and_their_refusals(
     with Node.open(homes[1], SECRET) as node:
         assert node.settings.replication_factor == 2
         assert node.settings.map_url == map_url
+    # a key rotated on one host: the other signs with it at its next run, and every
+    # host verifies the one trail
+    rotated = run_cli("storage", "keys", "rotate", "--json", "--home", str(homes[0]))
+    assert rotated.exit_code == 0, rotated.stderr
+    new_key = json.loads(rotated.stdout)["new_key_id"]
+    with Node.open(homes[1], SECRET) as node:
+        assert node.keys.signer.key_id == new_key
+        node.store_bytes(os.urandom(2000))
+    for home in homes:
+        verified = run_cli("storage", "audit", "verify", "--home", str(home))
+        assert verified.exit_code == 0, verified.stdout
     # the database's copies are sealed: no provider name or bucket in clear
     with closing(psycopg.connect(map_url)) as conn:
         rows = conn.execute("SELECT name, body FROM metanode_map.shared_files").fetchall()
     for name, body in rows:
         if name != "keystore.mnk":
             assert b"s3-0" not in body and b"mn-" not in body
+
+
+@pytest.mark.parametrize("into", ["sqlite", "postgresql"])
+def test_a_lost_database_recovers_into_sqlite_or_a_new_postgresql(
+    into: str,
+    tmp_path: Path,
+    pg_server: PostgresServer,
+    map_url: DatabaseUrl,
+    s3_server: ServerProcess,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    homes = _shared_node(tmp_path, map_url, s3_server, hosts=2)
+    stored: dict[str, bytes] = {}
+    for home in homes:  # each host stores; each run ends with a map backup
+        with Node.open(home, SECRET) as node:
+            for _ in range(5):
+                data = os.urandom(3000)
+                stored[node.store_bytes(data).block_id] = data
+    with Node.open(homes[0], SECRET) as node:
+        buckets = {p.name: p.bucket for p in node.settings.providers}
+    with closing(psycopg.connect(pg_server.url("postgres"), autocommit=True)) as conn:
+        conn.execute(f"DROP DATABASE {map_url.rsplit('/', 1)[1]} WITH (FORCE)")
+    lost = run_cli("storage", "ls", "--home", str(homes[1]))
+    assert lost.exit_code != 0 and "Traceback" not in lost.stderr
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)  # the SDK's own credentials
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
+    new_url = DatabaseUrl(pg_server.new_database()) if into == "postgresql" else ""
+    home = tmp_path / "rebuilt"
+    recovered = run_cli(
+        "storage", "recover", "--name", "s3-1", "--vendor", "aws",
+        "--bucket", buckets["s3-1"], "--endpoint", s3_server.endpoint,
+        *(["--map", new_url] if new_url else []), "--json", "--home", str(home),
+    )  # fmt: skip
+    assert recovered.exit_code == 0, recovered.stderr
+    assert json.loads(recovered.stdout)["blocks"] == len(stored)
+    with Node.open(home, SECRET) as node:
+        assert node.settings.map_url == new_url
+        for block_id, data in stored.items():
+            assert node.retrieve_bytes(block_id) == data
+    verified = run_cli("storage", "audit", "verify", "--home", str(home))
+    assert verified.exit_code == 0, verified.stdout
+    if new_url:
+        assert not (home / "blockmap.sqlite").exists()  # the map moved into the database
+        joined = tmp_path / "joined"
+        join_node(joined, new_url, SECRET)  # the recovered node takes hosts again
+        with Node.open(joined, SECRET) as node:
+            assert {b.block_id for b in node.blocks()} == set(stored)

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -25,6 +26,7 @@ from hypothesis.stateful import (
 
 from metanode_storage import Node, Secret, init_node
 from tests.conftest import PASSPHRASE, blob_files, cheap_kdf, named_blob_keys
+from tests.pgserver import PostgresServer
 
 # A few fixed payloads of two or so chunks each: stores of the same payload with different
 # tails share their leading chunks, so dedup happens often.
@@ -34,10 +36,17 @@ _PAYLOADS = [random.Random(i).randbytes(2560 * 1024) for i in range(3)]
 class NodeMachine(RuleBasedStateMachine):
     blocks = Bundle("blocks")
 
+    map_url = ""  # the map in the home; the PostgreSQL variant below sets one per run
+
     def __init__(self) -> None:
         super().__init__()
         self.tmp = Path(tempfile.mkdtemp())
-        init_node(self.tmp / "node", Secret(PASSPHRASE.encode()), kdf=cheap_kdf())
+        init_node(
+            self.tmp / "node",
+            Secret(PASSPHRASE.encode()),
+            kdf=cheap_kdf(),
+            map_url=_PG[0].new_database() if self.map_url else "",
+        )
         self.node = Node.open(self.tmp / "node", Secret(PASSPHRASE.encode()))
         self.model: dict[str, bytes] = {}
 
@@ -95,3 +104,24 @@ class NodeMachine(RuleBasedStateMachine):
 
 NodeMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=15, deadline=None)
 test_node_behaves_like_a_dict = NodeMachine.TestCase
+
+
+class SharedMapNodeMachine(NodeMachine):
+    """The same machine with the map, trail and leases in PostgreSQL."""
+
+    map_url = "postgresql"
+
+
+_PG: list[PostgresServer] = []
+
+
+@pytest.fixture(autouse=True)
+def _postgres(request: pytest.FixtureRequest) -> None:
+    if "shared_map" in request.node.nodeid:
+        _PG[:] = [request.getfixturevalue("pg_server")]
+
+
+SharedMapNodeMachine.TestCase.settings = settings(
+    max_examples=10, stateful_step_count=15, deadline=None
+)
+test_a_shared_map_node_behaves_like_a_dict = SharedMapNodeMachine.TestCase
