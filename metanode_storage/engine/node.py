@@ -67,6 +67,7 @@ from metanode_storage.engine.shared_home import (
     SharedFiles,
     SharedStateFile,
     sync_file,
+    sync_home,
 )
 from metanode_storage.engine.status import (
     MapBackupStatus,
@@ -297,8 +298,7 @@ class Node:
         self.blockmap.close()
         if self.shared is not None:  # give the other hosts what this run changed
             with closing(self.shared):
-                sync_file(self.layout, self.shared, KEYSTORE, sealed=False)
-                sync_file(self.layout, self.shared, CONFIG, sealed=True)
+                sync_home(self.layout, self.shared)
 
     def _fence(self) -> int | None:
         """The fencing token of this run's hold on the blocks lock: map writes check it,

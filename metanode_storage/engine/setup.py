@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from collections.abc import Mapping, Sequence
-from contextlib import closing
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,7 +32,7 @@ from metanode_storage.database import (
 )
 from metanode_storage.engine.backup import derive_locator
 from metanode_storage.engine.qlock import holding_blocks_lock
-from metanode_storage.engine.shared_home import CONFIG, KEYSTORE, SharedFiles, sync_file
+from metanode_storage.engine.shared_home import CONFIG, KEYSTORE, SharedFiles, sync_home
 from metanode_storage.errors import (
     AlreadyInitialised,
     ConfigError,
@@ -129,8 +129,7 @@ def init_node(
         _refuse_a_database_in_use(DatabaseUrl(map_url))
     if len(passphrase.reveal()) < 8:
         raise InvalidSetting("the passphrase is shorter than 8 characters", "choose a longer one")
-    try:
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with _making(home):
         for provider in chosen:
             if provider.vendor == LOCAL_VENDOR:
                 Path(provider.path).mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -150,14 +149,21 @@ def init_node(
         os.chmod(layout.config, 0o600)
         if map_url:  # what `join` gives the node's next hosts
             with closing(SharedFiles(DatabaseUrl(map_url), material.map_key.reveal())) as files:
-                sync_file(layout, files, KEYSTORE, sealed=False)
-                sync_file(layout, files, CONFIG, sealed=True)
+                sync_home(layout, files)
+    return settings
+
+
+@contextmanager
+def _making(home: Path) -> Iterator[None]:
+    """Make ``home`` and the node's files in it; a disk error is the user's to fix."""
+    try:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        yield
     except OSError as exc:
         raise ConfigError(
             f"cannot create the node at {home}: {exc.strerror}",
             "check the path and its permissions",
         ) from None
-    return settings
 
 
 def _refuse_a_database_in_use(url: DatabaseUrl) -> None:
@@ -196,20 +202,13 @@ def join_node(home: Path, map_url: str, passphrase: Secret) -> NodeSettings:
                 f"the database at {url} holds no finished node",
                 "run `distributed init --map` to the end on the first host",
             )
-        try:
-            home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with _making(home):
             with tempfile.TemporaryDirectory(dir=home, prefix=".join-") as tmp:
                 candidate = Path(tmp) / KEYSTORE
                 candidate.write_bytes(keystore[1])
                 keys = read_keystore(candidate, passphrase)  # a wrong passphrase stops here
             files.map_key = keys.map_key.reveal()
-            sync_file(layout, files, KEYSTORE, sealed=False)
-            sync_file(layout, files, CONFIG, sealed=True)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot create the node at {home}: {exc.strerror}",
-                "check the path and its permissions",
-            ) from None
+            sync_home(layout, files)
     os.chmod(layout.config, 0o600)
     return load_settings(layout.config)
 
@@ -243,8 +242,7 @@ def place_recovered_map(home: Path, passphrase: Secret, map_url: str) -> NodeSet
     settings = replace(settings, map_url=url)
     save_settings(layout.config, settings)
     with closing(SharedFiles(url, key)) as files:
-        sync_file(layout, files, KEYSTORE, sealed=False)
-        sync_file(layout, files, CONFIG, sealed=True)
+        sync_home(layout, files)
     for name in ("blockmap.sqlite", "audit.sqlite"):  # moved: the database holds them now
         for suffix in ("", "-wal", "-shm"):
             (layout.home / (name + suffix)).unlink(missing_ok=True)

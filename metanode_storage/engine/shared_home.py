@@ -179,3 +179,9 @@ def sync_file(layout: NodeLayout, files: SharedFiles, name: str, sealed: bool) -
             atomic_write(layout.home / RECORD_FILE, json.dumps(record).encode())
         return replaced
     raise ConfigDamaged(f"{name} keeps changing on other hosts", "retry in a moment")
+
+
+def sync_home(layout: NodeLayout, files: SharedFiles) -> None:
+    """The keystore, then the config (which needs the map key the keystore holds)."""
+    sync_file(layout, files, KEYSTORE, sealed=False)
+    sync_file(layout, files, CONFIG, sealed=True)
