@@ -1,5 +1,6 @@
 """Store commits per second with the map in PostgreSQL (1, 2 and 4 hosts at once) against
-one node with its map in SQLite; and the latency of a map lookup on each.
+one node with its map in SQLite; the latency of a map lookup on each, and the rate of a
+batch read of every block (`retrieve_many`).
 
     python benchmarks/bench_shared_map.py [--stores 300] [--lookups 2000]
 
@@ -64,8 +65,9 @@ def _commit_rate(homes: list[Path], stores: int) -> float:
     return stores * len(homes) / (time.perf_counter() - started)
 
 
-def _lookup_us(home: Path, lookups: int) -> float:
-    """Median microseconds to find one block's record (a retrieve's first step)."""
+def _reads(home: Path, lookups: int) -> tuple[float, float]:
+    """Median microseconds to find one block's record (a retrieve's first step), and
+    blocks per second read back verified in one `retrieve_many` batch."""
     with Node.open(home, SECRET) as node:
         ids = [b.block_id for b in node.blocks()]
         samples = []
@@ -73,7 +75,10 @@ def _lookup_us(home: Path, lookups: int) -> float:
             started = time.perf_counter()
             node.blockmap.get_block(ids[i % len(ids)])
             samples.append(time.perf_counter() - started)
-    return statistics.median(samples) * 1e6
+        started = time.perf_counter()
+        node.retrieve_many(ids)
+        batch = len(ids) / (time.perf_counter() - started)
+    return statistics.median(samples) * 1e6, batch
 
 
 def main() -> None:
@@ -89,19 +94,17 @@ def main() -> None:
         try:
             sqlite_homes = _node(base / "sqlite", 1, "")
             rate = _commit_rate(sqlite_homes, args.stores)
-            rows.append(("SQLite, 1 host", rate, _lookup_us(sqlite_homes[0], args.lookups)))
+            rows.append(("SQLite, 1 host", rate, *_reads(sqlite_homes[0], args.lookups)))
             for hosts in (1, 2, 4):
                 homes = _node(base / f"pg{hosts}", hosts, server.new_database())
                 rate = _commit_rate(homes, args.stores)
-                rows.append(
-                    (f"PostgreSQL, {hosts} host(s)", rate, _lookup_us(homes[0], args.lookups))
-                )
+                rows.append((f"PostgreSQL, {hosts} host(s)", rate, *_reads(homes[0], args.lookups)))
         finally:
             server.remove()
     base_rate = rows[0][1]
-    print(f"{'map':<24} {'stores/s':>9} {'vs SQLite':>10} {'lookup us':>10}")
-    for name, rate, lookup in rows:
-        print(f"{name:<24} {rate:>9.0f} {rate / base_rate:>9.2f}x {lookup:>10.0f}")
+    print(f"{'map':<24} {'stores/s':>9} {'vs SQLite':>10} {'lookup us':>10} {'batch reads/s':>14}")
+    for name, rate, lookup, batch in rows:
+        print(f"{name:<24} {rate:>9.0f} {rate / base_rate:>9.2f}x {lookup:>10.0f} {batch:>14.0f}")
     print(f"({args.stores} stores of 4 KiB per host, {os.cpu_count()} cores)")
 
 

@@ -189,6 +189,7 @@ class AuditTrail:
         fence = self.fence()
         with self._db.transaction():
             frontier, last = self._frontier()
+            rows = []
             for event_type, block_id, status, detail in events:
                 signed = {
                     "v": EVENT_VERSION,
@@ -205,12 +206,11 @@ class AuditTrail:
                     signed["fence"] = fence
                 body = canonical({**signed, "sig": self._signer.sign(canonical(signed)).hex()})
                 leaf = leaf_hash(body)
-                self._db.execute(
-                    "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (frontier.size, now, event_type, block_id, status, body, leaf),
-                )
+                rows.append((frontier.size, now, event_type, block_id, status, body, leaf))
                 frontier.append(leaf)
                 last = leaf.hex()
+            # one statement for the group (one round trip to a shared map's server)
+            self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             state = {
                 "size": frontier.size,
                 "hashes": [h.hex() for h in frontier.hashes],

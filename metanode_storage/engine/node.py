@@ -857,7 +857,7 @@ class Node:
             found: list[bytes] = []
             failovers = size = 0
             try:
-                blocks = [self.blockmap.get_block(block_id) for block_id in block_ids]
+                blocks = self.blockmap.get_blocks(list(block_ids))
                 read_ahead = self._read_packed(blocks)
                 for block in blocks:
                     sink = io.BytesIO()

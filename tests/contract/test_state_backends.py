@@ -121,6 +121,10 @@ def test_block_id_prefixes_compare_bytewise(blockmap: BlockMap) -> None:
     with pytest.raises(AmbiguousBlockId):
         blockmap.resolve_block_id("0a1b2c3d-0000")
     assert blockmap.resolve_block_id("0a1b2c3d-0000-4000-8000-000000000002") == ids[1]
+    found = blockmap.get_blocks([ids[2], "0a1b2c3e", ids[0], ids[2]])  # whole ids and prefixes
+    assert [b.block_id for b in found] == [ids[2], ids[2], ids[0], ids[2]]
+    with pytest.raises(BlockNotFound):
+        blockmap.get_blocks([ids[0], "0a1b2c3f"])
 
 
 def test_faults_are_recorded_and_cleared(blockmap: BlockMap) -> None:
