@@ -9,7 +9,9 @@ root, signed, C2SP format) are also kept on the providers: one that is
 larger than the local trail, or whose root the local trail does not
 reproduce, gives the rollback away.
 
-Stored in ``audit.sqlite`` (WAL, synchronous=FULL)::
+Stored in ``audit.sqlite`` (WAL, synchronous=FULL), or for a node whose hosts share
+their map, in the ``metanode_trail`` schema of its PostgreSQL database, where every
+host appends to the one trail in one order (database/postgres.py)::
 
     events(seq, time, type, block_id, status, body, leaf)  -- body: the signed JSON;
         leaf: SHA-256(0x00 || body); time/type/block_id/status: copies, for queries

@@ -1,4 +1,5 @@
-"""The block map on local disk: SQLite (WAL) with every row sealed under the map key.
+"""The block map: SQLite (WAL) in the node home, or PostgreSQL shared by a node's hosts
+(database/), with every row sealed under the map key.
 
 Why SQLite rather than an append-only log: storing one block is one small
 transaction that touches a few B-tree pages, so the cost stays flat at a
@@ -200,6 +201,22 @@ def _chunk_rows(db: Database, columns: str, chunk_ids: Sequence[bytes]) -> list[
         query = f"SELECT {columns} FROM chunks WHERE chunk_id IN ({marks})"
         rows += db.execute(query, part).fetchall()
     return rows
+
+
+def _drop_unused(
+    db: Database, table: str, key: str, count: str, ids: Sequence[bytes]
+) -> list[bytes]:
+    """Delete the rows among ``ids`` whose ``count`` fell to zero; their ids. A few
+    statements for any number of rows (each statement is a round trip to a shared map)."""
+    gone: list[bytes] = []
+    for start in range(0, len(ids), 500):
+        part = tuple(ids[start : start + 500])
+        where = f"WHERE {count} <= 0 AND {key} IN ({','.join('?' * len(part))})"
+        found = [bytes(row[0]) for row in db.execute(f"SELECT {key} FROM {table} {where}", part)]
+        if found:
+            db.execute(f"DELETE FROM {table} {where}", part)
+            gone += found
+    return gone
 
 
 def _pages(db: Database, table: str, pk: str, size: int = 5000) -> Iterator[list[Any]]:
@@ -419,13 +436,15 @@ class BlockMap:
             for part in seal_parts.split(block.proof)[1]:
                 part_id = self._part_id(part.label)
                 counts[part_id] = (part, counts.get(part_id, (part, 0))[1] + delta)
-        for part_id, (part, change) in counts.items():
-            db.execute(
-                "INSERT INTO seals VALUES (?, ?, ?) "
-                "ON CONFLICT(part_id) DO UPDATE SET refcount = seals.refcount + excluded.refcount",
-                (part_id, change, self._seal("seals", part_id, part.value)),
-            )
-            db.execute("DELETE FROM seals WHERE part_id=? AND refcount <= 0", (part_id,))
+        db.executemany(
+            "INSERT INTO seals VALUES (?, ?, ?) "
+            "ON CONFLICT(part_id) DO UPDATE SET refcount = seals.refcount + excluded.refcount",
+            [
+                (part_id, change, self._seal("seals", part_id, part.value))
+                for part_id, (part, change) in counts.items()
+            ],
+        )
+        _drop_unused(db, "seals", "part_id", "refcount", list(counts))
 
     def get_chunk(self, chunk_id: bytes) -> ChunkRecord | None:
         row = self._db.execute("SELECT sealed FROM chunks WHERE chunk_id=?", (chunk_id,)).fetchone()
@@ -607,25 +626,25 @@ class BlockMap:
     # -- replica faults ------------------------------------------------------------
 
     def _count_packed(self, db: Database, copies: Iterable[Replica], delta: int) -> list[Replica]:
-        """Add ``delta`` to the live count of each packed copy's pack (one statement per
-        pack, not per copy); one copy of each pack that now holds nothing (its row is
+        """Add ``delta`` to the live count of each packed copy's pack (a few statements,
+        however many packs); one copy of each pack that now holds nothing (its row is
         gone, and the blob may be deleted)."""
         by_pack: dict[tuple[str, str], tuple[Replica, int]] = {}
         for copy in copies:
             if copy.in_pack:
                 count = by_pack.get((copy.provider, copy.key), (copy, 0))[1]
                 by_pack[(copy.provider, copy.key)] = (copy, count + delta)
-        emptied = []
-        for (provider, key), (copy, change) in by_pack.items():
-            pack_id = aead.keyed_hash(self._key, b"pack", provider.encode(), key.encode())
-            db.execute(
-                "INSERT INTO packs VALUES (?, ?) "
-                "ON CONFLICT(pack_id) DO UPDATE SET live = packs.live + excluded.live",
-                (pack_id, change),
-            )
-            if db.execute("DELETE FROM packs WHERE pack_id=? AND live <= 0", (pack_id,)).rowcount:
-                emptied.append(copy)
-        return emptied
+        packs = {
+            aead.keyed_hash(self._key, b"pack", provider.encode(), key.encode()): (copy, change)
+            for (provider, key), (copy, change) in by_pack.items()
+        }
+        db.executemany(
+            "INSERT INTO packs VALUES (?, ?) "
+            "ON CONFLICT(pack_id) DO UPDATE SET live = packs.live + excluded.live",
+            [(pack_id, change) for pack_id, (_, change) in packs.items()],
+        )
+        gone = set(_drop_unused(db, "packs", "pack_id", "live", list(packs)))
+        return [copy for pack_id, (copy, _) in packs.items() if pack_id in gone]
 
     def _present_chunks(self, db: Database, chunk_ids: Sequence[bytes]) -> set[bytes]:
         """Which of ``chunk_ids`` the map holds."""

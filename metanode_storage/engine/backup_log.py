@@ -22,9 +22,10 @@ to another place (a reordering), or one from an older snapshot. After
 backup writes a new snapshot and deletes the old one's pieces.
 
 What each provider holds is recorded locally in ``backup-state.json`` (not
-secret: every name is keyed). A provider that misses a backup (down, or a
-failed write) gets a fresh snapshot the next time it answers; losing the file
-costs one snapshot per provider, nothing else.
+secret: every name is keyed), or for a node whose map is shared by several hosts
+in its database, so every host extends the same logs (engine/shared_home.py). A
+provider that misses a backup (down, or a failed write) gets a fresh snapshot the
+next time it answers; losing the file costs one snapshot per provider, nothing else.
 
 Formats (all JSON inside AES-256-GCM under the provider's locator key)::
 
@@ -83,7 +84,6 @@ MAX_SEGMENTS = 64
 MIN_COPIES = 2
 SQLITE_FILES = ("blockmap.sqlite", "audit.sqlite")
 PLAIN_FILES = ("config.toml", "keystore.mnk")
-BACKUP_STATE_FILE = "backup-state.json"
 MANIFEST = struct.Struct(">I")
 
 

@@ -46,7 +46,7 @@ from metanode_storage.crypto.keystore import KeyDeriver, KeyMaterial, read_keyst
 from metanode_storage.database import DatabaseUrl
 from metanode_storage.engine import tree
 from metanode_storage.engine.auditing import NodeAudit
-from metanode_storage.engine.backup_log import BACKUP_STATE_FILE, BackupState
+from metanode_storage.engine.backup_log import BackupState
 from metanode_storage.engine.batch_proof import BlockFields, ProofVerifier, seal_batch
 from metanode_storage.engine.chunker import Chunker
 from metanode_storage.engine.group_commit import GroupCommit
@@ -181,7 +181,7 @@ class Node:
         self.backup_state_file: HomeFile = (
             SharedStateFile(shared, BACKUP_STATE)
             if shared is not None
-            else LocalFile(layout.home / BACKUP_STATE_FILE)
+            else LocalFile(layout.home / BACKUP_STATE)
         )
         self.settings = settings
         self.keys = keys
