@@ -247,7 +247,13 @@ def status(
             ),
         ]
     )
-    console.key_values([("Map Backup", _map_backup_line(report)), ("TLSLS", report.tlsls.line())])
+    console.key_values(
+        [
+            ("Block Map", "in the home (SQLite)" if report.map == "home" else report.map),
+            ("Map Backup", _map_backup_line(report)),
+            ("TLSLS", report.tlsls.line()),
+        ]
+    )
     console.table(
         "Providers",
         ["name", "vendor", "region", "state", "latency", "problem"],

@@ -68,6 +68,7 @@ class Protection:
 class NodeStatus:
     state: str  # Active: all providers answer; Degraded: some do not; Offline: none do
     node_id: str
+    map: str  # where the block map is: "home" (SQLite), or the shared database's URL
     replication_factor: int
     redundancy: str  # how new chunks are protected: replicas:N or ec:K+M
     # Further provider losses every chunk survives right now (the least over chunks: its
@@ -111,7 +112,8 @@ class NodeStatus:
     def from_dict(cls, doc: Mapping[str, Any]) -> NodeStatus:
         """Back from ``to_dict`` (what the service sends a remote client); the derived
         figures are derived again."""
-        fields = {name: doc[name] for name in cls.__dataclass_fields__}
+        fields = {name: doc[name] for name in cls.__dataclass_fields__ if name != "map"}
+        fields["map"] = doc.get("map", "home")  # a service older than shared maps
         fields["providers"] = [ProviderStatus(**p) for p in doc["providers"]]
         fields["map_backup"] = MapBackupStatus(**doc["map_backup"])
         fields["tlsls"] = Protection(**doc["tlsls"])
@@ -206,6 +208,7 @@ def measure_status(
     return NodeStatus(
         state=state,
         node_id=settings.node_id,
+        map=settings.map_url or "home",
         replication_factor=settings.replication_factor,
         redundancy=settings.scheme.text(),
         survivable_losses=losses({r.name for r in rows if r.state == OFFLINE}),

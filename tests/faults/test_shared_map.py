@@ -221,6 +221,10 @@ def test_init_join_and_their_refusals(
     with Node.open(homes[1], SECRET) as node:
         assert node.settings.replication_factor == 2
         assert node.settings.map_url == map_url
+    status = run_cli("storage", "distributed", "status", "--json", "--home", str(homes[1]))
+    assert json.loads(status.stdout)["map"] == map_url
+    shown = run_cli("storage", "distributed", "status", "--home", str(homes[1])).stdout
+    assert f"Block Map: {map_url}" in shown
     # a key rotated on one host: the other signs with it at its next run, and every
     # host verifies the one trail
     rotated = run_cli("storage", "keys", "rotate", "--json", "--home", str(homes[0]))
