@@ -192,12 +192,17 @@ def _chunk_totals(records: Iterable[ChunkRecord], sign: int = 1) -> dict[str, in
     return {name: sign * value for name, value in totals.items()}
 
 
+def _in_parts(ids: Sequence[Any], size: int = 500) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """``ids`` a few hundred at a time, each part with its ``IN (?, ...)`` placeholders."""
+    for start in range(0, len(ids), size):
+        part = tuple(ids[start : start + size])
+        yield part, ",".join("?" * len(part))
+
+
 def _chunk_rows(db: Database, columns: str, chunk_ids: Sequence[bytes]) -> list[Any]:
     """``columns`` of the chunk rows among ``chunk_ids``, a few hundred ids per query."""
     rows: list[Any] = []
-    for start in range(0, len(chunk_ids), 500):
-        part = tuple(chunk_ids[start : start + 500])
-        marks = ",".join("?" * len(part))
+    for part, marks in _in_parts(chunk_ids):
         query = f"SELECT {columns} FROM chunks WHERE chunk_id IN ({marks})"
         rows += db.execute(query, part).fetchall()
     return rows
@@ -209,9 +214,8 @@ def _drop_unused(
     """Delete the rows among ``ids`` whose ``count`` fell to zero; their ids. A few
     statements for any number of rows (each statement is a round trip to a shared map)."""
     gone: list[bytes] = []
-    for start in range(0, len(ids), 500):
-        part = tuple(ids[start : start + 500])
-        where = f"WHERE {count} <= 0 AND {key} IN ({','.join('?' * len(part))})"
+    for part, marks in _in_parts(ids):
+        where = f"WHERE {count} <= 0 AND {key} IN ({marks})"
         found = [bytes(row[0]) for row in db.execute(f"SELECT {key} FROM {table} {where}", part)]
         if found:
             db.execute(f"DELETE FROM {table} {where}", part)
@@ -361,9 +365,7 @@ class BlockMap:
         query per few hundred whole ids instead of one per block."""
         rows: dict[str, bytes] = {}
         whole = [b for b in dict.fromkeys(block_ids) if _ID_TEXT.fullmatch(b)]
-        for start in range(0, len(whole), 500):
-            part = whole[start : start + 500]
-            marks = ",".join("?" * len(part))
+        for part, marks in _in_parts(whole):
             query = f"SELECT block_id, sealed FROM blocks WHERE block_id IN ({marks})"
             rows.update((str(i), sealed) for i, sealed in self._db.execute(query, part))
         return [self._block_of(b, rows[b]) if b in rows else self.get_block(b) for b in block_ids]
