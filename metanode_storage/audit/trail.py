@@ -41,7 +41,9 @@ from metanode_storage.database import (
 )
 from metanode_storage.errors import AuditTrailDamaged, LocalStateError
 
-EVENT_VERSION = 1
+# Version 2: an event appended with others may carry no signature of its own; the last
+# event of its group signs it through the chain of "prev" links (docs/AUDIT.md).
+EVENT_VERSION = 2
 OK, VIOLATION, FAILED, DENIED = "ok", "violation", "failed", "denied"
 STORE, RETRIEVE, VERIFY, REPAIR, DELETE = "store", "retrieve", "verify", "repair", "delete"
 
@@ -183,8 +185,10 @@ class AuditTrail:
         return self.append_many([(event_type, block_id, status, detail)])
 
     def append_many(self, events: Sequence[NewEvent]) -> int:
-        """Sign and append (type, block id, status, detail) events in one transaction;
-        return the last one's sequence number."""
+        """Append (type, block id, status, detail) events in one transaction, signed as a
+        group: the last one carries the signature, and it covers the others through the
+        chain of leaf hashes each event holds of the one before. Return the last one's
+        sequence number."""
         if self._signer is None:
             raise LocalStateError("this audit trail was opened read-only")
         now = int(time.time())
@@ -192,7 +196,7 @@ class AuditTrail:
         with self._db.transaction():
             frontier, last = self._frontier()
             rows = []
-            for event_type, block_id, status, detail in events:
+            for position, (event_type, block_id, status, detail) in enumerate(events, 1):
                 signed = {
                     "v": EVENT_VERSION,
                     "seq": frontier.size,
@@ -206,7 +210,9 @@ class AuditTrail:
                 }
                 if fence is not None:
                     signed["fence"] = fence
-                body = canonical({**signed, "sig": self._signer.sign(canonical(signed)).hex()})
+                body = canonical(signed)
+                if position == len(events):
+                    body = canonical({**signed, "sig": self._signer.sign(body).hex()})
                 leaf = leaf_hash(body)
                 rows.append((frontier.size, now, event_type, block_id, status, body, leaf))
                 frontier.append(leaf)
@@ -424,11 +430,16 @@ class AuditTrail:
                 )
                 return report
         frontier, last = Frontier(), ""
+        unsigned_from = -1  # the first event of a group whose signing event is not yet met
         for row in self._all_events():
-            problem = self._check_event(row, frontier.size, last, public_keys)
+            problem, signed = self._check_event(row, frontier.size, last, public_keys)
             if problem:
                 report.problems.append(f"event #{frontier.size}: {problem}")
                 return report
+            if signed:
+                unsigned_from = -1
+            elif unsigned_from < 0:
+                unsigned_from = frontier.size
             last = row[6].hex()
             frontier.append(row[6])
             report.events = frontier.size
@@ -442,6 +453,12 @@ class AuditTrail:
                     return report
                 report.checkpoints += 1
                 report.covered = frontier.size
+        if unsigned_from >= 0:
+            report.problems.append(
+                f"events #{unsigned_from} to #{frontier.size - 1} are signed by no event after "
+                "them: the event that signed their group was removed"
+            )
+            return report
         beyond = [c for c in checkpoints.values() if c.size > frontier.size]
         if beyond:
             largest = max(beyond, key=lambda c: c.size)
@@ -469,43 +486,58 @@ class AuditTrail:
     @staticmethod
     def _check_event(
         row: tuple[Any, ...], seq: int, last: str, public_keys: Mapping[str, PublicKey]
-    ) -> str:
+    ) -> tuple[str, bool]:
+        """(what is wrong with the event, or "", and whether it carries a signature)."""
         stored_seq, stored_time, stored_type, stored_block, stored_status, body, leaf = row
         if stored_seq != seq:
-            return f"sequence number {stored_seq} where {seq} was expected (removed or reordered)"
+            return (
+                f"sequence number {stored_seq} where {seq} was expected (removed or reordered)",
+                False,
+            )
         if leaf_hash(body) != leaf:
-            return "its body does not match its leaf hash (edited)"
+            return "its body does not match its leaf hash (edited)", False
         try:
             doc = json.loads(body)
-            signature = bytes.fromhex(doc.pop("sig"))
-        except (ValueError, KeyError):
-            return "its body is not a signed event (edited)"
+            signature = bytes.fromhex(doc.pop("sig")) if "sig" in doc else None
+            version = doc["v"]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return "its body is not an event (edited)", False
+        if signature is None and (not isinstance(version, int) or version < 2):
+            return "its body is not a signed event (edited)", False
         claimed = doc.get("seq")
         if not isinstance(claimed, int):
-            return "its body has no sequence number (edited)"
+            return "its body has no sequence number (edited)", False
         if claimed > seq:
-            return f"it says it is #{claimed}: an event before it was removed, or events reordered"
+            return (
+                f"it says it is #{claimed}: an event before it was removed, or events reordered",
+                False,
+            )
         if claimed < seq:
-            return f"it says it is #{claimed}: an event was inserted, or events reordered"
+            return f"it says it is #{claimed}: an event was inserted, or events reordered", False
         if doc.get("prev") != last:
-            return "its link to the previous event is broken (an event was removed or inserted)"
+            return (
+                "its link to the previous event is broken (an event edited, removed or inserted)",
+                False,
+            )
         public = public_keys.get(str(doc.get("key_id")))
         if public is None:
-            return f"signed by unknown key {doc.get('key_id')}"
-        if not verify_signature(public.ed25519, canonical(doc), signature):
-            return "its signature does not verify (edited)"
+            return f"signed by unknown key {doc.get('key_id')}", False
+        if signature is not None and not verify_signature(
+            public.ed25519, canonical(doc), signature
+        ):
+            return "its signature does not verify (edited)", False
         if doc.get("type") in (KEY_HANDOVER, KEY_ACCEPTED) and public.ml_dsa is not None:
             problem = _handover_problem(doc, public.ml_dsa)
             if problem:
-                return problem
+                return problem, False
         if (doc["time"], doc["type"], doc["block_id"], doc["status"]) != (
             stored_time,
             stored_type,
             stored_block,
             stored_status,
         ):
-            return "its indexed columns differ from its signed body (edited)"
-        return ""
+            return "its indexed columns differ from its signed body (edited)", False
+        return "", signature is not None
 
 
 def _handover_problem(doc: Mapping[str, Any], ml_dsa_key: bytes) -> str:

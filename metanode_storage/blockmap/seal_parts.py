@@ -28,7 +28,11 @@ _PART_OWNER = {"ml_dsa_signature": "signature", "ml_dsa_verification_key": "key_
 class Part:
     field: str  # which proof field it fills
     label: bytes  # what it belongs to: a seal signature or a key id, with its kind
-    value: bytes
+    hex_value: str  # as the proof carries it; decoded only when the part is written
+
+    @property
+    def value(self) -> bytes:
+        return bytes.fromhex(self.hex_value)
 
 
 def split(proof: Mapping[str, Any]) -> tuple[dict[str, Any], list[Part]]:
@@ -48,10 +52,11 @@ def labels(stored: Mapping[str, Any]) -> list[tuple[str, bytes]]:
     return [(name, _label(stored, name)) for name in _PART_OWNER]
 
 
-def join(stored: Mapping[str, Any], values: Mapping[str, bytes]) -> dict[str, Any]:
-    """The proof as it was signed: the stored one with its parts (by field) put back."""
+def join(stored: Mapping[str, Any], hex_values: Mapping[str, str]) -> dict[str, Any]:
+    """The proof as it was signed: the stored one with its parts (by field, in hex) put
+    back. A batch's blocks can share the one string of each part."""
     proof = {k: v for k, v in stored.items() if k != STASHED}
-    proof.update({name: value.hex() for name, value in values.items()})
+    proof.update(hex_values)
     return proof
 
 
@@ -60,5 +65,5 @@ def _label(proof: Mapping[str, Any], name: str) -> bytes:
     return owner.encode() + b"\0" + str(proof[owner]).encode()
 
 
-def _label_and_value(proof: Mapping[str, Any], name: str) -> tuple[bytes, bytes]:
-    return _label(proof, name), bytes.fromhex(proof[name])
+def _label_and_value(proof: Mapping[str, Any], name: str) -> tuple[bytes, str]:
+    return _label(proof, name), str(proof[name])

@@ -245,7 +245,8 @@ class BlockMap:
         # The fencing token of the QLOCK lease writes happen under (engine/qlock.py); the
         # lease tables beside the map are LeaseTable's, made when a Node opens it.
         self.fence: Callable[[], int | None] = lambda: None
-        self._parts: dict[bytes, bytes] = {}  # seal parts read lately; a part never changes
+        # seal parts read lately, in hex as proofs carry them; a part never changes
+        self._parts: dict[bytes, str] = {}
         self._part_ids: dict[bytes, bytes] = {}  # their row ids, by label
         try:
             # FULL: a block id is printed only after its map row is on disk.
@@ -412,7 +413,7 @@ class BlockMap:
                 f"SELECT part_id, sealed FROM seals WHERE part_id IN ({marks})", missing
             ).fetchall()
             for part_id, sealed in rows:
-                self._parts[bytes(part_id)] = self._unseal("seals", bytes(part_id), sealed)
+                self._parts[bytes(part_id)] = self._unseal("seals", bytes(part_id), sealed).hex()
         if any(i not in self._parts for i in ids.values()):
             raise BlockMapDamaged(
                 "a block's proof names a seal part the map does not hold",

@@ -30,6 +30,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from hashlib import sha256
 from typing import Any
 
@@ -127,6 +128,25 @@ class BatchSeal:
     def public(self) -> PublicKey:
         return PublicKey(self.verification_key, self.ml_dsa_key)
 
+    @cached_property
+    def as_carried(self) -> dict[str, Any]:
+        """The seal's fields as each of its proofs carries them (hex), made once: every
+        block of a batch carries the same, and a hybrid seal is 5 KiB."""
+        hybrid = {}
+        if self.ml_dsa_signature is not None and self.ml_dsa_key is not None:
+            hybrid = {
+                "ml_dsa_signature": self.ml_dsa_signature.hex(),
+                "ml_dsa_verification_key": self.ml_dsa_key.hex(),
+            }
+        return {
+            "tree_size": self.tree_size,
+            "root": self.root.hex(),
+            "signature": self.signature.hex(),
+            "verification_key": self.verification_key.hex(),
+            "key_id": self.key_id,
+            **hybrid,
+        }
+
 
 @dataclass(frozen=True)
 class BatchedProof:
@@ -178,13 +198,7 @@ class BatchedProof:
         return ProofVerifier(trusted_keys).verify(self)
 
     def to_dict(self) -> dict[str, Any]:
-        f, s = self.fields, self.seal
-        hybrid = {}
-        if s.ml_dsa_signature is not None and s.ml_dsa_key is not None:
-            hybrid = {
-                "ml_dsa_signature": s.ml_dsa_signature.hex(),
-                "ml_dsa_verification_key": s.ml_dsa_key.hex(),
-            }
+        f = self.fields
         return {
             "version": self.version,
             "proof_type": f.proof_type,
@@ -194,13 +208,8 @@ class BatchedProof:
             "timestamp": f.timestamp,
             "manifest_hash": f.manifest_hash,
             "leaf_index": self.leaf_index,
-            "tree_size": s.tree_size,
             "inclusion_path": [h.hex() for h in self.path],
-            "root": s.root.hex(),
-            "signature": s.signature.hex(),
-            "verification_key": s.verification_key.hex(),
-            "key_id": s.key_id,
-            **hybrid,
+            **self.seal.as_carried,
         }
 
     @classmethod
@@ -216,26 +225,57 @@ class BatchedProof:
                 _hex(doc, "manifest_hash", 32).hex(),
             )
             path = doc["inclusion_path"]
-            if not isinstance(path, list):
-                raise ValueError("inclusion_path is not a list")
-            seal = BatchSeal(
-                _typed(doc, "tree_size", int),
-                _hex(doc, "root", 32),
-                _hex(doc, "signature", 64),
-                _hex(doc, "verification_key", 32),
-                _typed(doc, "key_id", str),
-                _optional_hex(doc, "ml_dsa_signature", ML_DSA_SIGNATURE_SIZE),
-                _optional_hex(doc, "ml_dsa_verification_key", ML_DSA_PUBLIC_KEY_SIZE),
-            )
+            if not isinstance(path, list) or not all(isinstance(h, str) for h in path):
+                raise ValueError("inclusion_path is not a list of hex strings")
+            hashes = tuple(bytes.fromhex(h) for h in path)
+            if any(len(h) != 32 for h in hashes):
+                raise ValueError("an inclusion_path hash is not 32 bytes")
             return cls(
                 fields,
                 _typed(doc, "leaf_index", int),
-                tuple(_hex({"h": h}, "h", 32) for h in path),
-                seal,
+                hashes,
+                _seal_of(doc),
                 _typed(doc, "version", int),
             )
         except KeyError as exc:
             raise ValueError(f"the proof has no {exc.args[0]}") from None
+
+
+_SEAL_FIELDS = (
+    "tree_size",
+    "root",
+    "signature",
+    "verification_key",
+    "key_id",
+    "ml_dsa_signature",
+    "ml_dsa_verification_key",
+)
+# Seals parsed lately, by their fields as a proof carries them: a batch's blocks share
+# one seal, and a hybrid seal is 5 KiB of hex to decode.
+_parsed_seals: dict[tuple[Any, ...], BatchSeal] = {}
+
+
+def _seal_of(doc: Mapping[str, Any]) -> BatchSeal:
+    as_carried = tuple(doc.get(name) for name in _SEAL_FIELDS)
+    try:
+        seal = _parsed_seals.get(as_carried)
+    except TypeError:  # a field of an unhashable type: parsed below, and refused
+        seal = None
+    if seal is not None:
+        return seal
+    seal = BatchSeal(
+        _typed(doc, "tree_size", int),
+        _hex(doc, "root", 32),
+        _hex(doc, "signature", 64),
+        _hex(doc, "verification_key", 32),
+        _typed(doc, "key_id", str),
+        _optional_hex(doc, "ml_dsa_signature", ML_DSA_SIGNATURE_SIZE),
+        _optional_hex(doc, "ml_dsa_verification_key", ML_DSA_PUBLIC_KEY_SIZE),
+    )
+    if len(_parsed_seals) >= 64:
+        _parsed_seals.clear()
+    _parsed_seals[as_carried] = seal
+    return seal
 
 
 def _typed(doc: Mapping[str, Any], name: str, kind: type) -> Any:

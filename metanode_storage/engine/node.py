@@ -507,7 +507,8 @@ class Node:
             blocks += [replace(b, first_chunk=b.first_chunk + len(chunk_ids)) for b in item.blocks]
             chunk_ids += item.written.chunk_ids
             new_chunks += item.written.new_chunks
-        records = self._sign_blocks(chunk_ids, blocks)
+        signed = self._sign_blocks(chunk_ids, blocks)
+        records = [record for record, _ in signed]
         # Each new chunk goes with the first block that names it. Two concurrent stores
         # that both wrote a chunk: one copy is committed, the other is dead bytes in a
         # pack, as are the copies of chunks another run committed meanwhile (referenced,
@@ -529,8 +530,9 @@ class Node:
                 record,
                 lambda c: written_now.get(c) or self.blockmap.get_chunk(c),
                 self.settings.providers,
+                proof_hash,
             )
-            for record in records
+            for record, proof_hash in signed
         ]
         self.audit.record_many(
             [
@@ -783,9 +785,10 @@ class Node:
 
     def _sign_blocks(
         self, chunk_ids: list[bytes], blocks: Sequence[_NewBlock]
-    ) -> list[BlockRecord]:
+    ) -> list[tuple[BlockRecord, str]]:
         """One signature for the whole batch: a Merkle tree over the blocks' proof records,
-        signed once, and each block's inclusion path (engine/batch_proof.py)."""
+        signed once, and each block's inclusion path (engine/batch_proof.py). Each record
+        comes with its proof hash."""
         signer = self.keys.signer
         started = time.perf_counter()
         created_at = int(time.time())
@@ -802,17 +805,20 @@ class Node:
         )
         self.metrics.add(proofs=len(proofs), proof_seconds=time.perf_counter() - started)
         return [
-            BlockRecord(
-                block_id=proof.block_id,
-                data_hash=b.data_hash,
-                size=b.size,
-                created_at=created_at,
-                chunk_ids=tuple(c),
-                proof=proof.to_dict(),
-                vm_signature=proof.seal.signature.hex(),  # the batch seal's: see PROOFS.md
-                name=b.name,
-                encrypted=self.settings.encryption,
-                extra=b.extra,
+            (
+                BlockRecord(
+                    block_id=proof.block_id,
+                    data_hash=b.data_hash,
+                    size=b.size,
+                    created_at=created_at,
+                    chunk_ids=tuple(c),
+                    proof=proof.to_dict(),
+                    vm_signature=proof.seal.signature.hex(),  # the batch seal's: see PROOFS.md
+                    name=b.name,
+                    encrypted=self.settings.encryption,
+                    extra=b.extra,
+                ),
+                proof.proof_hash,
             )
             for proof, b, c in zip(proofs, blocks, own_chunks, strict=True)
         ]

@@ -15,9 +15,11 @@ def container_view(
     block: BlockRecord,
     chunk: Callable[[bytes], ChunkRecord | None],
     providers: Sequence[ProviderSettings],
+    proof_hash: str | None = None,
 ) -> ContainerBlock:
     """One StorageLocation per provider holding any of the block's chunks; replica names
-    stay out, summarised by a verification hash over (name, size) pairs."""
+    stay out, summarised by a verification hash over (name, size) pairs. ``proof_hash``:
+    the block's, when the caller has it at hand (a store that just signed it)."""
     by_provider: dict[str, list[tuple[str, int]]] = {}
     backups: dict[str, list[str]] = {}
     for chunk_id in dict.fromkeys(block.chunk_ids):
@@ -53,7 +55,7 @@ def container_view(
     return ContainerBlock(
         block_id=block.block_id,
         data_hash=block.data_hash,
-        proof_hash=load_proof(block.proof).proof_hash,
+        proof_hash=proof_hash or load_proof(block.proof).proof_hash,
         size_bytes=block.size,
         created_at=block.created_at,
         distribution_map=locations,

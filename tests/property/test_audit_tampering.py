@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -139,3 +141,97 @@ def test_retrieval_of_a_corrupt_replica_is_an_audited_violation(home: Path) -> N
         summary = node.audit.trail.summary()
     assert summary.integrity_violations >= 1
     assert summary.storage_operations == 1
+
+
+def _group_of_events(home: Path, count: int = 5) -> list[int]:
+    """Store ``count`` blocks as one batch; the sequence numbers of their events, the
+    last of which alone carries a signature."""
+    with Node.open(home, Secret(PASSPHRASE.encode())) as node:
+        node.store_many((f"o{i}", os.urandom(1000)) for i in range(count))
+    db = sqlite3.connect(home / "audit.sqlite")
+    rows = db.execute("SELECT seq, body FROM events WHERE type='store' ORDER BY seq").fetchall()
+    db.close()
+    group = [seq for seq, _ in rows[-count:]]
+    signed = [seq for seq, body in rows[-count:] if "sig" in json.loads(body)]
+    assert signed == group[-1:], "a batch's events carry one signature, on the last"
+    return group
+
+
+Change = Callable[[dict[str, Any]], object]
+
+
+def _rewrite(db: sqlite3.Connection, seq: int, change: Change) -> None:
+    """Edit event ``seq`` and redo its leaf hash (what an attacker can do without the key)."""
+    doc = json.loads(db.execute("SELECT body FROM events WHERE seq=?", (seq,)).fetchone()[0])
+    change(doc)
+    new = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    db.execute("UPDATE events SET body=?, leaf=? WHERE seq=?", (new, leaf_hash(new), seq))
+
+
+def _relink_from(db: sqlite3.Connection, seq: int) -> None:
+    """Make every event after ``seq`` link to the one before it again, up to the end."""
+    numbers = [
+        n for (n,) in db.execute("SELECT seq FROM events WHERE seq > ? ORDER BY seq", (seq,))
+    ]
+    for number in numbers:
+        (leaf,) = db.execute("SELECT leaf FROM events WHERE seq=?", (number - 1,)).fetchone()
+        _rewrite(db, number, functools.partial(_link, previous=bytes(leaf).hex()))
+
+
+def _link(doc: dict[str, Any], previous: str) -> None:
+    doc["prev"] = previous
+
+
+def _edit_detail(doc: dict[str, Any]) -> None:
+    doc["detail"]["size"] = 1
+
+
+def _edit_unsigned(db: sqlite3.Connection, group: list[int]) -> None:
+    _rewrite(db, group[1], _edit_detail)
+
+
+def _edit_unsigned_and_relink(db: sqlite3.Connection, group: list[int]) -> None:
+    _rewrite(db, group[1], _edit_detail)
+    _relink_from(db, group[1])
+
+
+def _remove_signing_event(db: sqlite3.Connection, group: list[int]) -> None:
+    db.execute("DELETE FROM events WHERE seq=?", (group[-1],))
+
+
+def _strip_signature(db: sqlite3.Connection, group: list[int]) -> None:
+    _rewrite(db, group[-1], lambda doc: doc.pop("sig"))
+
+
+def _pass_as_version_1(db: sqlite3.Connection, group: list[int]) -> None:
+    _rewrite(db, group[0], lambda doc: doc.update(v=1))
+    _relink_from(db, group[0])
+
+
+GROUP_TAMPERINGS: dict[str, tuple[Callable[[sqlite3.Connection, list[int]], None], str]] = {
+    "an unsigned event edited": (_edit_unsigned, "its link to the previous event is broken"),
+    "an unsigned event edited, the links after it redone": (
+        _edit_unsigned_and_relink,
+        "its signature does not verify",
+    ),
+    "the signing event removed": (_remove_signing_event, "signed by no event after them"),
+    "the signature stripped": (_strip_signature, "signed by no event after them"),
+    "an unsigned event passed off as version 1": (_pass_as_version_1, "is not a signed event"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(GROUP_TAMPERINGS))
+def test_a_group_signed_once_is_still_caught_when_tampered(home: Path, kind: str) -> None:
+    group = _group_of_events(home)
+    assert _verify(home) == []
+    tamper, expected = GROUP_TAMPERINGS[kind]
+    db = sqlite3.connect(home / "audit.sqlite")
+    with db:
+        tamper(db, group)
+        db.execute("DELETE FROM checkpoints")
+    db.close()
+    with Node.open(home, Secret(PASSPHRASE.encode())) as node:  # the events alone show it:
+        # no checkpoint, local or on a provider, is consulted
+        problems = node.audit.trail.verify(node.keys.public_keys()).problems
+    assert problems, kind
+    assert expected in problems[0], problems[0]
