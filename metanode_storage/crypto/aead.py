@@ -27,9 +27,10 @@ def new_key() -> bytes:
     return os.urandom(KEY_SIZE)
 
 
-def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
+def seal(key: bytes, plaintext: bytes, aad: bytes, prefix: bytes = b"") -> bytes:
+    """``prefix`` (in clear), the nonce, then the ciphertext and tag: one copy."""
     nonce = os.urandom(NONCE_SIZE)
-    return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+    return b"".join((prefix, nonce, AESGCM(key).encrypt(nonce, plaintext, aad)))
 
 
 def open_sealed(key: bytes, sealed: bytes, aad: bytes) -> bytes:

@@ -240,7 +240,7 @@ def seal_keystore(material: KeyMaterial, passphrase: Secret, params: KdfParams) 
         + header_bytes
         + b"".join(sealed for _, sealed in copies)
     )
-    return prefix + aead.seal(derived[:32], plain, prefix)
+    return aead.seal(derived[:32], plain, prefix, prefix=prefix)
 
 
 def open_keystore_with_identity(

@@ -38,6 +38,7 @@ from metanode_storage.crypto import aead
 
 SEALED = 1
 CLEAR_AUTHENTICATED = 2
+_SEALED_HEAD = bytes([SEALED])
 _FLAG_ZSTD = 0x01
 _FRAME_HEAD = struct.Struct(">BI")
 _ZSTD_LEVEL = 3
@@ -107,7 +108,7 @@ def piece_address(chunk_id: bytes, fragment: int) -> bytes:
 
 def seal_replica(frame: bytes, chunk_key: bytes, chunk_id: bytes, encrypt: bool) -> bytes:
     if encrypt:
-        return bytes([SEALED]) + aead.seal(chunk_key, frame, bytes([SEALED]) + chunk_id)
+        return aead.seal(chunk_key, frame, _SEALED_HEAD + chunk_id, prefix=_SEALED_HEAD)
     head = bytes([CLEAR_AUTHENTICATED])
     tag = hmac.new(chunk_key, head + chunk_id + frame, sha256).digest()
     return head + frame + tag

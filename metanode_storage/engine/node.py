@@ -111,12 +111,6 @@ def _no_progress(_: int) -> None:
     return None
 
 
-def _done(record: ChunkRecord) -> Future[ChunkRecord]:
-    future: Future[ChunkRecord] = Future()
-    future.set_result(record)
-    return future
-
-
 def _write_out(sink: BinaryIO, data: bytes) -> None:
     try:
         sink.write(data)
@@ -441,17 +435,18 @@ class Node:
         chunker = Chunker(dedup_key)
         chunk_ids: list[bytes] = []
         results: list[_StreamResult] = []
-        pending: dict[bytes, Future[ChunkRecord]] = {}
+        pending: dict[bytes, Future[ChunkRecord]] = {}  # written on a worker
         in_flight: deque[Future[ChunkRecord]] = deque()
         # Small chunks wait here for one map lookup for many (a tree of small files would
         # otherwise ask the map once per file), then are sealed inline.
         small: dict[bytes, bytes] = {}
+        sealed_inline: dict[bytes, ChunkRecord] = {}
 
         def write_small() -> None:
             present = self.blockmap.present_chunks(list(small))
             for chunk_id, data in small.items():
                 if chunk_id not in present:
-                    pending[chunk_id] = _done(writer.write(chunk_id, data))
+                    sealed_inline[chunk_id] = writer.write(chunk_id, data)
             small.clear()
 
         try:
@@ -462,7 +457,7 @@ class Node:
                     size += len(data)
                     chunk_id = keyed_hash(dedup_key, data)
                     chunk_ids.append(chunk_id)
-                    if chunk_id in pending or chunk_id in small:
+                    if chunk_id in pending or chunk_id in small or chunk_id in sealed_inline:
                         pass
                     elif len(data) < _SEAL_INLINE_BELOW:
                         small[chunk_id] = data
@@ -479,7 +474,9 @@ class Node:
                 results.append(result)
                 finished(result)
             write_small()
-            new_chunks = writer.finish([f.result() for f in pending.values()])
+            new_chunks = writer.finish(
+                [*sealed_inline.values(), *(f.result() for f in pending.values())]
+            )
         except BaseException:
             for future in pending.values():
                 future.cancel()

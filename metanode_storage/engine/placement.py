@@ -4,17 +4,67 @@ Stores spread copies over distinct providers drawn at random (a provider cannot 
 from the pattern which of its blobs belong together), hold back providers known to be
 Offline as a last resort, and never put two copies of a chunk on one provider. Reads
 spread their load the same way and try Offline providers and backup locations last.
-Randomness comes from the OS (SystemRandom): placement must not be predictable.
+Randomness comes from the OS (os.urandom, as SystemRandom's): placement must not be
+predictable.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import threading
 from collections.abc import Callable, Collection, Sequence
+from typing import NoReturn
 
 from metanode_storage.blockmap.records import Replica
 
-_rng = random.SystemRandom()
+
+class PooledSystemRandom(random.Random):
+    """SystemRandom's source, os.urandom, read 4 KiB at a time: SystemRandom makes a
+    system call per draw, two per chunk placed, which cost a tree of 20,000 small files
+    a tenth of its store time. Each byte is used once; a forked child starts a pool of
+    its own."""
+
+    _POOL = 4096
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool = b""
+        self._used = 0
+        super().__init__()
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._pool, self._used = b"", 0
+
+    def seed(self, *args: object, **kwargs: object) -> None:
+        """Nothing to seed: every draw comes from the OS."""
+
+    def getstate(self) -> NoReturn:
+        raise NotImplementedError("the OS's randomness has no state to save")
+
+    def setstate(self, state: object) -> NoReturn:
+        raise NotImplementedError("the OS's randomness has no state to restore")
+
+    def _take(self, count: int) -> bytes:
+        with self._lock:
+            if self._used + count > len(self._pool):
+                self._pool, self._used = os.urandom(max(self._POOL, count)), 0
+            taken = self._pool[self._used : self._used + count]
+            self._used += count
+            return taken
+
+    def getrandbits(self, k: int) -> int:
+        if k < 0:
+            raise ValueError("number of bits must be non-negative")
+        size = (k + 7) // 8
+        return int.from_bytes(self._take(size), "big") >> (size * 8 - k)
+
+    def random(self) -> float:
+        return (int.from_bytes(self._take(7), "big") >> 3) * 2.0**-53
+
+
+_rng = PooledSystemRandom()
 
 IsOffline = Callable[[str], bool]
 

@@ -46,7 +46,7 @@ class Entry:
     first_chunk: int = 0
     chunks: int = 0
     target: str = ""
-    source: Path | None = field(default=None, repr=False)  # where to read it (storing only)
+    source: str | None = field(default=None, repr=False)  # where to read it (storing only)
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"path": self.path, "type": self.type}
@@ -80,11 +80,13 @@ def walk(roots: Sequence[Path], report: WalkReport) -> list[Entry]:
         raise InputError("two of the paths given have the same name", "store them separately")
     entries: list[Entry] = []
     for root, name in zip(roots, names, strict=True):
-        _walk_one(root, PurePosixPath(name), entries, report)
+        _walk_one(str(root), name, entries, report)
     return entries
 
 
-def _walk_one(path: Path, rel: PurePosixPath, out: list[Entry], report: WalkReport) -> None:
+def _walk_one(path: str, rel: str, out: list[Entry], report: WalkReport) -> None:
+    """``path`` on disk, ``rel`` its name in the tree (strings: pathlib costs more than
+    the lstat on a tree of many small files)."""
     try:
         info = os.lstat(path)
     except OSError as exc:
@@ -92,20 +94,20 @@ def _walk_one(path: Path, rel: PurePosixPath, out: list[Entry], report: WalkRepo
         return
     mode = info.st_mode
     if stat.S_ISLNK(mode):
-        out.append(Entry(str(rel), SYMLINK, target=os.readlink(path)))
+        out.append(Entry(rel, SYMLINK, target=os.readlink(path)))
     elif stat.S_ISREG(mode):
         out.append(
-            Entry(str(rel), FILE, stat.S_IMODE(mode), info.st_mtime_ns, info.st_size, source=path)
+            Entry(rel, FILE, stat.S_IMODE(mode), info.st_mtime_ns, info.st_size, source=path)
         )
     elif stat.S_ISDIR(mode):
-        out.append(Entry(str(rel), DIR, stat.S_IMODE(mode), info.st_mtime_ns))
+        out.append(Entry(rel, DIR, stat.S_IMODE(mode), info.st_mtime_ns))
         try:
             children = sorted(os.listdir(path))
         except OSError as exc:
             report.unreadable.append(f"{rel}/: {exc.strerror}")
             return
         for child in children:
-            _walk_one(path / child, rel / child, out, report)
+            _walk_one(os.path.join(path, child), f"{rel}/{child}", out, report)
     else:
         report.skipped.append(f"{rel} (not a file, directory or symlink)")
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from collections import Counter
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from metanode_storage.blockmap.records import Replica
 from metanode_storage.engine.placement import (
+    PooledSystemRandom,
     providers_for_a_store,
     providers_for_copies,
     providers_for_repair,
@@ -58,3 +63,30 @@ def test_reads_try_offline_providers_and_backups_last() -> None:
     assert order[-1] == backup
     assert {r.provider for r in order[-3:-1]} == {"p0", "p3"}
     assert sorted(r.key for r in order[:-1]) == sorted(r.key for r in replicas)
+
+
+def test_placement_draws_are_uniform_and_come_from_the_os() -> None:
+    rng = PooledSystemRandom()
+    counts = Counter(tuple(rng.sample(["a", "b", "c"], 3)) for _ in range(6000))
+    assert len(counts) == 6  # every order of three providers
+    assert all(800 < n < 1200 for n in counts.values()), counts  # 1,000 each expected
+    assert all(0 <= rng.random() < 1 for _ in range(1000))
+    assert {rng.getrandbits(3) for _ in range(1000)} == set(range(8))
+    with pytest.raises(NotImplementedError):
+        rng.getstate()
+
+
+def test_a_forked_child_does_not_repeat_its_parents_draws() -> None:
+    rng = PooledSystemRandom()
+    rng.getrandbits(8)  # the pool is filled before the fork
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next draws, to the parent
+        os.write(writer, rng.getrandbits(128).to_bytes(16, "big"))
+        os._exit(0)
+    os.close(writer)
+    os.waitpid(pid, 0)
+    child = os.read(reader, 16)
+    os.close(reader)
+    assert len(child) == 16
+    assert child != rng.getrandbits(128).to_bytes(16, "big")
