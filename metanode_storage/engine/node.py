@@ -53,6 +53,7 @@ from metanode_storage.engine.group_commit import GroupCommit
 from metanode_storage.engine.maintenance import backup_map, collect_garbage, tail_marks
 from metanode_storage.engine.metrics import Metrics
 from metanode_storage.engine.model import ContainerBlock
+from metanode_storage.engine.packs import PackWriter
 from metanode_storage.engine.placement import providers_for_a_store
 from metanode_storage.engine.proof import PROOF_TYPE, manifest_hash
 from metanode_storage.engine.qlock import BLOCKS, QLock
@@ -195,6 +196,9 @@ class Node:
         self._group: GroupCommit[_Commit, list[ContainerBlock]] = GroupCommit(self._commit_group)
         self.io_pool = ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="metanode-io")
         self._workers = ThreadPoolExecutor(_CHUNKS_IN_FLIGHT, thread_name_prefix="metanode-chunk")
+        # one set of open packs for every store of this run: concurrent stores share
+        # pack uploads as they share the map commit (engine/packs.py)
+        self._store_packs = self._pack_writer()
         data_keys = {k.key_id: k.key.reveal() for k in keys.data_keys}
         self.reader = ChunkReader(
             self.providers, keys.dedup_key.reveal(), data_keys, self.health.is_offline
@@ -277,6 +281,12 @@ class Node:
         self._batches = ProofVerifier(self._trusted_keys)
         self.reader.use_data_keys({k.key_id: k.key.reveal() for k in keys.data_keys})
         self.audit.use_keys(keys)
+        self._store_packs = self._pack_writer()
+
+    def _pack_writer(self) -> PackWriter:
+        return PackWriter(
+            self.providers, self.io_pool, self.keys.owner_key, self.settings.pack_target_bytes
+        )
 
     def close(self) -> None:
         self._workers.shutdown(wait=True)
@@ -419,6 +429,7 @@ class Node:
             compress=self.settings.compression,
             encrypt=self.settings.encryption,
             pack_target_bytes=self.settings.pack_target_bytes,
+            packs=self._store_packs,
         )
 
     def _put_chunks(

@@ -11,6 +11,12 @@ nor the size of a small file. Layout::
 
 Nothing inside says where a chunk starts: only the map does (key, offset, length per
 replica). A pack's name is a fresh random blob key, like any other blob's.
+
+Concurrent stores share one PackWriter (the service's uploads, each on its own thread):
+their pieces go into the same open pack of a provider, and a store's ``flush`` uploads
+the open packs holding its pieces and waits for every pack that holds one, whoever
+started it. Stores that meet in a pack share its PUT and its fsync, as they share the
+map commit (engine/group_commit.py).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import threading
 from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import Executor, Future
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 
 from metanode_storage.blockmap.records import Replica
@@ -44,17 +51,30 @@ class PackedChunk:
     offset: int
     size: int
     fragment: int = -1  # the fragment's index, for an erasure-coded chunk
+    owner: int = 0  # which writer put it there (packs.py: concurrent stores share packs)
 
 
-@dataclass
+@dataclass(eq=False)
 class Pack:
     provider: str
     key: str
     buffer: bytearray = field(default_factory=bytearray)
     chunks: list[PackedChunk] = field(default_factory=list)
+    upload: Future[None] | None = None  # None while the pack is open
 
     def sealed(self, chunk: PackedChunk) -> bytes:
         return bytes(self.buffer[chunk.offset : chunk.offset + chunk.size])
+
+    @property
+    def error(self) -> ProviderError | None:
+        """Why its upload failed; None while open, uploading, or once durable."""
+        if self.upload is None or not self.upload.done():
+            return None
+        failure = self.upload.exception()
+        return failure if isinstance(failure, ProviderError) else None
+
+    def held_only_by(self, owner: int) -> bool:
+        return all(chunk.owner == owner for chunk in self.chunks)
 
 
 @dataclass(frozen=True)
@@ -64,7 +84,8 @@ class FailedPack:
 
 
 class PackWriter:
-    """Collects sealed chunks into packs, one open pack per provider; thread-safe."""
+    """Collects sealed chunks into packs, one open pack per provider; thread-safe, and
+    shared by concurrent writers (each names itself by an ``owner`` number)."""
 
     def __init__(
         self,
@@ -78,9 +99,10 @@ class PackWriter:
         self._owner_key = owner_key
         self._target = target_bytes
         self._open: dict[str, Pack] = {}
-        self._uploading: deque[tuple[Pack, Future[None]]] = deque()
-        self._failed: list[FailedPack] = []
-        self.uploaded: list[tuple[str, str]] = []  # (provider, key) of every pack put
+        self._in_flight: deque[Future[None]] = deque()
+        # per owner, the packs holding its pieces that it has not flushed yet
+        self._unflushed: dict[int, dict[int, Pack]] = {}
+        self._flushing: dict[str, Future[None]] = {}  # per provider, the last flush's upload
         self._lock = threading.Lock()
 
     def add(
@@ -90,6 +112,7 @@ class PackWriter:
         chunk_key: bytes,
         sealed: bytes,
         fragment: int = -1,
+        owner: int = 0,
     ) -> Replica:
         """Append one sealed chunk (or fragment) to ``provider``'s open pack; where it
         will be."""
@@ -104,7 +127,10 @@ class PackWriter:
                 )
             offset = len(pack.buffer)
             pack.buffer += sealed
-            pack.chunks.append(PackedChunk(chunk_id, chunk_key, offset, len(sealed), fragment))
+            pack.chunks.append(
+                PackedChunk(chunk_id, chunk_key, offset, len(sealed), fragment, owner)
+            )
+            self._unflushed.setdefault(owner, {})[id(pack)] = pack
             if len(pack.buffer) >= self._target:
                 self._upload(self._open.pop(provider))
             return Replica(provider, pack.key, len(sealed), offset, fragment)
@@ -112,28 +138,56 @@ class PackWriter:
     def _upload(self, pack: Pack) -> None:
         """Start the upload (the caller holds the lock); wait for the oldest when many
         are under way."""
-        while len(self._uploading) >= _UPLOADS_IN_FLIGHT:
-            self._settle(*self._uploading.popleft())
+        while self._in_flight and self._in_flight[0].done():
+            self._in_flight.popleft()
+        if len(self._in_flight) >= _UPLOADS_IN_FLIGHT:
+            wait_for([self._in_flight.popleft()])
         size = len(pack.buffer)
         blob = bytes(pack.buffer) + os.urandom(padded_size(size) - size)
-        store = self._providers[pack.provider]
-        self.uploaded.append((pack.provider, pack.key))
-        self._uploading.append((pack, self._io.submit(store.put, pack.key, blob)))
+        pack.upload = self._io.submit(self._providers[pack.provider].put, pack.key, blob)
+        pack.upload.add_done_callback(lambda _: self._settled(pack))
+        self._in_flight.append(pack.upload)
 
-    def _settle(self, pack: Pack, upload: Future[None]) -> None:
-        try:
-            upload.result()
-        except ProviderError as exc:
-            self._failed.append(FailedPack(pack, exc))
-            return
-        pack.buffer = bytearray()  # durable: the bytes are no longer needed here
+    @staticmethod
+    def _settled(pack: Pack) -> None:
+        assert pack.upload is not None
+        if not pack.upload.cancelled() and pack.upload.exception() is None:
+            pack.buffer = bytearray()  # durable: its bytes are not needed here again
+
+    def flush(self, owner: int = 0) -> list[Pack]:
+        """Upload every open pack holding a piece of ``owner``'s, and wait until every
+        pack holding one is uploaded (or failed: see ``Pack.error``); those packs. Other
+        owners' pieces in them ride along.
+
+        As a group commit does: while a flush's upload to a provider is under way, the
+        next one to that provider waits for it, and the pieces other stores add meanwhile
+        join the pack it will upload (one PUT and one fsync for all of them)."""
+        with self._lock:
+            packs = list(self._unflushed.pop(owner, {}).values())
+        for pack in packs:
+            while True:
+                with self._lock:
+                    if pack.upload is not None:  # full, or flushed by another store
+                        break
+                    busy = self._flushing.get(pack.provider)
+                    if busy is None or busy.done():
+                        del self._open[pack.provider]
+                        self._upload(pack)
+                        assert pack.upload is not None
+                        self._flushing[pack.provider] = pack.upload
+                        break
+                wait_for([busy])
+        for pack in packs:
+            assert pack.upload is not None
+            failure = pack.upload.exception()  # waits
+            if failure is not None and not isinstance(failure, ProviderError):
+                raise failure
+        return packs
 
     def finish(self) -> list[FailedPack]:
-        """Upload every open pack and wait for all uploads; the packs that failed."""
+        """Upload every open pack and wait for all uploads; the packs that failed. For
+        a writer of its own (one owner, or several that finish together)."""
         with self._lock:
-            for provider in list(self._open):
-                self._upload(self._open.pop(provider))
-            while self._uploading:
-                self._settle(*self._uploading.popleft())
-            failed, self._failed = self._failed, []
-            return failed
+            owners = list(self._unflushed)
+        packs = {id(p): p for owner in owners for p in self.flush(owner)}
+        return [FailedPack(p, p.error) for p in packs.values() if p.error is not None]

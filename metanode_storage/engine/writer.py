@@ -9,6 +9,7 @@ provider that failed once is not tried again for the rest of the store.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
@@ -18,13 +19,14 @@ from metanode_storage.blockmap.records import ChunkRecord, Replica
 from metanode_storage.crypto import aead
 from metanode_storage.engine import blobformat, erasure
 from metanode_storage.engine.chunk_keys import wrap_chunk_key
-from metanode_storage.engine.packs import PackWriter
+from metanode_storage.engine.packs import Pack, PackWriter
 from metanode_storage.engine.placement import providers_for_copies
 from metanode_storage.errors import NotEnoughProviders, ProviderError
 from metanode_storage.providers.base import BlobStore
 from metanode_storage.redundancy import Redundancy
 
 Piece = tuple[int, bytes]  # (fragment index or -1 for a full replica, the unsealed bytes)
+_writer_numbers = itertools.count(1)  # owners in a shared PackWriter (0: a writer of its own)
 
 
 class ChunkWriter:
@@ -47,7 +49,10 @@ class ChunkWriter:
         compress: bool,
         encrypt: bool,
         pack_target_bytes: int,
+        packs: PackWriter | None = None,
     ) -> None:
+        """``packs``: a PackWriter shared with concurrent writers, or None for one of
+        its own."""
         self._candidates = list(candidates)
         self._last_resort = list(last_resort)  # providers known Offline: only if needed
         self._redundancy = redundancy
@@ -57,7 +62,9 @@ class ChunkWriter:
         self._compress = compress
         self._encrypt = encrypt
         self._providers = providers
-        self._packs = PackWriter(providers, io_pool, owner_key, pack_target_bytes)
+        self._packs = packs or PackWriter(providers, io_pool, owner_key, pack_target_bytes)
+        self._number = next(_writer_numbers)
+        self._flushed: dict[int, Pack] = {}  # every pack holding a piece of this writer's
         self._failed: dict[str, ProviderError] = {}
         self._lock = threading.Lock()
 
@@ -101,6 +108,7 @@ class ChunkWriter:
                     self._encrypt,
                 ),
                 index,
+                self._number,
             )
             for provider, (index, payload) in zip(
                 self._spares(holding, len(pieces)), pieces, strict=False
@@ -120,19 +128,19 @@ class ChunkWriter:
         chunk raises ``NotEnoughProviders`` (unless under-replication is allowed)."""
         current = {r.chunk_id: r for r in records}
         errors: list[ProviderError] = []
-        while failed := self._packs.finish():
-            for fault in failed:
-                errors.append(fault.error)
+        while failed := [(p, e) for p in self._flush() if (e := p.error) is not None]:
+            for pack, error in failed:
+                errors.append(error)
                 with self._lock:
-                    self._failed.setdefault(fault.pack.provider, fault.error)
-            for fault in failed:
-                for chunk in fault.pack.chunks:
+                    self._failed.setdefault(pack.provider, error)
+            for pack, _ in failed:
+                for chunk in pack.chunks:
+                    if chunk.owner != self._number:
+                        continue  # another store's piece: that store moves it
                     record = current[chunk.chunk_id]
-                    kept = tuple(r for r in record.replicas if r.key != fault.pack.key)
+                    kept = tuple(r for r in record.replicas if r.key != pack.key)
                     address = blobformat.piece_address(chunk.chunk_id, chunk.fragment)
-                    piece = blobformat.open_replica(
-                        fault.pack.sealed(chunk), chunk.chunk_key, address
-                    )
+                    piece = blobformat.open_replica(pack.sealed(chunk), chunk.chunk_key, address)
                     holding = {r.provider for r in kept}
                     moved = self._place(
                         chunk.chunk_id, chunk.chunk_key, [(chunk.fragment, piece)], holding
@@ -152,10 +160,18 @@ class ChunkWriter:
             )
         return [current[r.chunk_id] for r in records]
 
+    def _flush(self) -> list[Pack]:
+        """This writer's packs uploaded and waited for (engine/packs.py)."""
+        packs = self._packs.flush(self._number)
+        self._flushed.update((id(p), p) for p in packs)
+        return packs
+
     def discard_all(self) -> None:
         """Best-effort removal of every pack this writer uploaded (a store that will not
-        commit); what cannot be removed is an orphan, for `gc`."""
-        self._packs.finish()
-        for provider, key in self._packs.uploaded:
-            with contextlib.suppress(ProviderError):
-                self._providers[provider].delete(key)
+        commit); what cannot be removed is an orphan, for `gc`. A pack shared with another
+        store stays: its pieces of this store are dead bytes there, for `gc` to repack."""
+        self._flush()
+        for pack in self._flushed.values():
+            if pack.held_only_by(self._number):
+                with contextlib.suppress(ProviderError):
+                    self._providers[pack.provider].delete(pack.key)
