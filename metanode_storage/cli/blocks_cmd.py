@@ -104,9 +104,9 @@ def get(
     to_stdout = output is None or str(output) == "-"
     sink = console.binary_stdout() if to_stdout else None  # refuse a closed stdout up front
     with open_node(home) as node:
-        total = node.describe(block_id).size_bytes
+        total, is_tree = node.size_and_kind(block_id)
         with console.byte_progress("retrieving", total) as bar:
-            if node.is_tree(block_id):
+            if is_tree:
                 if sink is not None:
                     if path is None:
                         raise InvalidSetting(
