@@ -499,7 +499,7 @@ class AuditTrail:
         try:
             doc = json.loads(body)
             signature = bytes.fromhex(doc.pop("sig")) if "sig" in doc else None
-            version = doc["v"]
+            version = doc.get("v", 1)
         except (ValueError, KeyError, TypeError, AttributeError):
             return "its body is not an event (edited)", False
         if signature is None and (not isinstance(version, int) or version < 2):

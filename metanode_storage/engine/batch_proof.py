@@ -256,7 +256,8 @@ _parsed_seals: dict[tuple[Any, ...], BatchSeal] = {}
 
 
 def _seal_of(doc: Mapping[str, Any]) -> BatchSeal:
-    as_carried = tuple(doc.get(name) for name in _SEAL_FIELDS)
+    # with each value's type: true == 1 and 1.0 == 1, but only an int is a tree size
+    as_carried = tuple((type(value), value) for value in map(doc.get, _SEAL_FIELDS))
     try:
         seal = _parsed_seals.get(as_carried)
     except TypeError:  # a field of an unhashable type: parsed below, and refused

@@ -629,9 +629,6 @@ class Node:
             (view,) = self._commit(written, [whole_tree], started)
             return view, report
 
-    def is_tree(self, block_id: str) -> bool:
-        return "tree" in self.blockmap.get_block(block_id).extra
-
     def size_and_kind(self, block_id: str) -> tuple[int, bool]:
         """(size in bytes, whether it is a directory tree): what a read needs to know
         first, without gathering every chunk's locations as ``describe`` does."""

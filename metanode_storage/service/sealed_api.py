@@ -161,9 +161,9 @@ def _run(node: Node, op: str, args: dict[str, Any], body: OpenedReader) -> Any:
 
 
 def _get(node: Node, block_id: str, sealer: FrameSealer, out: ResponseWriter) -> None:
-    block = node.describe(block_id)
-    if node.is_tree(block.block_id):
+    if node.size_and_kind(block_id)[1]:
         raise InputError("a directory tree cannot be retrieved remotely yet")
+    block = node.describe(block_id)
     proof = proof_document(load_proof(block.proof), node.settings.node_id)
     out.write(
         sealer.head({"ok": True, "status": 200, "result": {**block.to_dict(), "proof": proof}})

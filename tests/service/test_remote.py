@@ -273,3 +273,23 @@ def test_a_listing_larger_than_a_frame_comes_through(
         assert {b["block_id"] for b in json.loads(listed.stdout)} == {b.block_id for b in stored}
     finally:
         assert _stop(service) == 0
+
+
+def test_a_tree_is_refused_remotely_with_a_clear_error(
+    tls_service: tuple[Service, Path],
+    home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "file").write_bytes(b"inside a tree")
+    with Node.open(home, Secret(PASSPHRASE.encode())) as node:  # beside the service
+        tree_id = node.store_tree([tree])[0].block_id
+    service, cert = tls_service
+    _client_env(monkeypatch, tmp_path, f"https://{LOOPBACK}:{service.port}", service.token, cert)
+    out = tmp_path / "tree-out"
+    refused = _cli("get", tree_id, "-o", str(out))
+    assert refused.exit_code != 0
+    assert "a directory tree cannot be retrieved remotely" in refused.stderr
+    assert not out.exists()

@@ -192,3 +192,15 @@ def test_a_malformed_proof_is_refused_as_such(field: str, value: object) -> None
     del doc[field]
     with pytest.raises(ValueError):
         BatchedProof.from_dict(doc)
+
+
+def test_a_seal_parsed_before_does_not_let_a_mistyped_copy_through() -> None:
+    """Seals are parsed once per batch (a cache): a copy whose tree size is ``true`` or
+    ``1.0`` where the first said 1 is still refused, as it would be on its own."""
+    signer = NodeSigner.generate(hybrid=False)
+    (proof,) = seal_batch(signer, [BlockFields("t", "only-block", "00" * 32, 1, 2, "11" * 32)])
+    good = proof.to_dict()
+    assert BatchedProof.from_dict(good).seal.tree_size == 1
+    for odd in (True, 1.0):
+        with pytest.raises(ValueError, match="tree_size"):
+            BatchedProof.from_dict({**good, "tree_size": odd})

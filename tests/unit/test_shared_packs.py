@@ -4,7 +4,6 @@ pack, and a pack that fails moves each store's own pieces, none lost."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,43 +12,19 @@ from metanode_storage.crypto.aead import keyed_hash
 from metanode_storage.engine.packs import PackWriter
 from metanode_storage.engine.writer import ChunkWriter
 from metanode_storage.errors import ProviderError
-from metanode_storage.providers.base import BlobStore
 from metanode_storage.redundancy import Redundancy
 from tests.conftest import blob_files
+from tests.wrapped_store import PassThrough
 
 
-class RefusesWrites(BlobStore):
+class RefusesWrites(PassThrough):
     """A real provider that refuses every upload (a bucket gone read-only)."""
 
-    def __init__(self, inner: BlobStore) -> None:
-        super().__init__(inner.name)
-        self.inner = inner
-        self.refused = 0
+    refused = 0
 
     def put(self, key: str, data: bytes) -> None:
         self.refused += 1
         raise ProviderError(self.name, "write refused")
-
-    def get(self, key: str) -> bytes:
-        return self.inner.get(key)
-
-    def get_range(self, key: str, start: int, end: int) -> bytes:
-        return self.inner.get_range(key, start, end)
-
-    def size(self, key: str) -> int:
-        return self.inner.size(key)
-
-    def delete(self, key: str) -> None:
-        self.inner.delete(key)
-
-    def list_keys(self) -> Iterator[str]:
-        return self.inner.list_keys()
-
-    def check_reachable(self) -> None:
-        self.inner.check_reachable()
-
-    def create_bucket(self) -> None:
-        self.inner.create_bucket()
 
 
 def test_concurrent_stores_share_pack_uploads_and_stay_whole(node: Node, home: Path) -> None:
