@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from metanode_storage.blockmap import seal_parts
+from metanode_storage.blockmap import changes, seal_parts
 from metanode_storage.blockmap.leases import check_fence
 from metanode_storage.blockmap.records import BlockRecord, ChunkRecord, Replica
 from metanode_storage.crypto import aead
@@ -62,43 +62,11 @@ CREATE TABLE IF NOT EXISTS packs (pack_id BLOB PRIMARY KEY, live INTEGER NOT NUL
 CREATE TABLE IF NOT EXISTS seals (
     part_id BLOB PRIMARY KEY, refcount INTEGER NOT NULL, sealed BLOB NOT NULL);
 """
-# Which rows changed, in order, so a map backup uploads the change and not the map
-# (engine/backup_log.py); triggers fill it, backups prune it. The key keeps its own type
-# in SQLite; PostgreSQL needs one, so byte keys are kept there as hex (_change_key).
-_CHANGES = {
-    "sqlite": "CREATE TABLE IF NOT EXISTS changes ("
-    "seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, key NOT NULL);\n",
-    "postgresql": "CREATE TABLE IF NOT EXISTS changes ("
-    "seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, key TEXT NOT NULL);\n",
-}
-# Every table's columns as the stores read and write them (PostgreSQL's blocks table has
-# one more, below, that backups do not carry).
-_COLUMNS = {
-    "meta": "key, value",
-    "blocks": "block_id, sealed",
-    "chunks": "chunk_id, refcount, sealed",
-    "audited": "block_id, at",
-    "faults": "fault_id, sealed",
-    "totals": "name, value",
-    "packs": "pack_id, live",
-    "seals": "part_id, refcount, sealed",
-}
 # SQLite numbers rows as they are inserted (rowid), and `ls` lists blocks oldest first by
 # it; PostgreSQL gets a column that does the same.
 _ROWID = {
     "sqlite": "",
     "postgresql": "ALTER TABLE blocks ADD COLUMN IF NOT EXISTS rowid BIGSERIAL;\n",
-}
-# Every table a backup must carry, with its primary key (triggers record that key).
-TRACKED = {
-    "meta": "key",
-    "blocks": "block_id",
-    "chunks": "chunk_id",
-    "audited": "block_id",
-    "faults": "fault_id",
-    "totals": "name",
-    "packs": "pack_id",
-    "seals": "part_id",
 }
 
 
@@ -110,26 +78,6 @@ class Released:
     empty_packs: list[Replica]  # one copy in each pack that now holds nothing
 
 
-_BYTE_KEYS = frozenset({"chunks", "faults", "packs", "seals"})  # tables keyed by bytes
-_TRIGGERS = {
-    "sqlite": "".join(
-        f"CREATE TRIGGER IF NOT EXISTS track_{table}_{event} AFTER {event} ON {table} BEGIN "
-        f"INSERT INTO changes (tbl, key) VALUES ('{table}', {row}.{pk}); END;\n"
-        for table, pk in TRACKED.items()
-        for event, row in (("insert", "NEW"), ("update", "NEW"), ("delete", "OLD"))
-    ),
-    "postgresql": "".join(
-        f"CREATE OR REPLACE FUNCTION track_{table}() RETURNS trigger LANGUAGE plpgsql AS $$ "
-        f"BEGIN IF TG_OP = 'DELETE' THEN "
-        f"INSERT INTO changes (tbl, key) VALUES ('{table}', {key.format(row='OLD')}); "
-        f"ELSE INSERT INTO changes (tbl, key) VALUES ('{table}', {key.format(row='NEW')}); "
-        f"END IF; RETURN NULL; END $$;\n"
-        f"CREATE OR REPLACE TRIGGER track_{table} AFTER INSERT OR UPDATE OR DELETE ON {table} "
-        f"FOR EACH ROW EXECUTE FUNCTION track_{table}();\n"
-        for table, pk in TRACKED.items()
-        for key in [f"encode({{row}}.{pk}, 'hex')" if table in _BYTE_KEYS else f"{{row}}.{pk}"]
-    ),
-}
 _TOTALS = (
     "blocks",
     "logical_bytes",
@@ -223,18 +171,6 @@ def _drop_unused(
     return gone
 
 
-def _pages(db: Database, table: str, pk: str, size: int = 5000) -> Iterator[list[Any]]:
-    """Every row of ``table`` in pages of ``size``, in key order (memory stays flat)."""
-    columns = _COLUMNS[table]
-    page = db.execute(f"SELECT {columns} FROM {table} ORDER BY {pk} LIMIT {size}").fetchall()
-    while page:
-        yield page
-        page = db.execute(
-            f"SELECT {columns} FROM {table} WHERE {pk} > ? ORDER BY {pk} LIMIT {size}",
-            (page[-1][0],),
-        ).fetchall()
-
-
 class BlockMap:
     def __init__(self, where: Path | DatabaseUrl, map_key: bytes, *, create: bool = False) -> None:
         """Open the map at ``where`` (an SQLite file, or a PostgreSQL database shared by
@@ -260,9 +196,7 @@ class BlockMap:
             )
             dialect = self._db.dialect
             # idempotent; outside any transaction
-            self._db.executescript(
-                _SCHEMA + _ROWID[dialect] + _CHANGES[dialect] + _TRIGGERS[dialect]
-            )
+            self._db.executescript(_SCHEMA + _ROWID[dialect] + changes.tracking_ddl(dialect))
             with self._write():
                 self._db.execute(
                     "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING",
@@ -696,42 +630,18 @@ class BlockMap:
 
     def change_mark(self) -> int:
         """The newest change's sequence number (0 with none)."""
-        return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0])
+        return changes.newest(self._db)
 
     def content_change_mark(self) -> int:
         """The newest change to what the node stores: not counting the bookkeeping of
         reads (which blocks were audited, which replicas were found faulty), which the
         next backup carries without a read having to upload one."""
-        row = self._db.execute(  # newest first: stops at the first match
-            "SELECT seq FROM changes WHERE tbl NOT IN ('audited', 'faults') "
-            "ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
-        return int(row[0]) if row else 0
+        return changes.newest_to_content(self._db)
 
-    def changes_since(self, mark: int) -> tuple[int, list[tuple[str, Any, list[Any] | None]]]:
+    def changes_since(self, mark: int) -> tuple[int, list[changes.Change]]:
         """(new mark, [(table, key, the row now or None if deleted)]) for every row changed
-        after ``mark``, read in one transaction so the rows are consistent with each other."""
-        with self._db.snapshot() as db:
-            newest = int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0])
-            keys = db.execute(
-                "SELECT tbl, key, MAX(seq) FROM changes WHERE seq > ? AND seq <= ? "
-                "GROUP BY tbl, key ORDER BY 3",
-                (mark, newest),
-            ).fetchall()
-            changed = []
-            for table, stored_key, _ in keys:
-                key = self._change_key(str(table), stored_key)
-                row = db.execute(
-                    f"SELECT {_COLUMNS[table]} FROM {table} WHERE {TRACKED[table]} = ?", (key,)
-                ).fetchone()
-                changed.append((str(table), key, None if row is None else list(row)))
-        return newest, changed
-
-    def _change_key(self, table: str, stored: Any) -> Any:
-        """A changed row's key as its table holds it (PostgreSQL's log keeps bytes as hex)."""
-        if self._db.dialect == "postgresql" and table in _BYTE_KEYS:
-            return bytes.fromhex(stored)
-        return stored
+        after ``mark``, consistent with each other."""
+        return changes.since(self._db, mark)
 
     def copy_to(self, target: Path) -> None:
         """A consistent copy of the map as a new SQLite file at ``target`` (what a map
@@ -751,33 +661,17 @@ class BlockMap:
     def copy_into(self, target: BlockMap) -> int:
         """Every row into ``target``, a new map under the same key (recovery into another
         backend), as one consistent state; the source's newest change number."""
-        with self._db.snapshot() as db, target._db.transaction() as out:
-            for table, pk in TRACKED.items():
-                out.execute(f"DELETE FROM {table}")
-                for page in _pages(db, table, pk):
-                    marks = ", ".join("?" * len(page[0]))
-                    out.executemany(
-                        f"INSERT INTO {table} ({_COLUMNS[table]}) VALUES ({marks})", page
-                    )
-            out.execute("DELETE FROM changes")  # the copy starts its own history
-            return int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0])
+        return changes.copy_rows(self._db, target._db)
 
     def forget_changes(self, upto: int) -> None:
         """Drop change records every backup has carried (up to and including ``upto``)."""
         with self._write() as db:
-            db.execute("DELETE FROM changes WHERE seq <= ?", (upto,))
+            changes.forget(db, upto)
 
-    def apply_changes(self, changed: Iterable[tuple[str, Any, list[Any] | None]]) -> None:
+    def apply_changes(self, changed: Iterable[changes.Change]) -> None:
         """Replay rows from a backup (recovery): upsert each row, or delete it."""
         with self._write() as db:
-            for table, key, row in changed:
-                if table not in TRACKED:
-                    raise BlockMapDamaged(f"a map backup names unknown table {table!r}")
-                db.execute(f"DELETE FROM {table} WHERE {TRACKED[table]} = ?", (key,))
-                if row is not None:
-                    marks = ", ".join("?" * len(row))
-                    db.execute(f"INSERT INTO {table} ({_COLUMNS[table]}) VALUES ({marks})", row)
-            db.execute("DELETE FROM changes")  # the recovered map starts a fresh history
+            changes.replay(db, changed)
 
     def audit_coverage(self) -> tuple[int, int | None]:
         """(blocks never checked by an integrity audit, when the least recently checked
