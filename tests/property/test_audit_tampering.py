@@ -11,9 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from metanode_storage import Node, Secret
 from metanode_storage.audit.merkle import leaf_hash
+from metanode_storage.audit.trail import AuditTrail
+from metanode_storage.crypto.signing import NodeSigner
 from tests.conftest import PASSPHRASE
 
 Tamper = Callable[[sqlite3.Connection], None]
@@ -208,6 +212,11 @@ def _pass_as_version_1(db: sqlite3.Connection, group: list[int]) -> None:
     _relink_from(db, group[0])
 
 
+def _upper_case_signature(db: sqlite3.Connection, group: list[int]) -> None:
+    """The same signature bytes in other hex: the body changes, the signature holds."""
+    _rewrite(db, group[-1], lambda doc: doc.update(sig=doc["sig"].upper()))
+
+
 GROUP_TAMPERINGS: dict[str, tuple[Callable[[sqlite3.Connection, list[int]], None], str]] = {
     "an unsigned event edited": (_edit_unsigned, "its link to the previous event is broken"),
     "an unsigned event edited, the links after it redone": (
@@ -216,6 +225,7 @@ GROUP_TAMPERINGS: dict[str, tuple[Callable[[sqlite3.Connection, list[int]], None
     ),
     "the signing event removed": (_remove_signing_event, "signed by no event after them"),
     "the signature stripped": (_strip_signature, "signed by no event after them"),
+    "the signature rewritten in upper case": (_upper_case_signature, "not written as signed"),
     "an unsigned event passed off as version 1": (_pass_as_version_1, "is not a signed event"),
 }
 
@@ -235,3 +245,50 @@ def test_a_group_signed_once_is_still_caught_when_tampered(home: Path, kind: str
         problems = node.audit.trail.verify(node.keys.public_keys()).problems
     assert problems, kind
     assert expected in problems[0], problems[0]
+
+
+_SIGNER = NodeSigner.generate(hybrid=False)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    groups=st.lists(st.integers(1, 6), min_size=1, max_size=5),
+    victim=st.integers(0, 10_000),
+    redo_leaf=st.booleans(),
+    data=st.data(),
+)
+def test_any_edit_in_a_trail_of_groups_is_caught(
+    tmp_path_factory: pytest.TempPathFactory,
+    groups: list[int],
+    victim: int,
+    redo_leaf: bool,
+    data: st.DataObject,
+) -> None:
+    """Groups of random sizes, each signed once on its last event; one byte of one event
+    changed anywhere (its leaf hash redone or not): `verify` names a problem, from the
+    events alone."""
+    where = tmp_path_factory.mktemp("trail") / "audit.sqlite"
+    trail = AuditTrail(where, "metanode/test", _SIGNER, create=True)
+    for size in groups:
+        trail.append_many([("store", f"block-{i}", "ok", {"size": i}) for i in range(size)])
+    keys = {_SIGNER.key_id: _SIGNER.public}
+    assert trail.verify(keys).ok
+    trail.close()
+    seq = victim % sum(groups)
+    db = sqlite3.connect(where)
+    with db:
+        (body,) = db.execute("SELECT body FROM events WHERE seq=?", (seq,)).fetchone()
+        at = data.draw(st.integers(0, len(body) - 1), label="byte")
+        edited = body[:at] + bytes([body[at] ^ data.draw(st.integers(1, 255))]) + body[at + 1 :]
+        leaf = leaf_hash(edited) if redo_leaf else None
+        db.execute(
+            "UPDATE events SET body=?, leaf=COALESCE(?, leaf) WHERE seq=?", (edited, leaf, seq)
+        )
+    db.close()
+    reopened = AuditTrail(where, "metanode/test")
+    try:
+        assert not reopened.verify(keys).ok
+    finally:
+        reopened.close()
