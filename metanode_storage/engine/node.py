@@ -532,14 +532,12 @@ class Node:
             for item in group:
                 item.written.writer.discard_all()
             raise
-        written_now = {c.chunk_id: c for c in new_chunks if c.chunk_id not in spare}
+        known = {c.chunk_id: c for c in new_chunks if c.chunk_id not in spare}
+        # chunks another block or run had committed: their rows, a few hundred per query
+        referenced = {c for r in records for c in r.chunk_ids if c not in known}
+        known.update(self.blockmap.get_chunks(list(referenced)))
         views = [
-            container_view(
-                record,
-                lambda c: written_now.get(c) or self.blockmap.get_chunk(c),
-                self.settings.providers,
-                proof_hash,
-            )
+            container_view(record, known.get, self.settings.providers, proof_hash)
             for record, proof_hash in signed
         ]
         self.audit.record_many(

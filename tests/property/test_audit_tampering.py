@@ -41,11 +41,7 @@ def _edit_body_keep_leaf(db: sqlite3.Connection) -> None:
 
 
 def _edit_body_and_leaf(db: sqlite3.Connection) -> None:
-    body = db.execute("SELECT body FROM events WHERE seq=2").fetchone()[0]
-    doc = json.loads(body)
-    doc["detail"]["size"] = 1
-    new = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-    db.execute("UPDATE events SET body=?, leaf=? WHERE seq=2", (new, leaf_hash(new)))
+    _rewrite(db, 2, _edit_detail)
 
 
 def _delete_middle(db: sqlite3.Connection) -> None:
