@@ -78,6 +78,15 @@ def run(cmd: Sequence[str], env: dict[str, str], cwd: Path | None = None) -> tup
         return seconds, usage.ru_maxrss * 1024, out.read().decode()
 
 
+def read_through(path: Path) -> None:
+    """Read every file below ``path`` once, into the page cache."""
+    for file in [path] if path.is_file() else sorted(path.rglob("*")):
+        if file.is_file() and not file.is_symlink():
+            with open(file, "rb") as fh:
+                while fh.read(MIB):
+                    pass
+
+
 def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
@@ -317,7 +326,10 @@ def measure(
     restore_check: Callable[[Path], None],
 ) -> dict[str, Result]:
     """For each tool and run: store ``sources`` in turn into a fresh repository (the last
-    store is timed), then restore the last one (timed)."""
+    store is timed), then restore the last one (timed). Every store starts with its
+    source in the page cache: otherwise whichever tool comes first in a round pays for
+    reading it from disk and the next one reads it from memory (these VMs page out idle
+    page cache within seconds)."""
     results: dict[str, Result] = {name: Result() for name in makers}
     for i in range(runs):
         for name, make in makers.items():  # interleaved, so drift hits every tool alike
@@ -326,7 +338,9 @@ def measure(
             tool = make(base)
             tool.init()
             for source in sources:
+                read_through(source)
                 seconds, peak = tool.store(source)
+            stored_in = seconds
             result = results[name]
             result.store.seconds.append(seconds)
             result.store.peak_rss = max(result.store.peak_rss, peak)
@@ -339,7 +353,10 @@ def measure(
             result.restore.seconds.append(seconds)
             result.restore.peak_rss = max(result.restore.peak_rss, peak)
             shutil.rmtree(base)
-            print(f"  {name} run {i + 1}: done", file=sys.stderr)
+            print(
+                f"  {name} run {i + 1}: store {stored_in:.2f} s, restore {seconds:.2f} s",
+                file=sys.stderr,
+            )
     return results
 
 

@@ -434,13 +434,14 @@ class Node:
 
     def _put_chunks(
         self,
-        streams: Iterable[BinaryIO],
+        streams: Iterable[BinaryIO | bytes],
         progress: Progress,
         finished: Callable[[_StreamResult], None] = lambda _: None,
     ) -> _Written:
         """Chunk every stream in turn and write each chunk the map lacks (all replicas
         durable before this returns); ``finished`` hears of each stream as it ends.
-        Nothing is in the map yet: see _commit."""
+        ``bytes`` is one chunk as it is (a tree's bundle of small files), its result
+        without a SHA-256. Nothing is in the map yet: see _commit."""
         writer = self.chunk_writer()
         dedup_key = self.keys.dedup_key.reveal()
         chunker = Chunker(dedup_key)
@@ -463,8 +464,10 @@ class Node:
         try:
             for stream in streams:
                 whole, size, first = sha256(), 0, len(chunk_ids)
+                one_chunk = isinstance(stream, bytes)  # cut already; no hash of it needed
                 for data in self._read_chunks(chunker, stream):
-                    whole.update(data)
+                    if not one_chunk:
+                        whole.update(data)
                     size += len(data)
                     chunk_id = keyed_hash(dedup_key, data)
                     chunk_ids.append(chunk_id)
@@ -481,7 +484,8 @@ class Node:
                         while len(in_flight) >= _CHUNKS_IN_FLIGHT:
                             in_flight.popleft().result()
                     progress(len(data))
-                result = _StreamResult(first, len(chunk_ids) - first, whole.hexdigest(), size)
+                digest = "" if one_chunk else whole.hexdigest()
+                result = _StreamResult(first, len(chunk_ids) - first, digest, size)
                 results.append(result)
                 finished(result)
             write_small()
@@ -586,29 +590,56 @@ class Node:
             )
         stored: list[tree.Entry] = []
         results: list[_StreamResult] = []
+        written_as: list[tree.Entry | tree.Bundle] = []  # what each stream of results is
+        bundler = tree.Bundler(keyed_hash(self.keys.dedup_key.reveal(), b"tree bundle cuts"))
         manifest = b""
 
-        def streams() -> Iterator[BinaryIO]:
-            """Every file, then the manifest, built once every file's chunks are known."""
+        def unreadable(entry: tree.Entry, exc: OSError) -> None:
+            if strict:
+                raise InputError(f"cannot read {entry.path}: {exc.strerror}") from None
+            report.unreadable.append(f"{entry.path}: {exc.strerror}")
+
+        def bundled(done: tree.Bundle | None) -> Iterator[bytes]:
+            if done is not None:
+                written_as.append(done)
+                yield done.data
+
+        def streams() -> Iterator[BinaryIO | bytes]:
+            """Every file (small ones in bundles), then the manifest, built once every
+            file's chunks are known."""
             nonlocal manifest
+            small = [e for e in entries if e.type == tree.FILE and e.size <= tree.BUNDLED_UP_TO]
+            contents = tree.read_small_files(small, self.io_pool)
             for entry in entries:
                 if entry.type != tree.FILE:
                     stored.append(entry)
                     continue
                 assert entry.source is not None
+                if entry.size <= tree.BUNDLED_UP_TO:
+                    data = next(contents)
+                    if isinstance(data, OSError):
+                        unreadable(entry, data)
+                        continue
+                    if data is not None:
+                        stored.append(entry)
+                        yield from bundled(bundler.add(entry, data))
+                        continue
                 try:
                     fh = open(entry.source, "rb")  # noqa: SIM115 - closed right below
                 except OSError as exc:
-                    if strict:
-                        raise InputError(f"cannot read {entry.path}: {exc.strerror}") from None
-                    report.unreadable.append(f"{entry.path}: {exc.strerror}")
+                    unreadable(entry, exc)
                     continue
                 with fh:
                     stored.append(entry)
+                    written_as.append(entry)
                     yield fh
-            for entry, result in zip(tree.files_of(stored), results, strict=True):
-                entry.first_chunk, entry.chunks = result.first_chunk, result.chunks
-                entry.sha256, entry.size = result.sha256, result.size
+            yield from bundled(bundler.close())
+            for done, result in zip(written_as, results, strict=True):
+                if isinstance(done, tree.Bundle):
+                    done.place(result.first_chunk)
+                else:
+                    done.first_chunk, done.chunks = result.first_chunk, result.chunks
+                    done.sha256, done.size = result.sha256, result.size
             manifest = tree.manifest_bytes(stored)
             yield io.BytesIO(manifest)
 
@@ -714,18 +745,23 @@ class Node:
         """A tree's file, chunk by chunk, into ``sink``; its SHA-256 checked at the end."""
         chunk_ids = block.chunk_ids[entry.first_chunk : entry.first_chunk + entry.chunks]
         whole = sha256()
+        skip, left = entry.offset, entry.size  # a bundled file: its bytes within the chunk
         for data in self._chunk_data(block, chunk_ids):
-            whole.update(data)
-            _write_out(sink, data)
-            progress(len(data))
+            part = data[skip : skip + left]
+            skip = max(0, skip - len(data))
+            left -= len(part)
+            whole.update(part)
+            _write_out(sink, part)
+            progress(len(part))
         if not hmac.compare_digest(whole.hexdigest(), entry.sha256):
             raise IntegrityError(f"{entry.path}: the bytes do not match the manifest")
 
     def _restore_files(
         self, block: BlockRecord, files: Sequence[tuple[tree.Entry, Path]], progress: Progress
     ) -> None:
-        """Files of one chunk (most of a typical tree) are restored pack by pack: each
-        pack's bytes are fetched in a few range requests, not one per file. Larger files
+        """Files of one chunk (most of a typical tree: small files share bundles) are
+        restored pack by pack: each pack's bytes are fetched in a few range requests, not
+        one per file. Larger files
         go one by one. Either kind of job runs a few at a time: creating files and reading
         chunks each wait on the disk or a provider."""
         by_chunk: dict[bytes, list[tuple[tree.Entry, Path]]] = {}
@@ -766,13 +802,13 @@ class Node:
         restored = 0
         for record, data, checks in self.reader.read_group(group):
             self._record_checks(record.chunk_id, checks)
-            digest = sha256(data).hexdigest()
             for entry, path in files[record.chunk_id]:
-                if not hmac.compare_digest(digest, entry.sha256):
+                part = data[entry.offset : entry.offset + entry.size]  # a bundle holds many
+                if not hmac.compare_digest(sha256(part).hexdigest(), entry.sha256):
                     raise IntegrityError(f"{entry.path}: the bytes do not match the manifest")
                 with os.fdopen(tree.open_new_file(path), "wb") as out:
-                    _write_out(out, data)
-                restored += len(data)
+                    _write_out(out, part)
+                restored += len(part)
         return restored
 
     def _restore_file(self, block: BlockRecord, entry: tree.Entry, path: Path) -> int:
@@ -785,8 +821,12 @@ class Node:
         return entry.size
 
     @staticmethod
-    def _read_chunks(chunker: Chunker, stream: BinaryIO) -> Iterator[bytes]:
-        """The stream's chunks (a chunker per store: pyfastcdc's is not thread-safe)."""
+    def _read_chunks(chunker: Chunker, stream: BinaryIO | bytes) -> Iterator[bytes]:
+        """The stream's chunks (a chunker per store: pyfastcdc's is not thread-safe);
+        ``bytes`` is one chunk already."""
+        if isinstance(stream, bytes):
+            yield stream
+            return
         try:
             yield from chunker.chunks(stream)
         except OSError as exc:

@@ -103,24 +103,26 @@ def test_retrieve_many_stops_at_a_block_with_no_good_copy_and_audits_what_it_rea
 def test_a_tree_restored_pack_by_pack_survives_a_corrupt_and_a_missing_pack(
     node: Node, home: Path, tmp_path: Path
 ) -> None:
-    """A tree's small files are read a pack at a time (few range requests); a chunk whose
-    bytes there fail verification, or a pack that is gone, is read from another copy and
-    recorded as a fault, and every restored file is exact."""
+    """A tree's small files are read a pack at a time (few range requests); a bundle of
+    them whose bytes there fail verification, or a pack that is gone, is read from
+    another copy and recorded as a fault, and every restored file is exact."""
     source = tmp_path / "src"
-    files = {f"d{i % 3}/f{i}": os.urandom(3000 + i) for i in range(60)}
+    # 4.8 MB of small files: more than one bundle can hold
+    files = {f"d{i % 3}/f{i}": os.urandom(40_000 + i) for i in range(120)}
     for name, data in files.items():
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         (source / name).write_bytes(data)
     block, _ = node.store_tree([source])
     chunk_ids = node.blockmap.get_block(block.block_id).chunk_ids
     entries = [e for e in node.tree_entries(block.block_id) if e.type == "file"]
-    records = [node.blockmap.get_chunk(chunk_ids[e.first_chunk]) for e in entries]
+    bundles = list(dict.fromkeys(chunk_ids[e.first_chunk] for e in entries))
+    assert len(bundles) >= 2
+    records = [node.blockmap.get_chunk(c) for c in bundles]
     assert all(r is not None and len(r.replicas) == 3 for r in records)
-    # whichever provider the restore prefers, something there is wrong: a file's chunk
-    # on the first and the third, every pack on the second
+    # whichever provider the restore prefers, something there is wrong: a bundle's chunk
+    # on the first and another's on the third, every pack on the second
     first, gone, third = sorted(r.provider for r in records[0].replicas)  # type: ignore[union-attr]
-    for provider, index in ((first, 5), (third, 13)):
-        record = records[index]
+    for provider, record in ((first, records[0]), (third, records[-1])):
         assert record is not None
         (copy,) = [r for r in record.replicas if r.provider == provider]
         flip_a_byte(home, copy, at=20)
@@ -144,16 +146,24 @@ def test_a_tree_with_no_good_copy_of_a_file_writes_no_bad_bytes(
     init_node(home, Secret(PASSPHRASE.encode()), kdf=cheap_kdf(), replication_factor=1)
     source = tmp_path / "src"
     source.mkdir()
-    for i in range(20):
-        (source / f"f{i}").write_bytes(os.urandom(2000))
+    for i in range(40):  # 8 MB of small files: two bundles at least
+        (source / f"f{i}").write_bytes(os.urandom(200_000))
     with Node.open(home, Secret(PASSPHRASE.encode())) as node:
         block, _ = node.store_tree([source])
-        record = node.blockmap.get_chunk(node.blockmap.get_block(block.block_id).chunk_ids[7])
+        chunk_ids = node.blockmap.get_block(block.block_id).chunk_ids
+        record = node.blockmap.get_chunk(chunk_ids[0])
         assert record is not None
         flip_a_byte(home, record.replicas[0], at=30)
+        in_bad_bundle = {
+            e.path.split("/")[-1]
+            for e in node.tree_entries(block.block_id)
+            if e.type == "file" and e.first_chunk == 0
+        }
+        assert in_bad_bundle
         with pytest.raises(IntegrityError):
             node.retrieve_tree(block.block_id, tmp_path / "out")
     for path in (tmp_path / "out").rglob("f*"):
+        assert path.name not in in_bad_bundle
         assert path.read_bytes() == (source / path.name).read_bytes()  # only good bytes
 
 

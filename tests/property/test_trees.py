@@ -4,6 +4,7 @@ deep paths, symlinks) exactly; special files are skipped, unreadable ones report
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -14,6 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from metanode_storage import Node
+from metanode_storage.engine.chunker import MIN_CHUNK
 from tests.conftest import CliRunnerFn
 
 _NAME = st.text(
@@ -150,3 +153,42 @@ def test_names_never_reach_a_provider(cli: CliRunnerFn, home: Path, tmp_path: Pa
             body = blob.read_bytes()
             assert b"acquisition" not in body and b"Quarterly" not in body
             assert "acquisition" not in blob.name
+
+
+def test_small_files_share_bundles_and_a_tree_stored_again_dedups(
+    node: Node, tmp_path: Path
+) -> None:
+    """2,000 small files become a few bundle chunks, not 2,000; a large file is chunked on
+    its own. Stored again, nothing is new; one file changed, its bundle and the manifest are."""
+    source = tmp_path / "build"
+    for i in range(2_000):
+        (source / f"d{i % 20}").mkdir(parents=True, exist_ok=True)
+        (source / f"d{i % 20}" / f"f{i}.o").write_bytes(os.urandom(1 + i % 5_000))
+    (source / "big.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    first, _ = node.store_tree([source])
+    chunks_after_first = node.blockmap.stats().chunks
+    small_bytes = sum(1 + i % 5_000 for i in range(2_000))
+    # bundles, the big file's chunks (at least 256 KiB each), the manifest
+    assert chunks_after_first <= small_bytes // MIN_CHUNK + 1 + 12 + 1
+
+    again, _ = node.store_tree([source])
+    assert node.blockmap.stats().chunks == chunks_after_first  # the manifest too is the same
+    (source / "d7" / "f7.o").write_bytes(b"changed")
+    changed, _ = node.store_tree([source])
+    assert 2 <= node.blockmap.stats().chunks - chunks_after_first <= 3
+
+    out = tmp_path / "out"
+    node.retrieve_tree(changed.block_id, out)
+    assert _snapshot(out / "build") == _snapshot(source)
+    entries = {e.path: e for e in node.tree_entries(changed.block_id)}
+    assert entries["build/d7/f7.o"].size == 7
+    offsets = [e for e in entries.values() if e.type == "file" and e.offset > 0]
+    assert offsets, "no file lies inside a bundle"
+    inside = offsets[len(offsets) // 2]
+    one = io.BytesIO()
+    node.retrieve_tree_file(changed.block_id, inside.path, one)
+    assert one.getvalue() == (tmp_path / inside.path).read_bytes()
+    big = io.BytesIO()
+    node.retrieve_tree_file(first.block_id, "build/big.bin", big)
+    assert big.getvalue() == (source / "big.bin").read_bytes()
+    assert again.block_id != first.block_id

@@ -1,0 +1,133 @@
+"""A tree's small files laid into bundles (engine/tree.py): where each file lies, how
+big bundles get, that the same files make the same bundles, and the manifest's fields."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from metanode_storage.engine import tree
+from metanode_storage.engine.chunker import MAX_CHUNK, MIN_CHUNK
+from metanode_storage.errors import IntegrityError
+
+_KEY = bytes(range(32))
+
+
+def _bundle_all(files: list[bytes], key: bytes = _KEY) -> tuple[list[tree.Entry], list[bytes]]:
+    """Every file through a Bundler; the entries (placed: first_chunk is the bundle's
+    index) and the bundles' bytes."""
+    bundler = tree.Bundler(key)
+    entries, done = [], []
+    for i, data in enumerate(files):
+        entry = tree.Entry(f"f{i}", tree.FILE)
+        entries.append(entry)
+        if (bundle := bundler.add(entry, data)) is not None:
+            done.append(bundle)
+    if (last := bundler.close()) is not None:
+        done.append(last)
+    for index, bundle in enumerate(done):
+        bundle.place(index)
+    return entries, [b.data for b in done]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    files=st.lists(
+        st.one_of(st.binary(max_size=64), st.integers(0, 300_000).map(lambda n: b"x" * n)),
+        max_size=40,
+    )
+)
+def test_every_file_lies_whole_at_its_offset(files: list[bytes]) -> None:
+    entries, bundles = _bundle_all(files)
+    for entry, data in zip(entries, files, strict=True):
+        assert entry.size == len(data)
+        assert entry.sha256 == hashlib.sha256(data).hexdigest()
+        if not data:
+            assert entry.chunks == 0  # an empty file needs no chunk
+            continue
+        assert entry.chunks == 1
+        held = bundles[entry.first_chunk]
+        assert held[entry.offset : entry.offset + entry.size] == data
+    assert all(len(b) <= MAX_CHUNK for b in bundles)
+    assert all(len(b) >= MIN_CHUNK for b in bundles[:-1])
+
+
+def test_equal_files_are_stored_once() -> None:
+    same = os.urandom(5000)
+    entries, bundles = _bundle_all([same, os.urandom(100), same, same])
+    assert sum(len(b) for b in bundles) == 5100
+    assert {(e.first_chunk, e.offset) for e in (entries[0], entries[2], entries[3])} == {(0, 0)}
+
+
+def test_bundles_are_about_a_chunk_and_resynchronise_after_an_insert() -> None:
+    """Cut points depend on the files' content only: a file added in the middle of
+    1,500 changes the bundle it lands in, not the ones after it."""
+    rng = random.Random(7)
+    files = [rng.randbytes(rng.randrange(1, 16_000)) for _ in range(1_500)]
+    _, before = _bundle_all(files)
+    _, after = _bundle_all([*files[:700], rng.randbytes(9_000), *files[700:]])
+    assert 6 <= len(before) <= 20  # about 12 MB in bundles of about 1 MiB
+    changed = set(after) - set(before)
+    assert 1 <= len(changed) <= 2
+    # the cut points are secret: another node's key cuts elsewhere
+    _, elsewhere = _bundle_all(files, key=bytes(32))
+    assert set(elsewhere[:-1]) != set(before[:-1])
+
+
+def test_a_small_file_is_read_whole_and_one_that_grew_is_not(tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.write_bytes(b"a" * tree.BUNDLED_UP_TO)
+    assert tree.read_small(str(small)) == b"a" * tree.BUNDLED_UP_TO
+    grown = tmp_path / "grown"
+    grown.write_bytes(b"b" * (tree.BUNDLED_UP_TO + 1))
+    assert tree.read_small(str(grown)) is None
+    (tmp_path / "empty").write_bytes(b"")
+    assert tree.read_small(str(tmp_path / "empty")) == b""
+    (tmp_path / "link").symlink_to(small)
+    with pytest.raises(OSError):  # listed as a file, now a symlink: never followed
+        tree.read_small(str(tmp_path / "link"))
+
+
+def _manifest(version: int, **fields: object) -> bytes:
+    entry = {"path": "a", "type": "file", "size": 3, "first_chunk": 0, "chunks": 1, **fields}
+    return json.dumps({"v": version, "entries": [entry]}).encode()
+
+
+def test_manifests_of_both_versions_are_read_and_bad_places_refused() -> None:
+    (old,) = tree.parse_manifest(_manifest(1))
+    assert old.offset == 0
+    (new,) = tree.parse_manifest(_manifest(2, offset=4096))
+    assert new.offset == 4096
+    for bad in ({"offset": -1}, {"offset": "12"}, {"chunks": 1.5}, {"size": True}):
+        with pytest.raises(IntegrityError, match="bad size or place"):
+            tree.parse_manifest(_manifest(2, **bad))
+    with pytest.raises(IntegrityError, match="version 3"):
+        tree.parse_manifest(_manifest(3))
+
+
+def test_small_files_are_read_ahead_in_order_with_their_failures(tmp_path: Path) -> None:
+    entries = []
+    for i in range(300):
+        path = tmp_path / f"f{i}"
+        path.write_bytes(i.to_bytes(2, "big") * (1 + i % 7))
+        entries.append(tree.Entry(f"f{i}", tree.FILE, size=2 * (1 + i % 7), source=str(path)))
+    (tmp_path / "f13").unlink()  # gone since it was listed
+    (tmp_path / "f200").write_bytes(b"x" * (tree.BUNDLED_UP_TO + 1))  # grew
+    with ThreadPoolExecutor(4) as pool:
+        found = list(tree.read_small_files(entries, pool))
+    assert len(found) == 300
+    assert isinstance(found[13], FileNotFoundError)
+    assert found[200] is None
+    for i, data in enumerate(found):
+        if i not in (13, 200):
+            assert data == i.to_bytes(2, "big") * (1 + i % 7)
+    sizes = [tree.Entry("big", tree.FILE, size=MAX_CHUNK // 2) for _ in range(7)]
+    assert [len(b) for b in tree._batches(sizes)] == [2, 2, 2, 1]  # a few MiB read ahead
