@@ -19,7 +19,7 @@ from contextlib import closing
 from dataclasses import dataclass, field, replace
 from functools import partial
 from hashlib import sha256
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, BinaryIO
 
@@ -709,20 +709,21 @@ class Node:
             block = self.blockmap.get_block(block_id)
             entries = tree.select(self._manifest(block), only)
             target.mkdir(parents=True, exist_ok=True)
-            files: list[tuple[tree.Entry, Path]] = []
-            made: set[PurePosixPath] = set()
+            root = str(target)
+            files: list[tuple[tree.Entry, str]] = []
+            made: set[str] = set()
             for entry in entries:
-                path = tree.create_parents(target, tree.safe_path(entry.path), made)
+                path = tree.create_parents(root, tree.safe_path(entry.path), made)
                 if entry.type == tree.DIR:
-                    path.mkdir(exist_ok=True, mode=0o700)
+                    tree.make_dir(path)
                 elif entry.type == tree.SYMLINK:
                     os.symlink(entry.target, path)
                 else:
                     files.append((entry, path))
-            self._restore_files(block, files, progress)
+            self._restore_files(block, files, progress)  # each file's mode and time set
             for entry in reversed(entries):  # directories last: writing inside changes mtime
-                if entry.type != tree.SYMLINK:
-                    tree.finish(target / entry.path, entry)
+                if entry.type == tree.DIR:
+                    tree.finish_dir(os.path.join(root, entry.path), entry)
             self.audit.record(RETRIEVE, block.block_id, OK, {"tree_entries": len(entries)})
             return entries
 
@@ -757,14 +758,14 @@ class Node:
             raise IntegrityError(f"{entry.path}: the bytes do not match the manifest")
 
     def _restore_files(
-        self, block: BlockRecord, files: Sequence[tuple[tree.Entry, Path]], progress: Progress
+        self, block: BlockRecord, files: Sequence[tuple[tree.Entry, str]], progress: Progress
     ) -> None:
         """Files of one chunk (most of a typical tree: small files share bundles) are
         restored pack by pack: each pack's bytes are fetched in a few range requests, not
         one per file. Larger files
         go one by one. Either kind of job runs a few at a time: creating files and reading
         chunks each wait on the disk or a provider."""
-        by_chunk: dict[bytes, list[tuple[tree.Entry, Path]]] = {}
+        by_chunk: dict[bytes, list[tuple[tree.Entry, str]]] = {}
         jobs: list[Callable[[], int]] = []
         for entry, path in files:
             if entry.chunks == 1:
@@ -795,7 +796,7 @@ class Node:
                     future.exception()  # no restore may go on writing after we return
 
     def _restore_group(
-        self, group: PackGroup, files: Mapping[bytes, list[tuple[tree.Entry, Path]]]
+        self, group: PackGroup, files: Mapping[bytes, list[tuple[tree.Entry, str]]]
     ) -> int:
         """The one-chunk files whose chunks lie in ``group``; each checked against the
         manifest before a byte of it is written. Bytes restored."""
@@ -806,18 +807,22 @@ class Node:
                 part = data[entry.offset : entry.offset + entry.size]  # a bundle holds many
                 if not hmac.compare_digest(sha256(part).hexdigest(), entry.sha256):
                     raise IntegrityError(f"{entry.path}: the bytes do not match the manifest")
-                with os.fdopen(tree.open_new_file(path), "wb") as out:
-                    _write_out(out, part)
+                try:
+                    tree.write_new_file(path, entry, part)
+                except OSError as exc:
+                    raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
                 restored += len(part)
         return restored
 
-    def _restore_file(self, block: BlockRecord, entry: tree.Entry, path: Path) -> int:
+    def _restore_file(self, block: BlockRecord, entry: tree.Entry, path: str) -> int:
         with os.fdopen(tree.open_new_file(path), "wb") as out:
             try:
                 self._copy_file(block, entry, out, _no_progress)
             except IntegrityError:
-                path.unlink()  # never leave bytes that failed verification
+                os.unlink(path)  # never leave bytes that failed verification
                 raise
+            out.flush()
+            tree.set_mode_and_time(out.fileno(), entry)
         return entry.size
 
     @staticmethod

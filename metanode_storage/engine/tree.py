@@ -286,12 +286,12 @@ def parse_manifest(raw: bytes) -> list[Entry]:
     return entries
 
 
-def safe_path(text: str) -> PurePosixPath:
-    """A relative path that stays below where it is restored, or IntegrityError."""
-    path = PurePosixPath(text)
-    if not text or path.is_absolute() or any(p in ("..", "", ".") for p in path.parts):
+def safe_path(text: str) -> str:
+    """A relative path that stays below where it is restored, or IntegrityError: not
+    absolute, no ".." (and no empty or "." part, which no manifest holds)."""
+    if not text or text.startswith("/") or any(p in ("", ".", "..") for p in text.split("/")):
         raise IntegrityError(f"the tree's manifest names an unsafe path {text!r}")
-    return path
+    return text
 
 
 def select(entries: Sequence[Entry], only: str | None) -> list[Entry]:
@@ -305,25 +305,36 @@ def select(entries: Sequence[Entry], only: str | None) -> list[Entry]:
     return chosen
 
 
-def create_parents(target: Path, rel: PurePosixPath, made: set[PurePosixPath]) -> Path:
-    """The directory that will hold ``rel`` below ``target``, created as needed; refuses a
-    parent that is a symlink (the tree must not write through one of its own links).
-    ``made`` remembers the parents already checked in this restore: the tree cannot turn
-    one into a symlink later (a symlink or file is never created over an existing path)."""
-    parent = rel.parent
-    if parent not in made:
+def create_parents(target: str, rel: str, made: set[str]) -> str:
+    """The path of ``rel`` below ``target``, its parent directories created as needed;
+    refuses a parent that is a symlink (the tree must not write through one of its own
+    links). ``made`` remembers the parents already checked in this restore: the tree
+    cannot turn one into a symlink later (a symlink or file is never created over an
+    existing path). Strings, not pathlib: a restore of many small files pays per call."""
+    parent = rel.rpartition("/")[0]
+    if parent and parent not in made:
         current = target
-        for part in parent.parts:
-            current = current / part
-            if current.is_symlink():
+        for part in parent.split("/"):
+            current = os.path.join(current, part)
+            if os.path.islink(current):
                 raise IntegrityError(f"the tree would write below the symlink {current}")
-            current.mkdir(exist_ok=True, mode=0o700)
-        made.update(parent.parents)
-        made.add(parent)
-    return target / rel
+            make_dir(current)
+        while parent and parent not in made:
+            made.add(parent)
+            parent = parent.rpartition("/")[0]
+    return os.path.join(target, rel)
 
 
-def open_new_file(path: Path) -> int:
+def make_dir(path: str) -> None:
+    """A directory (private until its mode is set at the end), or the one already there."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+
+
+def open_new_file(path: str) -> int:
     """A new regular file (never an existing one, never through a symlink)."""
     try:
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -331,8 +342,26 @@ def open_new_file(path: Path) -> int:
         raise InputError(f"{path} exists already", "restore into an empty directory") from None
 
 
-def finish(path: Path, entry: Entry) -> None:
-    """Mode and modification time, as stored."""
+def write_new_file(path: str, entry: Entry, data: bytes) -> None:
+    """A new file holding ``data``, with the entry's mode and modification time."""
+    fd = open_new_file(path)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        set_mode_and_time(fd, entry)
+    finally:
+        os.close(fd)
+
+
+def set_mode_and_time(fd: int, entry: Entry) -> None:
+    """On the open file: no second lookup of its path."""
+    os.fchmod(fd, entry.mode)
+    os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+
+
+def finish_dir(path: str, entry: Entry) -> None:
+    """Mode and modification time, as stored (after everything inside is written)."""
     os.chmod(path, entry.mode, follow_symlinks=False)
     os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
 
