@@ -9,7 +9,6 @@ from __future__ import annotations
 import hmac
 import io
 import logging
-import os
 import time
 import uuid
 from collections import deque
@@ -57,7 +56,7 @@ from metanode_storage.engine.packs import PackWriter
 from metanode_storage.engine.placement import providers_for_a_store
 from metanode_storage.engine.proof import PROOF_TYPE, manifest_hash
 from metanode_storage.engine.qlock import BLOCKS, QLock
-from metanode_storage.engine.reader import ChunkReader, PackGroup, ReplicaCheck
+from metanode_storage.engine.reader import ChunkReader, ReplicaCheck
 from metanode_storage.engine.repack import RepackReport, repack
 from metanode_storage.engine.shared_home import (
     BACKUP_STATE,
@@ -77,6 +76,8 @@ from metanode_storage.engine.status import (
     measure_status,
     survivable_losses,
 )
+from metanode_storage.engine.tree_input import TreeInput
+from metanode_storage.engine.tree_restore import TreeRestore
 from metanode_storage.engine.verification import (
     BlockVerification,
     check_block_signatures,
@@ -100,7 +101,6 @@ _CHUNKS_IN_FLIGHT = 4  # bounds memory: at most this many chunks are being seale
 _IO_THREADS = 16
 _ReadChunk = tuple[bytes, list[ReplicaCheck]]  # a chunk's verified plaintext, what was found
 _NOTHING_READ: Mapping[bytes, _ReadChunk] = MappingProxyType({})
-_FILES_IN_FLIGHT = 2  # files of a tree restored at once: more only contend on 2 cores
 # Sealing a small chunk costs less than handing it to a worker thread.
 _SEAL_INLINE_BELOW = 64 * 1024
 _SMALL_CHUNKS_PER_LOOKUP = 256  # at most 16 MiB of small chunks held for one map lookup
@@ -588,70 +588,20 @@ class Node:
                 "cannot store everything: " + "; ".join(report.unreadable + report.skipped),
                 "fix the paths, or leave --strict off to store the rest",
             )
-        stored: list[tree.Entry] = []
-        results: list[_StreamResult] = []
-        written_as: list[tree.Entry | tree.Bundle] = []  # what each stream of results is
-        bundler = tree.Bundler(keyed_hash(self.keys.dedup_key.reveal(), b"tree bundle cuts"))
-        manifest = b""
-
-        def unreadable(entry: tree.Entry, exc: OSError) -> None:
-            if strict:
-                raise InputError(f"cannot read {entry.path}: {exc.strerror}") from None
-            report.unreadable.append(f"{entry.path}: {exc.strerror}")
-
-        def bundled(done: tree.Bundle | None) -> Iterator[bytes]:
-            if done is not None:
-                written_as.append(done)
-                yield done.data
-
-        def streams() -> Iterator[BinaryIO | bytes]:
-            """Every file (small ones in bundles), then the manifest, built once every
-            file's chunks are known."""
-            nonlocal manifest
-            small = [e for e in entries if e.type == tree.FILE and e.size <= tree.BUNDLED_UP_TO]
-            contents = tree.read_small_files(small, self.io_pool)
-            for entry in entries:
-                if entry.type != tree.FILE:
-                    stored.append(entry)
-                    continue
-                assert entry.source is not None
-                if entry.size <= tree.BUNDLED_UP_TO:
-                    data = next(contents)
-                    if isinstance(data, OSError):
-                        unreadable(entry, data)
-                        continue
-                    if data is not None:
-                        stored.append(entry)
-                        yield from bundled(bundler.add(entry, data))
-                        continue
-                try:
-                    fh = open(entry.source, "rb")  # noqa: SIM115 - closed right below
-                except OSError as exc:
-                    unreadable(entry, exc)
-                    continue
-                with fh:
-                    stored.append(entry)
-                    written_as.append(entry)
-                    yield fh
-            yield from bundled(bundler.close())
-            for done, result in zip(written_as, results, strict=True):
-                if isinstance(done, tree.Bundle):
-                    done.place(result.first_chunk)
-                else:
-                    done.first_chunk, done.chunks = result.first_chunk, result.chunks
-                    done.sha256, done.size = result.sha256, result.size
-            manifest = tree.manifest_bytes(stored)
-            yield io.BytesIO(manifest)
-
+        cut_key = keyed_hash(self.keys.dedup_key.reveal(), b"tree bundle cuts")
+        reading = TreeInput(entries, report, strict=strict, cut_key=cut_key, pool=self.io_pool)
         with self.lock.shared("store a tree"):
             started = time.perf_counter()
-            written = self._put_chunks(streams(), progress, results.append)
-            size = sum(e.size for e in tree.files_of(stored))
+            written = self._put_chunks(
+                reading.streams(),
+                progress,
+                lambda r: reading.heard(r.first_chunk, r.chunks, r.sha256, r.size),
+            )
             whole_tree = _NewBlock(
                 0,
                 len(written.chunk_ids),
-                sha256(manifest).hexdigest(),
-                size,
+                sha256(reading.manifest).hexdigest(),
+                reading.size(),
                 roots[0].name if len(roots) == 1 else "",
                 {"tree": {"manifest_chunks": written.streams[-1].chunks}},
             )
@@ -690,6 +640,11 @@ class Node:
             )
         return record
 
+    def _chunk_records(self, block: BlockRecord, chunk_ids: Sequence[bytes]) -> list[ChunkRecord]:
+        """The records of ``chunk_ids``, a few hundred per query."""
+        known = self.blockmap.get_chunks(list(chunk_ids))
+        return [known.get(c) or self._chunk_record(block, c) for c in chunk_ids]
+
     def _chunk_data(self, block: BlockRecord, chunk_ids: Sequence[bytes]) -> Iterator[bytes]:
         for chunk_id in chunk_ids:
             data, checks = self.reader.read(self._chunk_record(block, chunk_id))
@@ -709,21 +664,7 @@ class Node:
             block = self.blockmap.get_block(block_id)
             entries = tree.select(self._manifest(block), only)
             target.mkdir(parents=True, exist_ok=True)
-            root = str(target)
-            files: list[tuple[tree.Entry, str]] = []
-            made: set[str] = set()
-            for entry in entries:
-                path = tree.create_parents(root, tree.safe_path(entry.path), made)
-                if entry.type == tree.DIR:
-                    tree.make_dir(path)
-                elif entry.type == tree.SYMLINK:
-                    os.symlink(entry.target, path)
-                else:
-                    files.append((entry, path))
-            self._restore_files(block, files, progress)  # each file's mode and time set
-            for entry in reversed(entries):  # directories last: writing inside changes mtime
-                if entry.type == tree.DIR:
-                    tree.finish_dir(os.path.join(root, entry.path), entry)
+            self._tree_restore().restore(block, entries, str(target), progress)
             self.audit.record(RETRIEVE, block.block_id, OK, {"tree_entries": len(entries)})
             return entries
 
@@ -736,94 +677,18 @@ class Node:
             found = [e for e in self._manifest(block) if e.path == path.strip("/")]
             if not found or found[0].type != tree.FILE:
                 raise InputError(f"the tree holds no file {path!r}", "give -o DIR for more")
-            self._copy_file(block, found[0], sink, progress)
+            self._tree_restore().copy_file(block, found[0], sink, progress)
             self.audit.record(RETRIEVE, block.block_id, OK, {"tree_entries": 1})
             return found[0]
 
-    def _copy_file(
-        self, block: BlockRecord, entry: tree.Entry, sink: BinaryIO, progress: Progress
-    ) -> None:
-        """A tree's file, chunk by chunk, into ``sink``; its SHA-256 checked at the end."""
-        chunk_ids = block.chunk_ids[entry.first_chunk : entry.first_chunk + entry.chunks]
-        whole = sha256()
-        skip, left = entry.offset, entry.size  # a bundled file: its bytes within the chunk
-        for data in self._chunk_data(block, chunk_ids):
-            part = data[skip : skip + left]
-            skip = max(0, skip - len(data))
-            left -= len(part)
-            whole.update(part)
-            _write_out(sink, part)
-            progress(len(part))
-        if not hmac.compare_digest(whole.hexdigest(), entry.sha256):
-            raise IntegrityError(f"{entry.path}: the bytes do not match the manifest")
-
-    def _restore_files(
-        self, block: BlockRecord, files: Sequence[tuple[tree.Entry, str]], progress: Progress
-    ) -> None:
-        """Files of one chunk (most of a typical tree: small files share bundles) are
-        restored pack by pack: each pack's bytes are fetched in a few range requests, not
-        one per file. Larger files
-        go one by one. Either kind of job runs a few at a time: creating files and reading
-        chunks each wait on the disk or a provider."""
-        by_chunk: dict[bytes, list[tuple[tree.Entry, str]]] = {}
-        jobs: list[Callable[[], int]] = []
-        for entry, path in files:
-            if entry.chunks == 1:
-                by_chunk.setdefault(block.chunk_ids[entry.first_chunk], []).append((entry, path))
-            else:
-                jobs.append(partial(self._restore_file, block, entry, path))
-        known = self.blockmap.get_chunks(list(by_chunk))
-        records = [known.get(c) or self._chunk_record(block, c) for c in by_chunk]
-        for group in self.reader.pack_groups(records):
-            jobs.append(partial(self._restore_group, group, by_chunk))
-        in_flight: deque[Future[int]] = deque()
-
-        def settle_one() -> None:
-            progress(in_flight.popleft().result())  # from this thread only
-
-        try:
-            for job in jobs:
-                in_flight.append(self.io_pool.submit(job))
-                if len(in_flight) >= _FILES_IN_FLIGHT:
-                    settle_one()
-            while in_flight:
-                settle_one()
-        finally:
-            for future in in_flight:
-                future.cancel()
-            for future in in_flight:
-                if not future.cancelled():
-                    future.exception()  # no restore may go on writing after we return
-
-    def _restore_group(
-        self, group: PackGroup, files: Mapping[bytes, list[tuple[tree.Entry, str]]]
-    ) -> int:
-        """The one-chunk files whose chunks lie in ``group``; each checked against the
-        manifest before a byte of it is written. Bytes restored."""
-        restored = 0
-        for record, data, checks in self.reader.read_group(group):
-            self._record_checks(record.chunk_id, checks)
-            for entry, path in files[record.chunk_id]:
-                part = data[entry.offset : entry.offset + entry.size]  # a bundle holds many
-                if not hmac.compare_digest(sha256(part).hexdigest(), entry.sha256):
-                    raise IntegrityError(f"{entry.path}: the bytes do not match the manifest")
-                try:
-                    tree.write_new_file(path, entry, part)
-                except OSError as exc:
-                    raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
-                restored += len(part)
-        return restored
-
-    def _restore_file(self, block: BlockRecord, entry: tree.Entry, path: str) -> int:
-        with os.fdopen(tree.open_new_file(path), "wb") as out:
-            try:
-                self._copy_file(block, entry, out, _no_progress)
-            except IntegrityError:
-                os.unlink(path)  # never leave bytes that failed verification
-                raise
-            out.flush()
-            tree.set_mode_and_time(out.fileno(), entry)
-        return entry.size
+    def _tree_restore(self) -> TreeRestore:
+        return TreeRestore(
+            self.reader,
+            self.io_pool,
+            chunk_data=self._chunk_data,
+            chunk_records=self._chunk_records,
+            record_checks=self._record_checks,
+        )
 
     @staticmethod
     def _read_chunks(chunker: Chunker, stream: BinaryIO | bytes) -> Iterator[bytes]:

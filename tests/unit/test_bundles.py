@@ -1,4 +1,4 @@
-"""A tree's small files laid into bundles (engine/tree.py): where each file lies, how
+"""A tree's small files laid into bundles (engine/tree_input.py): where each file lies, how
 big bundles get, that the same files make the same bundles, and the manifest's fields."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metanode_storage.engine import tree
+from metanode_storage.engine import tree, tree_input
 from metanode_storage.engine.chunker import MAX_CHUNK, MIN_CHUNK
 from metanode_storage.errors import IntegrityError
 
@@ -24,7 +24,7 @@ _KEY = bytes(range(32))
 def _bundle_all(files: list[bytes], key: bytes = _KEY) -> tuple[list[tree.Entry], list[bytes]]:
     """Every file through a Bundler; the entries (placed: first_chunk is the bundle's
     index) and the bundles' bytes."""
-    bundler = tree.Bundler(key)
+    bundler = tree_input.Bundler(key)
     entries, done = [], []
     for i, data in enumerate(files):
         entry = tree.Entry(f"f{i}", tree.FILE)
@@ -84,16 +84,16 @@ def test_bundles_are_about_a_chunk_and_resynchronise_after_an_insert() -> None:
 
 def test_a_small_file_is_read_whole_and_one_that_grew_is_not(tmp_path: Path) -> None:
     small = tmp_path / "small"
-    small.write_bytes(b"a" * tree.BUNDLED_UP_TO)
-    assert tree.read_small(str(small)) == b"a" * tree.BUNDLED_UP_TO
+    small.write_bytes(b"a" * tree_input.BUNDLED_UP_TO)
+    assert tree_input.read_small(str(small)) == b"a" * tree_input.BUNDLED_UP_TO
     grown = tmp_path / "grown"
-    grown.write_bytes(b"b" * (tree.BUNDLED_UP_TO + 1))
-    assert tree.read_small(str(grown)) is None
+    grown.write_bytes(b"b" * (tree_input.BUNDLED_UP_TO + 1))
+    assert tree_input.read_small(str(grown)) is None
     (tmp_path / "empty").write_bytes(b"")
-    assert tree.read_small(str(tmp_path / "empty")) == b""
+    assert tree_input.read_small(str(tmp_path / "empty")) == b""
     (tmp_path / "link").symlink_to(small)
     with pytest.raises(OSError):  # listed as a file, now a symlink: never followed
-        tree.read_small(str(tmp_path / "link"))
+        tree_input.read_small(str(tmp_path / "link"))
 
 
 def _manifest(version: int, **fields: object) -> bytes:
@@ -120,9 +120,9 @@ def test_small_files_are_read_ahead_in_order_with_their_failures(tmp_path: Path)
         path.write_bytes(i.to_bytes(2, "big") * (1 + i % 7))
         entries.append(tree.Entry(f"f{i}", tree.FILE, size=2 * (1 + i % 7), source=str(path)))
     (tmp_path / "f13").unlink()  # gone since it was listed
-    (tmp_path / "f200").write_bytes(b"x" * (tree.BUNDLED_UP_TO + 1))  # grew
+    (tmp_path / "f200").write_bytes(b"x" * (tree_input.BUNDLED_UP_TO + 1))  # grew
     with ThreadPoolExecutor(4) as pool:
-        found = list(tree.read_small_files(entries, pool))
+        found = list(tree_input.read_small_files(entries, pool))
     assert len(found) == 300
     assert isinstance(found[13], FileNotFoundError)
     assert found[200] is None
@@ -130,4 +130,4 @@ def test_small_files_are_read_ahead_in_order_with_their_failures(tmp_path: Path)
         if i not in (13, 200):
             assert data == i.to_bytes(2, "big") * (1 + i % 7)
     sizes = [tree.Entry("big", tree.FILE, size=MAX_CHUNK // 2) for _ in range(7)]
-    assert [len(b) for b in tree._batches(sizes)] == [2, 2, 2, 1]  # a few MiB read ahead
+    assert [len(b) for b in tree_input._batches(sizes)] == [2, 2, 2, 1]  # a few MiB read ahead

@@ -1,0 +1,238 @@
+"""What a tree store reads: every file of the tree, small ones laid into bundles.
+
+A file of at most MIN_CHUNK bytes (which the chunker would never cut) goes into
+a bundle: small files laid end to end, 256 KiB to 4 MiB, stored as one chunk.
+A file then costs a read and a hash, not a sealed chunk and a map row of its
+own. Bundle ends fall after files chosen by a keyed hash of their content, so a
+tree stored again dedups bundle by bundle and an added or changed file changes
+only the bundle around it. Equal small files within a tree are stored once.
+Small files are read a few MiB ahead on worker threads: files that are not in
+the page cache are then read several at once, not one after another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from metanode_storage.engine.chunker import AVG_CHUNK, MAX_CHUNK, MIN_CHUNK
+from metanode_storage.engine.tree import FILE, Entry, WalkReport, files_of, manifest_bytes
+from metanode_storage.errors import InputError
+
+BUNDLED_UP_TO = MIN_CHUNK  # files this small go into bundles: the chunker would not cut them
+
+
+class TreeInput:
+    """The streams a tree store chunks: each large file, bundles of small ones, then the
+    manifest, made once every file's place is known (``heard`` of each stream's chunks,
+    in order, by the store)."""
+
+    def __init__(
+        self,
+        entries: Sequence[Entry],
+        report: WalkReport,
+        *,
+        strict: bool,
+        cut_key: bytes,
+        pool: Executor,
+    ) -> None:
+        self._entries = entries
+        self._report = report
+        self._strict = strict
+        self._bundler = Bundler(cut_key)
+        self._pool = pool
+        self._written_as: list[Entry | Bundle] = []  # what each stream was
+        self._heard: list[tuple[int, int, str, int]] = []
+        self.stored: list[Entry] = []  # what the manifest lists: all but the unreadable
+        self.manifest = b""
+
+    def heard(self, first_chunk: int, chunks: int, sha256: str, size: int) -> None:
+        """The chunks the store made of the next stream: where they are among the
+        block's chunks, and (not for a bundle) the stream's SHA-256 and size."""
+        self._heard.append((first_chunk, chunks, sha256, size))
+
+    def size(self) -> int:
+        return sum(e.size for e in files_of(self.stored))
+
+    def streams(self) -> Iterator[BinaryIO | bytes]:
+        """Every file (small ones in bundles: ``bytes`` is one chunk as it is), then the
+        manifest."""
+        small = [e for e in self._entries if e.type == FILE and e.size <= BUNDLED_UP_TO]
+        contents = read_small_files(small, self._pool)
+        for entry in self._entries:
+            if entry.type != FILE:
+                self.stored.append(entry)
+                continue
+            assert entry.source is not None
+            if entry.size <= BUNDLED_UP_TO:
+                data = next(contents)
+                if isinstance(data, OSError):
+                    self._unreadable(entry, data)
+                    continue
+                if data is not None:  # else it grew: read it as a large file
+                    self.stored.append(entry)
+                    yield from self._bundled(self._bundler.add(entry, data))
+                    continue
+            try:
+                fh = open(entry.source, "rb")  # noqa: SIM115 - closed right below
+            except OSError as exc:
+                self._unreadable(entry, exc)
+                continue
+            with fh:
+                self.stored.append(entry)
+                self._written_as.append(entry)
+                yield fh
+        yield from self._bundled(self._bundler.close())
+        for done, (first, chunks, sha256, size) in zip(self._written_as, self._heard, strict=True):
+            if isinstance(done, Bundle):
+                done.place(first)
+            else:
+                done.first_chunk, done.chunks, done.sha256, done.size = first, chunks, sha256, size
+        self.manifest = manifest_bytes(self.stored)
+        yield io.BytesIO(self.manifest)
+
+    def _bundled(self, done: Bundle | None) -> Iterator[bytes]:
+        if done is not None:
+            self._written_as.append(done)
+            yield done.data
+
+    def _unreadable(self, entry: Entry, exc: OSError) -> None:
+        if self._strict:
+            raise InputError(f"cannot read {entry.path}: {exc.strerror}") from None
+        self._report.unreadable.append(f"{entry.path}: {exc.strerror}")
+
+
+@dataclass
+class Bundle:
+    """Small files laid end to end, to be stored as one chunk; ``members`` learn where
+    that chunk is once it is written (``place``)."""
+
+    data: bytes
+    members: list[Entry]
+
+    def place(self, first_chunk: int) -> None:
+        for entry in self.members:
+            entry.first_chunk, entry.chunks = first_chunk, 1
+
+
+class Bundler:
+    """Lays small files into bundles of MIN_CHUNK to MAX_CHUNK bytes, about AVG_CHUNK.
+
+    After each file, the bundle ends with a probability of the file's size over
+    AVG_CHUNK - MIN_CHUNK, decided by a keyed hash of the file's content: the same
+    files give the same bundles, and, as with the chunker's secret cut points, a
+    provider cannot tell known files from the sizes of the bundles."""
+
+    def __init__(self, cut_key: bytes) -> None:
+        self._cut_key = cut_key
+        self._data = bytearray()
+        self._members: list[Entry] = []
+        self._stored: dict[bytes, tuple[list[Entry], int]] = {}  # SHA-256: where it lies
+
+    def add(self, entry: Entry, data: bytes) -> Bundle | None:
+        """Give ``entry`` its size, SHA-256 and offset; a bundle it completed, if any
+        (the one before it when it would not fit)."""
+        digest = hashlib.sha256(data).digest()
+        entry.size, entry.sha256 = len(data), digest.hex()
+        if not data:
+            return None  # no chunk at all
+        if digest in self._stored:  # equal content: the bytes stored once
+            members, entry.offset = self._stored[digest]
+            members.append(entry)
+            return None
+        done = self._cut() if len(self._data) + len(data) > MAX_CHUNK else None
+        entry.offset = len(self._data)
+        self._stored[digest] = (self._members, entry.offset)
+        self._data += data
+        self._members.append(entry)
+        if len(self._data) >= MIN_CHUNK and self._ends_here(digest, len(data)):
+            return self._cut()
+        return done
+
+    def close(self) -> Bundle | None:
+        """The last bundle, if any files are waiting."""
+        return self._cut() if self._members else None
+
+    def _ends_here(self, digest: bytes, size: int) -> bool:
+        draw = hashlib.blake2b(digest, key=self._cut_key, digest_size=8).digest()
+        return int.from_bytes(draw, "big") < (size << 64) // (AVG_CHUNK - MIN_CHUNK)
+
+    def _cut(self) -> Bundle:
+        bundle = Bundle(bytes(self._data), self._members)
+        self._data, self._members = bytearray(), []
+        return bundle
+
+
+# a small file's bytes, None if it grew past BUNDLED_UP_TO, or why it could not be read
+SmallRead = bytes | OSError | None
+
+
+def read_small_files(
+    entries: Sequence[Entry], pool: Executor, window: int = 3
+) -> Iterator[SmallRead]:
+    """``read_small`` of each entry in turn, read ahead ``window`` batches at a time on
+    ``pool``: a tree's files that are not in the page cache are then read several at
+    once (the disk or network block device queues them), not one after another."""
+
+    def read_batch(batch: Sequence[Entry]) -> list[SmallRead]:
+        found: list[SmallRead] = []
+        for entry in batch:
+            assert entry.source is not None
+            try:
+                found.append(read_small(entry.source))
+            except OSError as exc:
+                found.append(exc)
+        return found
+
+    batches = _batches(entries)
+    ahead: deque[Future[list[SmallRead]]] = deque()
+    try:
+        for batch in itertools.islice(batches, window):
+            ahead.append(pool.submit(read_batch, batch))
+        while ahead:
+            done = ahead.popleft().result()
+            for batch in itertools.islice(batches, 1):
+                ahead.append(pool.submit(read_batch, batch))
+            yield from done
+    finally:
+        for future in ahead:
+            future.cancel()
+
+
+def _batches(
+    entries: Sequence[Entry], files: int = 128, size: int = MAX_CHUNK
+) -> Iterator[Sequence[Entry]]:
+    """Runs of at most ``files`` files and about ``size`` bytes (as listed): what is read
+    ahead stays a few MiB."""
+    start, total = 0, 0
+    for end, entry in enumerate(entries, 1):
+        total += entry.size
+        if end - start >= files or total >= size:
+            yield entries[start:end]
+            start, total = end, 0
+    if start < len(entries):
+        yield entries[start:]
+
+
+def read_small(path: str) -> bytes | None:
+    """A file of at most BUNDLED_UP_TO bytes, whole; None if it has grown past that
+    since it was listed. Never through a symlink: it was listed as a regular file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        parts = []
+        total = 0
+        while part := os.read(fd, BUNDLED_UP_TO + 1 - total):
+            parts.append(part)
+            total += len(part)
+            if total > BUNDLED_UP_TO:
+                return None
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+    finally:
+        os.close(fd)
