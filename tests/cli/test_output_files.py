@@ -135,3 +135,24 @@ def test_a_directory_is_refused(cli: CliRunnerFn, out_dir: Path) -> None:
     assert result.exit_code == 7
     assert "directory" in result.stderr
     assert list(out_dir.iterdir()) == []
+
+
+def test_a_slow_write_is_handed_to_the_disk_as_it_goes_and_ends_whole(tmp_path: Path) -> None:
+    """A long write syncs its pages every 0.2 s on a thread of its own (the final fsync
+    then has little left); the thread ends with the write, failed or not."""
+    from metanode_storage.fileio import output_file
+
+    target = tmp_path / "slow.bin"
+    parts = [os.urandom(64 * 1024) for _ in range(6)]
+    with output_file(target) as fh:
+        for part in parts:
+            fh.write(part)
+            fh.flush()
+            threading.Event().wait(0.1)  # 0.6 s in all: the flusher runs a few times
+        assert any(t.name == "metanode-writeback" for t in threading.enumerate())
+    assert target.read_bytes() == b"".join(parts)
+    with pytest.raises(RuntimeError), output_file(tmp_path / "failed.bin") as fh:
+        fh.write(b"half")
+        raise RuntimeError("the read failed")
+    assert not (tmp_path / "failed.bin").exists()
+    assert not any(t.name == "metanode-writeback" for t in threading.enumerate())
