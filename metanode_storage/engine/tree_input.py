@@ -81,11 +81,12 @@ class TreeInput:
                     yield from self._bundled(self._bundler.add(entry, data))
                     continue
             try:
-                fh = open(entry.source, "rb")  # noqa: SIM115 - closed right below
+                # never through a symlink: it was listed as a regular file
+                fd = os.open(entry.source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             except OSError as exc:
                 self._unreadable(entry, exc)
                 continue
-            with fh:
+            with open(fd, "rb") as fh:
                 self.stored.append(entry)
                 self._written_as.append(entry)
                 yield fh

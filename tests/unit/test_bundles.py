@@ -131,3 +131,23 @@ def test_small_files_are_read_ahead_in_order_with_their_failures(tmp_path: Path)
             assert data == i.to_bytes(2, "big") * (1 + i % 7)
     sizes = [tree.Entry("big", tree.FILE, size=MAX_CHUNK // 2) for _ in range(7)]
     assert [len(b) for b in tree_input._batches(sizes)] == [2, 2, 2, 1]  # a few MiB read ahead
+
+
+def test_a_file_replaced_by_a_symlink_after_the_walk_is_reported_not_followed(
+    tmp_path: Path,
+) -> None:
+    """Listed as a regular file, then swapped for a link to something else: small or
+    large, it is reported unreadable and nothing behind the link is read."""
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"not part of the tree" * 20_000)
+    report = tree.WalkReport()
+    entries = []
+    for name, size in (("small", 10), ("large", tree_input.BUNDLED_UP_TO + 1)):
+        (tmp_path / name).symlink_to(secret)
+        entries.append(tree.Entry(name, tree.FILE, size=size, source=str(tmp_path / name)))
+    with ThreadPoolExecutor(2) as pool:
+        reading = tree_input.TreeInput(entries, report, strict=False, cut_key=_KEY, pool=pool)
+        streams = list(reading.streams())
+    assert len(streams) == 1  # the manifest alone
+    assert [line.split(":")[0] for line in report.unreadable] == ["small", "large"]
+    assert reading.stored == []
