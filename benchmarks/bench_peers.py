@@ -340,7 +340,6 @@ def measure(
             for source in sources:
                 read_through(source)
                 seconds, peak = tool.store(source)
-            stored_in = seconds
             result = results[name]
             result.store.seconds.append(seconds)
             result.store.peak_rss = max(result.store.peak_rss, peak)
@@ -353,8 +352,9 @@ def measure(
             result.restore.seconds.append(seconds)
             result.restore.peak_rss = max(result.restore.peak_rss, peak)
             shutil.rmtree(base)
+            stored, restored = result.store.seconds[-1], result.restore.seconds[-1]
             print(
-                f"  {name} run {i + 1}: store {stored_in:.2f} s, restore {seconds:.2f} s",
+                f"  {name} run {i + 1}: store {stored:.2f} s, restore {restored:.2f} s",
                 file=sys.stderr,
             )
     return results

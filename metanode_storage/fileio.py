@@ -80,6 +80,15 @@ def atomic_write(
         _fsync_directory(path.parent)
 
 
+def write_out(sink: BinaryIO, data: bytes) -> None:
+    """Write to an output the user named; an OSError (a full disk, a closed pipe)
+    becomes ``InputError`` (exit 7)."""
+    try:
+        sink.write(data)
+    except OSError as exc:
+        raise InputError(f"cannot write the output: {exc.strerror or exc}") from None
+
+
 def _new_file_mode() -> int:
     umask = os.umask(0o022)
     os.umask(umask)

@@ -91,7 +91,7 @@ from metanode_storage.errors import (
     MetanodeError,
     ProviderError,
 )
-from metanode_storage.fileio import output_file
+from metanode_storage.fileio import output_file, write_out
 from metanode_storage.providers.base import BlobStore
 from metanode_storage.providers.catalogue import open_provider_or_stand_in
 from metanode_storage.providers.health import HealthBoard, MonitoredBlobStore
@@ -110,13 +110,6 @@ log = logging.getLogger("metanode.node")
 
 def _no_progress(_: int) -> None:
     return None
-
-
-def _write_out(sink: BinaryIO, data: bytes) -> None:
-    try:
-        sink.write(data)
-    except OSError as exc:
-        raise InputError(f"cannot write the output: {exc.strerror or exc}") from None
 
 
 @dataclass(frozen=True)
@@ -858,7 +851,7 @@ class Node:
             failovers += len(checks) > 1
             faults.extend([c.provider, c.state] for c in checks if c.is_fault)
             whole.update(data)
-            _write_out(sink, data)
+            write_out(sink, data)
             progress(len(data))
         if not hmac.compare_digest(whole.hexdigest(), block.data_hash):
             raise IntegrityError(

@@ -22,6 +22,7 @@ from metanode_storage.blockmap.records import BlockRecord, ChunkRecord
 from metanode_storage.engine.reader import ChunkReader, PackGroup, ReplicaCheck
 from metanode_storage.engine.tree import DIR, SYMLINK, Entry, safe_path
 from metanode_storage.errors import InputError, IntegrityError
+from metanode_storage.fileio import write_out
 
 Progress = Callable[[int], None]
 _JOBS_IN_FLIGHT = 2  # pack groups or large files restored at once: more only contend on 2 cores
@@ -81,10 +82,7 @@ class TreeRestore:
             skip = max(0, skip - len(data))
             left -= len(part)
             whole.update(part)
-            try:
-                sink.write(part)
-            except OSError as exc:
-                raise InputError(f"cannot write the output: {exc.strerror or exc}") from None
+            write_out(sink, part)
             progress(len(part))
         if not hmac.compare_digest(whole.hexdigest(), entry.sha256):
             raise IntegrityError(f"{entry.path}: the bytes do not match the manifest")
