@@ -134,6 +134,7 @@ def run_integrity_audit(
     report = IntegrityReport("quick" if quick else "full", total)
     with node.lock.shared("audit integrity"):
         chosen = blockmap.least_recently_audited(total if sample is None else sample)
+        checked: dict[bytes, list[ReplicaCheck]] = {}  # a shared chunk is downloaded once
         for block_id in chosen:
             block = blockmap.get_block(block_id)
             if quick:
@@ -143,7 +144,7 @@ def run_integrity_audit(
                 detail = {**result.audit_detail(), "mode": "quick"}
                 node.audit.record(VERIFY, block_id, result.audit_status, detail)
             else:
-                result = node.verify_record(block, lambda _: None)
+                result = node.verify_record(block, lambda _: None, checked)
             report.add(result)
             progress(1)
         blockmap.mark_audited(chosen)

@@ -20,7 +20,7 @@ from functools import partial
 from hashlib import sha256
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from metanode_storage.audit.trail import (
     DELETE,
@@ -46,6 +46,7 @@ from metanode_storage.database import DatabaseUrl
 from metanode_storage.engine import tree
 from metanode_storage.engine.auditing import NodeAudit
 from metanode_storage.engine.backup_log import BackupState
+from metanode_storage.engine.batch_input import OFFSET, BatchInput, BatchObject
 from metanode_storage.engine.batch_proof import BlockFields, ProofVerifier, seal_batch
 from metanode_storage.engine.chunker import Chunker
 from metanode_storage.engine.group_commit import GroupCommit
@@ -112,8 +113,7 @@ def _no_progress(_: int) -> None:
     return None
 
 
-@dataclass(frozen=True)
-class _StreamResult:
+class _StreamResult(NamedTuple):
     first_chunk: int  # index in the block's chunk ids
     chunks: int
     sha256: str
@@ -132,8 +132,11 @@ class _NewBlock:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of_stream(cls, stream: _StreamResult, name: str) -> _NewBlock:
-        return cls(stream.first_chunk, stream.chunks, stream.sha256, stream.size, name)
+    def of_object(cls, placed: BatchObject) -> _NewBlock:
+        extra = {OFFSET: placed.offset} if placed.bundled else {}
+        return cls(
+            placed.first_chunk, placed.chunks, placed.sha256, placed.size, placed.name, extra
+        )
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,19 @@ class _Written:
     chunk_ids: list[bytes]
     streams: list[_StreamResult]
     new_chunks: list[ChunkRecord]
+
+
+def _own_bytes(block: BlockRecord, chunk: bytes) -> bytes:
+    """The block's bytes in its one chunk: all of it, or its part of a bundle."""
+    if OFFSET not in block.extra:
+        return chunk
+    offset = block.extra[OFFSET]
+    if type(offset) is not int or not 0 <= offset <= len(chunk) - block.size:
+        raise IntegrityError(
+            f"block {block.block_id}: its place in its bundle lies outside the bundle",
+            "the map was damaged; restore it from a map backup",
+        )
+    return chunk[offset : offset + block.size]
 
 
 class Node:
@@ -368,26 +384,22 @@ class Node:
     ) -> list[ContainerBlock]:
         """Store each (name, data) as its own block, committed as a group: one map
         transaction, one audit transaction and one signature for all of them (a batched
-        proof each). The promise is store()'s: none is listed until every replica of
-        every one is durable, and an interruption leaves none of them listed."""
-        items = [(n, io.BytesIO(d) if isinstance(d, bytes) else d) for n, d in objects]
-        return self._store_streams(items, progress, "store a batch")
+        proof each). Small objects given as bytes share bundles (engine/batch_input.py).
+        The promise is store()'s: none is listed until every replica of every one is
+        durable, and an interruption leaves none of them listed."""
+        return self._store_streams(list(objects), progress, "store a batch")
 
     def _store_streams(
-        self, items: Sequence[tuple[str, BinaryIO]], progress: Progress, purpose: str
+        self, items: Sequence[tuple[str, BinaryIO | bytes]], progress: Progress, purpose: str
     ) -> list[ContainerBlock]:
-        """Each (name, stream) as a block of its own, all committed together."""
+        """Each (name, data) as a block of its own, all committed together."""
+        cut_key = keyed_hash(self.keys.dedup_key.reveal(), b"batch bundle cuts")
+        batch = BatchInput(items, cut_key)
         with self.lock.shared(purpose):
             started = time.perf_counter()
-            written = self._put_chunks([stream for _, stream in items], progress)
-            return self._commit(
-                written,
-                [
-                    _NewBlock.of_stream(result, name)
-                    for (name, _), result in zip(items, written.streams, strict=True)
-                ],
-                started,
-            )
+            written = self._put_chunks(batch.streams, progress)
+            placed = batch.placed(written.streams)
+            return self._commit(written, [_NewBlock.of_object(o) for o in placed], started)
 
     def store_file(self, path: Path | str, progress: Progress = _no_progress) -> ContainerBlock:
         try:
@@ -879,10 +891,10 @@ class Node:
         """(chunk id, plaintext, replica checks) in order, fetched a few chunks ahead."""
         if len(block.chunk_ids) == 1:  # a worker thread costs more than a small read
             (chunk_id,) = block.chunk_ids
-            ready = read_ahead.get(chunk_id)
-            if ready is None:
-                ready = self.reader.read(self._chunk_record(block, chunk_id))
-            yield (chunk_id, *ready)
+            data, checks = read_ahead.get(chunk_id) or self.reader.read(
+                self._chunk_record(block, chunk_id)
+            )
+            yield chunk_id, _own_bytes(block, data), checks
             return
         ahead: deque[tuple[bytes, Future[tuple[bytes, list[ReplicaCheck]]]]] = deque()
         try:
@@ -913,11 +925,18 @@ class Node:
 
     def verify_all(self, progress: Progress = _no_progress) -> Iterator[BlockVerification]:
         with self.lock.shared("verify"):
+            checked: dict[bytes, list[ReplicaCheck]] = {}
             for block in self.blockmap.blocks():
-                yield self.verify_record(block, progress)
+                yield self.verify_record(block, progress, checked)
 
-    def verify_record(self, block: BlockRecord, progress: Progress) -> BlockVerification:
-        """Verify one block (the caller holds the lock) and audit the outcome."""
+    def verify_record(
+        self,
+        block: BlockRecord,
+        progress: Progress,
+        checked: dict[bytes, list[ReplicaCheck]] | None = None,
+    ) -> BlockVerification:
+        """Verify one block (the caller holds the lock) and audit the outcome; ``checked``
+        carries chunks' checks from block to block in one run (verify_block)."""
         result = verify_block(
             block,
             self.blockmap,
@@ -926,6 +945,7 @@ class Node:
             self._trusted_keys,
             progress,
             self._batches,
+            checked,
         )
         self.audit.record(VERIFY, block.block_id, result.audit_status, result.audit_detail())
         return result

@@ -33,7 +33,7 @@ from metanode_storage.engine import blobformat
 from metanode_storage.engine.node import Node
 from metanode_storage.engine.packs import PackWriter
 from metanode_storage.engine.placement import providers_for_repair
-from metanode_storage.engine.reader import MISSING
+from metanode_storage.engine.reader import MISSING, ReplicaCheck
 from metanode_storage.engine.writer import Piece
 from metanode_storage.errors import (
     IntegrityError,
@@ -94,10 +94,11 @@ def survey_replicas(node: Node, report: RepairReport, progress: Callable[[int], 
     """Look at the providers now and record every missing (or, with SURVEY_VERIFY, corrupt)
     replica in the fault table. A provider that cannot be listed is named in the report."""
     if report.survey == SURVEY_VERIFY:
+        checked: dict[bytes, list[ReplicaCheck]] = {}  # each chunk's copies, checked once
         for block in node.blockmap.blocks():
-            result = node.verify_record(block, progress)
-            report.found_bad += len(result.faults)
+            result = node.verify_record(block, progress, checked)
             report.unsurveyed = sorted(set(report.unsurveyed) | set(result.unreachable))
+        report.found_bad += sum(c.is_fault for checks in checked.values() for c in checks)
         return
     listed: dict[str, set[str]] = {}
     for name, store in node.providers.items():

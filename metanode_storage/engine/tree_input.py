@@ -1,32 +1,30 @@
 """What a tree store reads: every file of the tree, small ones laid into bundles.
 
 A file of at most MIN_CHUNK bytes (which the chunker would never cut) goes into
-a bundle: small files laid end to end, 256 KiB to 4 MiB, stored as one chunk.
-A file then costs a read and a hash, not a sealed chunk and a map row of its
-own. Bundle ends fall after files chosen by a keyed hash of their content, so a
-tree stored again dedups bundle by bundle and an added or changed file changes
-only the bundle around it. Equal small files within a tree are stored once.
+a bundle (engine/bundles.py): small files laid end to end, 256 KiB to 4 MiB,
+stored as one chunk. A file then costs a read and a hash, not a sealed chunk
+and a map row of its own. Equal small files within a tree are stored once.
 Small files are read a few MiB ahead on worker threads: files that are not in
 the page cache are then read several at once, not one after another.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import itertools
 import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass
 from typing import BinaryIO
 
+from metanode_storage.engine.bundles import Bundle, Bundler, BundleSizes
 from metanode_storage.engine.chunker import AVG_CHUNK, MAX_CHUNK, MIN_CHUNK
 from metanode_storage.engine.tree import FILE, Entry, WalkReport, files_of, manifest_bytes
 from metanode_storage.errors import InputError
 
 BUNDLED_UP_TO = MIN_CHUNK  # files this small go into bundles: the chunker would not cut them
+TREE_BUNDLES = BundleSizes(MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)  # about as large as chunks
 
 
 class TreeInput:
@@ -46,9 +44,9 @@ class TreeInput:
         self._entries = entries
         self._report = report
         self._strict = strict
-        self._bundler = Bundler(cut_key)
+        self._bundler: Bundler[Entry] = Bundler(cut_key, TREE_BUNDLES)
         self._pool = pool
-        self._written_as: list[Entry | Bundle] = []  # what each stream was
+        self._written_as: list[Entry | Bundle[Entry]] = []  # what each stream was
         self._heard: list[tuple[int, int, str, int]] = []
         self.stored: list[Entry] = []  # what the manifest lists: all but the unreadable
         self.manifest = b""
@@ -99,7 +97,7 @@ class TreeInput:
         self.manifest = manifest_bytes(self.stored)
         yield io.BytesIO(self.manifest)
 
-    def _bundled(self, done: Bundle | None) -> Iterator[bytes]:
+    def _bundled(self, done: Bundle[Entry] | None) -> Iterator[bytes]:
         if done is not None:
             self._written_as.append(done)
             yield done.data
@@ -108,67 +106,6 @@ class TreeInput:
         if self._strict:
             raise InputError(f"cannot read {entry.path}: {exc.strerror}") from None
         self._report.unreadable.append(f"{entry.path}: {exc.strerror}")
-
-
-@dataclass
-class Bundle:
-    """Small files laid end to end, to be stored as one chunk; ``members`` learn where
-    that chunk is once it is written (``place``)."""
-
-    data: bytes
-    members: list[Entry]
-
-    def place(self, first_chunk: int) -> None:
-        for entry in self.members:
-            entry.first_chunk, entry.chunks = first_chunk, 1
-
-
-class Bundler:
-    """Lays small files into bundles of MIN_CHUNK to MAX_CHUNK bytes, about AVG_CHUNK.
-
-    After each file, the bundle ends with a probability of the file's size over
-    AVG_CHUNK - MIN_CHUNK, decided by a keyed hash of the file's content: the same
-    files give the same bundles, and, as with the chunker's secret cut points, a
-    provider cannot tell known files from the sizes of the bundles."""
-
-    def __init__(self, cut_key: bytes) -> None:
-        self._cut_key = cut_key
-        self._data = bytearray()
-        self._members: list[Entry] = []
-        self._stored: dict[bytes, tuple[list[Entry], int]] = {}  # SHA-256: where it lies
-
-    def add(self, entry: Entry, data: bytes) -> Bundle | None:
-        """Give ``entry`` its size, SHA-256 and offset; a bundle it completed, if any
-        (the one before it when it would not fit)."""
-        digest = hashlib.sha256(data).digest()
-        entry.size, entry.sha256 = len(data), digest.hex()
-        if not data:
-            return None  # no chunk at all
-        if digest in self._stored:  # equal content: the bytes stored once
-            members, entry.offset = self._stored[digest]
-            members.append(entry)
-            return None
-        done = self._cut() if len(self._data) + len(data) > MAX_CHUNK else None
-        entry.offset = len(self._data)
-        self._stored[digest] = (self._members, entry.offset)
-        self._data += data
-        self._members.append(entry)
-        if len(self._data) >= MIN_CHUNK and self._ends_here(digest, len(data)):
-            return self._cut()
-        return done
-
-    def close(self) -> Bundle | None:
-        """The last bundle, if any files are waiting."""
-        return self._cut() if self._members else None
-
-    def _ends_here(self, digest: bytes, size: int) -> bool:
-        draw = hashlib.blake2b(digest, key=self._cut_key, digest_size=8).digest()
-        return int.from_bytes(draw, "big") < (size << 64) // (AVG_CHUNK - MIN_CHUNK)
-
-    def _cut(self) -> Bundle:
-        bundle = Bundle(bytes(self._data), self._members)
-        self._data, self._members = bytearray(), []
-        return bundle
 
 
 # a small file's bytes, None if it grew past BUNDLED_UP_TO, or why it could not be read

@@ -113,41 +113,46 @@ def verify_block(
     trusted_keys: Mapping[str, PublicKey],
     progress: Callable[[int], None],
     batches: ProofVerifier | None = None,
+    checked: dict[bytes, list[ReplicaCheck]] | None = None,
 ) -> BlockVerification:
-    """Fetch and check every replica; record faults (and clear healed ones) in the map."""
+    """Fetch and check every replica; record faults (and clear healed ones) in the map.
+    ``checked``: each chunk's checks so far in this run, kept and reused, so that blocks
+    sharing a chunk (a batch's bundle, deduplicated data) download it only once."""
+    checked = {} if checked is None else checked
     try:
         check_block_signatures(block, trusted_keys, batches)
     except SignatureInvalid as exc:
         return BlockVerification(block.block_id, False, 0, error=exc.message)
     faults: list[ReplicaCheck] = []
     unreachable: set[str] = set()
-    checked = unreadable = 0
+    replicas_checked = unreadable = 0
     for chunk_id in block.chunk_ids:
         record = blockmap.get_chunk(chunk_id)
         if record is None:
             return BlockVerification(
                 block.block_id,
                 False,
-                checked,
+                replicas_checked,
                 faults,
                 sorted(unreachable),
                 f"chunk {chunk_id.hex()[:12]} is not in the map",
             )
-        futures = [io_pool.submit(reader.check_replica, record, r) for r in record.replicas]
-        results = [f.result()[0] for f in futures]
-        checked += len(results)
-        for check in results:
-            if check.is_fault:
-                faults.append(check)
-                blockmap.record_fault(chunk_id, check.provider, check.state)
-            elif check.state == GOOD:
-                blockmap.clear_fault(chunk_id, check.provider)
-            else:
-                unreachable.add(check.provider)
+        results = checked.get(chunk_id)
+        if results is None:
+            futures = [io_pool.submit(reader.check_replica, record, r) for r in record.replicas]
+            results = checked[chunk_id] = [f.result()[0] for f in futures]
+            for check in results:
+                if check.is_fault:
+                    blockmap.record_fault(chunk_id, check.provider, check.state)
+                elif check.state == GOOD:
+                    blockmap.clear_fault(chunk_id, check.provider)
+        replicas_checked += len(results)
+        faults += [check for check in results if check.is_fault]
+        unreachable.update(c.provider for c in results if not c.is_fault and c.state != GOOD)
         if sum(c.state == GOOD for c in results) < record.needed:
             unreadable += 1
         progress(record.plain_size)
     error = f"{unreadable} chunk(s) cannot be read (too few good copies)" if unreadable else ""
     return BlockVerification(
-        block.block_id, not unreadable, checked, faults, sorted(unreachable), error
+        block.block_id, not unreadable, replicas_checked, faults, sorted(unreachable), error
     )

@@ -10,6 +10,7 @@ import pytest
 
 from metanode_storage import Node
 from metanode_storage.audit.trail import OK, RETRIEVE, VIOLATION
+from metanode_storage.engine.batch_input import BATCH_BUNDLED_UP_TO
 from metanode_storage.engine.packs import MIN_PACK
 from metanode_storage.errors import IntegrityError
 from tests.conftest import data_blobs, flip_a_byte, provider_dirs
@@ -80,7 +81,8 @@ def test_a_repack_leaves_a_pack_whose_live_copy_is_corrupt(node: Node, home: Pat
 def test_retrieve_many_stops_at_a_block_with_no_good_copy_and_audits_what_it_read(
     node: Node, home: Path
 ) -> None:
-    objects = [(f"f{i}", os.urandom(20_000)) for i in range(4)]
+    # each too large for a bundle: a chunk of its own
+    objects = [(f"f{i}", os.urandom(BATCH_BUNDLED_UP_TO + 1)) for i in range(4)]
     blocks = node.store_many(objects)
     record = node.blockmap.get_chunk(node.blockmap.get_block(blocks[2].block_id).chunk_ids[0])
     assert record is not None
@@ -169,8 +171,9 @@ def test_a_tree_with_no_good_copy_of_a_file_writes_no_bad_bytes(
 
 def test_retrieve_many_reads_packs_together_and_still_fails_over(node: Node, home: Path) -> None:
     """A batch of small blocks is read pack by pack; a corrupt copy on every provider (a
-    different block's on each) is still caught, read elsewhere and recorded."""
-    objects = [(f"f{i}", os.urandom(5_000 + i)) for i in range(40)]
+    different block's on each) is still caught, read elsewhere and recorded. The blocks are
+    just too large for a batch bundle, so each has a chunk of its own."""
+    objects = [(f"f{i}", os.urandom(BATCH_BUNDLED_UP_TO + 1 + i)) for i in range(40)]
     blocks = node.store_many(objects)
     records = [
         node.blockmap.get_chunk(node.blockmap.get_block(b.block_id).chunk_ids[0]) for b in blocks

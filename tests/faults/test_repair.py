@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from metanode_storage import Node, Secret, init_node
+from metanode_storage.engine.batch_input import BATCH_BUNDLED_UP_TO
 from metanode_storage.engine.repair import repair
 from tests.conftest import (
     PASSPHRASE,
@@ -175,7 +176,7 @@ def test_repairing_one_chunk_of_a_pack_keeps_the_other_chunks_copies(
 ) -> None:
     """A corrupt copy inside a pack is replaced; the pack, which still holds the copies of
     other chunks, stays until nothing in it is live; the new copy goes into a pack."""
-    objects = [(f"f{i}", os.urandom(50_000)) for i in range(5)]
+    objects = [(f"f{i}", os.urandom(BATCH_BUNDLED_UP_TO + 1)) for i in range(5)]  # not bundled
     blocks = node.store_many(objects)
     record = node.blockmap.get_chunk(node.blockmap.get_block(blocks[0].block_id).chunk_ids[0])
     assert record is not None

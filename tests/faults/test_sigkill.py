@@ -12,6 +12,7 @@ from hashlib import sha256
 from pathlib import Path
 
 from metanode_storage import Node, Secret
+from metanode_storage.engine.batch_input import BATCH_BUNDLED_UP_TO
 from tests.conftest import PASSPHRASE, blob_files, named_blob_keys
 from tests.kill_runs import assert_only_whole_blocks, kill_stores_at_random
 
@@ -78,7 +79,8 @@ import os, sys
 from metanode_storage import Node, Secret
 tag, count = sys.argv[1], int(sys.argv[2])
 with Node.open(None, Secret(os.environ["METANODE_PASSPHRASE"].encode())) as node:
-    node.store_many((f"{tag}-{i}", os.urandom(300_000)) for i in range(count))
+    # large objects, each chunked on its own, and small ones laid into bundles
+    node.store_many((f"{tag}-{i}", os.urandom(300_000 if i % 2 else 4_000)) for i in range(count))
 """
 
 
@@ -87,7 +89,7 @@ def test_sigkill_during_a_batch_store_lists_all_of_the_batch_or_none(
 ) -> None:
     """store_many commits as one group: a kill anywhere leaves the whole batch or nothing."""
     env = dict(os.environ, METANODE_HOME=str(home), METANODE_PASSPHRASE=PASSPHRASE)
-    count = 30
+    count = 60
 
     def batch(tag: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
@@ -133,7 +135,9 @@ def test_sigkill_during_repack_keeps_every_live_chunk(home: Path) -> None:
 
     def make_sparse_packs(tag: str) -> None:
         with Node.open(home, passphrase) as node:
-            blocks = node.store_many((f"{tag}-{i}", os.urandom(60_000)) for i in range(120))
+            # too large for bundles: each block's chunk can die on its own
+            size = BATCH_BUNDLED_UP_TO + 5_000
+            blocks = node.store_many((f"{tag}-{i}", os.urandom(size)) for i in range(120))
             for i, block in enumerate(blocks):
                 if i % 5 == 0:  # a fifth stays live: the packs fall under repack_below
                     kept[block.block_id] = block.data_hash

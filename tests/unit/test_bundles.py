@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metanode_storage.engine import tree, tree_input
+from metanode_storage.engine.bundles import Bundler
 from metanode_storage.engine.chunker import MAX_CHUNK, MIN_CHUNK
 from metanode_storage.errors import IntegrityError
 
@@ -24,7 +25,7 @@ _KEY = bytes(range(32))
 def _bundle_all(files: list[bytes], key: bytes = _KEY) -> tuple[list[tree.Entry], list[bytes]]:
     """Every file through a Bundler; the entries (placed: first_chunk is the bundle's
     index) and the bundles' bytes."""
-    bundler = tree_input.Bundler(key)
+    bundler: Bundler[tree.Entry] = Bundler(key, tree_input.TREE_BUNDLES)
     entries, done = [], []
     for i, data in enumerate(files):
         entry = tree.Entry(f"f{i}", tree.FILE)
