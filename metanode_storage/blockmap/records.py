@@ -103,7 +103,7 @@ class ChunkRecord:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ChunkRecord:
-        doc = _load(raw)
+        doc = parse_record(raw)
         return cls(
             chunk_id=bytes.fromhex(doc["chunk_id"]),
             plain_size=doc["plain_size"],
@@ -160,7 +160,11 @@ class BlockRecord:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> BlockRecord:
-        doc = _load(raw)
+        return cls.from_doc(parse_record(raw))
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> BlockRecord:
+        """From a row parsed by ``parse_record`` (which the map may complete first)."""
         return cls(
             block_id=doc["block_id"],
             data_hash=doc["data_hash"],
@@ -175,7 +179,7 @@ class BlockRecord:
         )
 
 
-def _load(raw: bytes) -> dict[str, Any]:
+def parse_record(raw: bytes) -> dict[str, Any]:
     doc = json.loads(raw)
     if not isinstance(doc, dict) or doc.get("v") != RECORD_VERSION:
         raise ValueError(

@@ -25,7 +25,7 @@ from typing import Any
 
 from metanode_storage.blockmap import changes, seal_parts
 from metanode_storage.blockmap.leases import check_fence
-from metanode_storage.blockmap.records import BlockRecord, ChunkRecord, Replica
+from metanode_storage.blockmap.records import BlockRecord, ChunkRecord, Replica, parse_record
 from metanode_storage.crypto import aead
 from metanode_storage.database import (
     MAP_SCHEMA,
@@ -177,6 +177,7 @@ class BlockMap:
         the node's hosts). Only `init` and `recover` pass ``create``: a map that went
         missing is an error, never a fresh empty map."""
         self._key = map_key
+        self._rows = aead.Sealer(map_key)
         self.where = where
         # The fencing token of the QLOCK lease writes happen under (engine/qlock.py); the
         # lease tables beside the map are LeaseTable's, made when a Node opens it.
@@ -232,11 +233,11 @@ class BlockMap:
     # -- sealing ---------------------------------------------------------------
 
     def _seal(self, table: str, row_id: bytes, plain: bytes) -> bytes:
-        return aead.seal(self._key, plain, table.encode() + b"\0" + row_id)
+        return self._rows.seal(plain, table.encode() + b"\0" + row_id)
 
     def _unseal(self, table: str, row_id: bytes, sealed: bytes) -> bytes:
         try:
-            return aead.open_sealed(self._key, sealed, table.encode() + b"\0" + row_id)
+            return self._rows.open(sealed, table.encode() + b"\0" + row_id)
         except aead.OpenFailed:
             raise BlockMapDamaged(
                 f"a {table} row of the block map failed authentication",
@@ -333,10 +334,10 @@ class BlockMap:
 
     def _block_of(self, block_id: str, sealed: bytes) -> BlockRecord:
         """A block row opened, its proof whole again."""
-        block = BlockRecord.from_bytes(self._unseal("blocks", block_id.encode(), sealed))
-        wanted = seal_parts.labels(block.proof)
+        doc = parse_record(self._unseal("blocks", block_id.encode(), sealed))
+        wanted = seal_parts.labels(doc["proof"])
         if not wanted:
-            return block
+            return BlockRecord.from_doc(doc)
         ids = {name: self._part_id(label) for name, label in wanted}
         if len(self._parts) >= 256:  # parts read lately; a part never changes
             self._parts.clear()
@@ -354,7 +355,8 @@ class BlockMap:
                 "the map was damaged; restore it from a map backup",
             )
         values = {name: self._parts[part_id] for name, part_id in ids.items()}
-        return replace(block, proof=seal_parts.join(block.proof, values))
+        doc["proof"] = seal_parts.join(doc["proof"], values)
+        return BlockRecord.from_doc(doc)
 
     def _part_id(self, label: bytes) -> bytes:
         """The row id of a seal part (a keyed hash; a batch's blocks share their label)."""
@@ -365,12 +367,14 @@ class BlockMap:
             part_id = self._part_ids[label] = aead.keyed_hash(self._key, b"seal-part", label)
         return part_id
 
-    def _count_parts(self, db: Database, blocks: Iterable[BlockRecord], delta: int) -> None:
-        """Add ``delta`` references to each seal part these (whole) blocks' proofs use:
-        a part is written with its first reference and removed with its last."""
+    def _count_parts(
+        self, db: Database, parts: Iterable[list[seal_parts.Part]], delta: int
+    ) -> None:
+        """Add ``delta`` references to each seal part of ``parts`` (the parts each block's
+        proof uses): a part is written with its first reference and removed with its last."""
         counts: dict[bytes, tuple[seal_parts.Part, int]] = {}
-        for block in blocks:
-            for part in seal_parts.split(block.proof)[1]:
+        for block_parts in parts:
+            for part in block_parts:
                 part_id = self._part_id(part.label)
                 counts[part_id] = (part, counts.get(part_id, (part, 0))[1] + delta)
         db.executemany(
@@ -507,10 +511,14 @@ class BlockMap:
             [(c,) for c in referenced],
         )
         self._count_packed(db, [copy for r in added for copy in r.all_copies], +1)
-        self._count_parts(db, (b for b, _ in blocks), +1)
+        split = [seal_parts.split(b.proof) for b, _ in blocks]  # (kept proof, parts)
+        self._count_parts(db, (parts for _, parts in split), +1)
         db.executemany(
             "INSERT INTO blocks VALUES (?, ?)",
-            [(b.block_id, self._sealed_block(b)) for b, _ in blocks],
+            [
+                (b.block_id, self._sealed_block(b, kept))
+                for (b, _), (kept, _) in zip(blocks, split, strict=True)
+            ],
         )
         self._add_totals(
             db,
@@ -522,9 +530,10 @@ class BlockMap:
         )
         return spare
 
-    def _sealed_block(self, block: BlockRecord) -> bytes:
-        """A block row as stored: its proof without the parts the seals table keeps."""
-        stored = replace(block, proof=seal_parts.split(block.proof)[0])
+    def _sealed_block(self, block: BlockRecord, kept_proof: dict[str, Any]) -> bytes:
+        """A block row as stored: its proof without the parts the seals table keeps
+        (``kept_proof``, from ``seal_parts.split``)."""
+        stored = replace(block, proof=kept_proof)
         return self._seal("blocks", block.block_id.encode(), stored.to_bytes())
 
     def delete_block(self, block_id: str) -> Released:
@@ -537,7 +546,7 @@ class BlockMap:
             if not db.execute("DELETE FROM blocks WHERE block_id=?", (block_id,)).rowcount:
                 raise BlockNotFound(f"no block {block_id!r} on this node")
             db.execute("DELETE FROM audited WHERE block_id=?", (block_id,))
-            self._count_parts(db, [block], -1)
+            self._count_parts(db, [seal_parts.split(block.proof)[1]], -1)
             for chunk_id in dict.fromkeys(block.chunk_ids):
                 db.execute(
                     "UPDATE chunks SET refcount = refcount - 1 WHERE chunk_id=?", (chunk_id,)

@@ -27,19 +27,34 @@ def new_key() -> bytes:
     return os.urandom(KEY_SIZE)
 
 
+class Sealer:
+    """Seals and opens under one long-lived key (the block map's rows): the AES key
+    schedule is made once, not once per row."""
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESGCM(key)
+
+    def seal(self, plaintext: bytes, aad: bytes, prefix: bytes = b"") -> bytes:
+        """``prefix`` (in clear), the nonce, then the ciphertext and tag: one copy."""
+        nonce = os.urandom(NONCE_SIZE)
+        return b"".join((prefix, nonce, self._aead.encrypt(nonce, plaintext, aad)))
+
+    def open(self, sealed: bytes, aad: bytes) -> bytes:
+        if len(sealed) < OVERHEAD:
+            raise OpenFailed("sealed value is shorter than nonce and tag")
+        try:
+            return self._aead.decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], aad)
+        except InvalidTag:
+            raise OpenFailed("authentication failed") from None
+
+
 def seal(key: bytes, plaintext: bytes, aad: bytes, prefix: bytes = b"") -> bytes:
     """``prefix`` (in clear), the nonce, then the ciphertext and tag: one copy."""
-    nonce = os.urandom(NONCE_SIZE)
-    return b"".join((prefix, nonce, AESGCM(key).encrypt(nonce, plaintext, aad)))
+    return Sealer(key).seal(plaintext, aad, prefix)
 
 
 def open_sealed(key: bytes, sealed: bytes, aad: bytes) -> bytes:
-    if len(sealed) < OVERHEAD:
-        raise OpenFailed("sealed value is shorter than nonce and tag")
-    try:
-        return AESGCM(key).decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], aad)
-    except InvalidTag:
-        raise OpenFailed("authentication failed") from None
+    return Sealer(key).open(sealed, aad)
 
 
 def keyed_hash(key: bytes, *parts: bytes) -> bytes:

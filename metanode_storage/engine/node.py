@@ -84,7 +84,7 @@ from metanode_storage.engine.verification import (
     check_block_signatures,
     verify_block,
 )
-from metanode_storage.engine.views import container_view
+from metanode_storage.engine.views import Holdings, container_view
 from metanode_storage.engine.writer import ChunkWriter
 from metanode_storage.errors import (
     InputError,
@@ -545,8 +545,9 @@ class Node:
         # chunks another block or run had committed: their rows, a few hundred per query
         referenced = {c for r in records for c in r.chunk_ids if c not in known}
         known.update(self.blockmap.get_chunks(list(referenced)))
+        holdings: Holdings = {}
         views = [
-            container_view(record, known.get, self.settings.providers, proof_hash)
+            container_view(record, known.get, self.settings.providers, proof_hash, holdings)
             for record, proof_hash in signed
         ]
         self.audit.record_many(
