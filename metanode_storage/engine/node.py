@@ -6,30 +6,26 @@ that receives the number of bytes just processed.
 
 from __future__ import annotations
 
-import hmac
 import io
 import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from functools import partial
 from hashlib import sha256
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, BinaryIO, NamedTuple
 
 from metanode_storage.audit.trail import (
     DELETE,
-    FAILED,
     OK,
     RETRIEVE,
     STORE,
     VERIFY,
-    VIOLATION,
     AuditTrail,
     NewEvent,
     audit_origin,
@@ -47,7 +43,7 @@ from metanode_storage.engine import tree
 from metanode_storage.engine.auditing import NodeAudit
 from metanode_storage.engine.backup_log import BackupState
 from metanode_storage.engine.batch_input import OFFSET, BatchInput, BatchObject
-from metanode_storage.engine.batch_proof import BlockFields, ProofVerifier, seal_batch
+from metanode_storage.engine.batch_proof import BlockFields, seal_batch
 from metanode_storage.engine.chunker import Chunker
 from metanode_storage.engine.group_commit import GroupCommit
 from metanode_storage.engine.maintenance import backup_map, collect_garbage, tail_marks
@@ -59,6 +55,7 @@ from metanode_storage.engine.proof import PROOF_TYPE, manifest_hash
 from metanode_storage.engine.qlock import BLOCKS, QLock
 from metanode_storage.engine.reader import ChunkReader, ReplicaCheck
 from metanode_storage.engine.repack import RepackReport, repack
+from metanode_storage.engine.retrieval import BlockReads
 from metanode_storage.engine.shared_home import (
     BACKUP_STATE,
     CONFIG,
@@ -78,21 +75,18 @@ from metanode_storage.engine.status import (
     survivable_losses,
 )
 from metanode_storage.engine.tree_input import TreeInput
-from metanode_storage.engine.tree_restore import TreeRestore
 from metanode_storage.engine.verification import (
     BlockVerification,
-    check_block_signatures,
     verify_block,
 )
 from metanode_storage.engine.views import Holdings, container_view
 from metanode_storage.engine.writer import ChunkWriter
 from metanode_storage.errors import (
     InputError,
-    IntegrityError,
     MetanodeError,
     ProviderError,
 )
-from metanode_storage.fileio import output_file, write_out
+from metanode_storage.fileio import output_file
 from metanode_storage.providers.base import BlobStore
 from metanode_storage.providers.catalogue import open_provider_or_stand_in
 from metanode_storage.providers.health import HealthBoard, MonitoredBlobStore
@@ -100,8 +94,6 @@ from metanode_storage.providers.health import HealthBoard, MonitoredBlobStore
 Progress = Callable[[int], None]
 _CHUNKS_IN_FLIGHT = 4  # bounds memory: at most this many chunks are being sealed or fetched
 _IO_THREADS = 16
-_ReadChunk = tuple[bytes, list[ReplicaCheck]]  # a chunk's verified plaintext, what was found
-_NOTHING_READ: Mapping[bytes, _ReadChunk] = MappingProxyType({})
 # Sealing a small chunk costs less than handing it to a worker thread.
 _SEAL_INLINE_BELOW = 64 * 1024
 _SMALL_CHUNKS_PER_LOOKUP = 256  # at most 16 MiB of small chunks held for one map lookup
@@ -158,19 +150,6 @@ class _Written:
     new_chunks: list[ChunkRecord]
 
 
-def _own_bytes(block: BlockRecord, chunk: bytes) -> bytes:
-    """The block's bytes in its one chunk: all of it, or its part of a bundle."""
-    if OFFSET not in block.extra:
-        return chunk
-    offset = block.extra[OFFSET]
-    if type(offset) is not int or not 0 <= offset <= len(chunk) - block.size:
-        raise IntegrityError(
-            f"block {block.block_id}: its place in its bundle lies outside the bundle",
-            "the map was damaged; restore it from a map backup",
-        )
-    return chunk[offset : offset + block.size]
-
-
 class Node:
     def __init__(
         self,
@@ -212,8 +191,9 @@ class Node:
         self.reader = ChunkReader(
             self.providers, keys.dedup_key.reveal(), data_keys, self.health.is_offline
         )
-        self._trusted_keys = keys.public_keys()
-        self._batches = ProofVerifier(self._trusted_keys)  # batch seals checked this run
+        self.reads = BlockReads(
+            blockmap, self.reader, self._workers, _CHUNKS_IN_FLIGHT, keys.public_keys()
+        )
         self.passphrase: Secret | None = None
         self._backed_up_mark = blockmap.content_change_mark()  # what the last backup carried
         self._keystore_rewritten = False
@@ -269,7 +249,7 @@ class Node:
         if self.passphrase is None:
             return False
         keys = read_keystore(self.layout.keystore, self.passphrase)
-        if set(keys.public_keys()) <= set(self._trusted_keys):
+        if set(keys.public_keys()) <= set(self.reads.trusted_keys):
             return False
         self.reload_keys(keys, rewritten_here=False)  # another run backs up its own
         return True
@@ -286,8 +266,7 @@ class Node:
         rewrote is backed up at close."""
         self._keystore_rewritten |= rewritten_here
         self.keys = keys
-        self._trusted_keys = keys.public_keys()
-        self._batches = ProofVerifier(self._trusted_keys)
+        self.reads.trust(keys.public_keys())
         self.reader.use_data_keys({k.key_id: k.key.reveal() for k in keys.data_keys})
         self.audit.use_keys(keys)
         self._store_packs = self._pack_writer()
@@ -624,38 +603,7 @@ class Node:
         """The manifest of a tree block, checked against the block's signed data hash."""
         with self.lock.shared("read a tree"):
             block = self.blockmap.get_block(block_id)
-            return self._manifest(block)
-
-    def _manifest(self, block: BlockRecord) -> list[tree.Entry]:
-        count = int(block.extra.get("tree", {}).get("manifest_chunks", -1))
-        if count < 0:
-            raise InputError(f"block {block.block_id} is a file, not a directory tree")
-        check_block_signatures(block, self._trusted_keys, self._batches)
-        raw = b"".join(self._chunk_data(block, block.chunk_ids[len(block.chunk_ids) - count :]))
-        if not hmac.compare_digest(sha256(raw).hexdigest(), block.data_hash):
-            raise IntegrityError(f"block {block.block_id}: the tree's manifest does not match")
-        return tree.parse_manifest(raw)
-
-    def _chunk_record(self, block: BlockRecord, chunk_id: bytes) -> ChunkRecord:
-        record = self.blockmap.get_chunk(chunk_id)
-        if record is None:
-            raise IntegrityError(
-                f"block {block.block_id} names chunk {chunk_id.hex()[:12]}, "
-                "which the map does not hold",
-                "restore a map backup",
-            )
-        return record
-
-    def _chunk_records(self, block: BlockRecord, chunk_ids: Sequence[bytes]) -> list[ChunkRecord]:
-        """The records of ``chunk_ids``, a few hundred per query."""
-        known = self.blockmap.get_chunks(list(chunk_ids))
-        return [known.get(c) or self._chunk_record(block, c) for c in chunk_ids]
-
-    def _chunk_data(self, block: BlockRecord, chunk_ids: Sequence[bytes]) -> Iterator[bytes]:
-        for chunk_id in chunk_ids:
-            data, checks = self.reader.read(self._chunk_record(block, chunk_id))
-            self._record_checks(chunk_id, checks)
-            yield data
+            return self.reads.manifest(block)
 
     def retrieve_tree(
         self,
@@ -668,9 +616,9 @@ class Node:
         directory ``target``, created if missing; every file checked against the manifest."""
         with self.lock.shared("retrieve a tree"):
             block = self.blockmap.get_block(block_id)
-            entries = tree.select(self._manifest(block), only)
+            entries = tree.select(self.reads.manifest(block), only)
             target.mkdir(parents=True, exist_ok=True)
-            self._tree_restore().restore(block, entries, str(target), progress)
+            self.reads.tree_restore(self.io_pool).restore(block, entries, str(target), progress)
             self.audit.record(RETRIEVE, block.block_id, OK, {"tree_entries": len(entries)})
             return entries
 
@@ -680,21 +628,12 @@ class Node:
         """One file of a tree block, verified, to ``sink``."""
         with self.lock.shared("retrieve a file of a tree"):
             block = self.blockmap.get_block(block_id)
-            found = [e for e in self._manifest(block) if e.path == path.strip("/")]
+            found = [e for e in self.reads.manifest(block) if e.path == path.strip("/")]
             if not found or found[0].type != tree.FILE:
                 raise InputError(f"the tree holds no file {path!r}", "give -o DIR for more")
-            self._tree_restore().copy_file(block, found[0], sink, progress)
+            self.reads.tree_restore(self.io_pool).copy_file(block, found[0], sink, progress)
             self.audit.record(RETRIEVE, block.block_id, OK, {"tree_entries": 1})
             return found[0]
-
-    def _tree_restore(self) -> TreeRestore:
-        return TreeRestore(
-            self.reader,
-            self.io_pool,
-            chunk_data=self._chunk_data,
-            chunk_records=self._chunk_records,
-            record_checks=self._record_checks,
-        )
 
     @staticmethod
     def _read_chunks(chunker: Chunker, stream: BinaryIO | bytes) -> Iterator[bytes]:
@@ -766,7 +705,7 @@ class Node:
             started = time.perf_counter()
             events: list[NewEvent] = []
             try:
-                failovers = self._retrieve_audited(block, sink, progress, events)
+                failovers = self.reads.stream_audited(block, sink, events, progress)
             finally:
                 self.audit.record_many(events)
             self.metrics.add(
@@ -789,11 +728,11 @@ class Node:
             failovers = size = 0
             try:
                 blocks = self.blockmap.get_blocks(list(block_ids))
-                read_ahead = self._read_packed(blocks)
+                read_ahead = self.reads.read_packed(blocks)
                 for block in blocks:
                     sink = io.BytesIO()
-                    failovers += self._retrieve_audited(
-                        block, sink, _no_progress, events, read_ahead
+                    failovers += self.reads.stream_audited(
+                        block, sink, events, read_ahead=read_ahead
                     )
                     found.append(sink.getvalue())
                     size += block.size
@@ -807,72 +746,6 @@ class Node:
             )
             return found
 
-    def _read_packed(self, blocks: Sequence[BlockRecord]) -> dict[bytes, _ReadChunk]:
-        """The chunks of the one-chunk file blocks among ``blocks``, read pack by pack (a
-        few range requests a pack instead of one a block), each verified as
-        ``ChunkReader.read`` verifies it. A group that fails is left out: its blocks are
-        read one by one, so each fails in its turn, with its own audit event."""
-        singles = (b for b in blocks if len(b.chunk_ids) == 1 and "tree" not in b.extra)
-        wanted = list(dict.fromkeys(b.chunk_ids[0] for b in singles))
-        return self.reader.read_many(list(self.blockmap.get_chunks(wanted).values()))
-
-    def _retrieve_audited(
-        self,
-        block: BlockRecord,
-        sink: BinaryIO,
-        progress: Progress,
-        events: list[NewEvent],
-        read_ahead: Mapping[bytes, _ReadChunk] = _NOTHING_READ,
-    ) -> int:
-        """Stream one verified file block to ``sink`` and add its audit event to ``events``
-        (on failure too); 1 if a chunk needed a failover, else 0."""
-        if "tree" in block.extra:
-            raise InputError(
-                f"block {block.block_id} is a directory tree",
-                "restore it with -o DIR, or one file with --path",
-            )
-        faults: list[list[str]] = []
-        try:
-            failovers = self._retrieve_locked(block, sink, progress, faults, read_ahead)
-        except IntegrityError as exc:
-            detail = {"faults": faults, "error": exc.message}
-            events.append((RETRIEVE, block.block_id, VIOLATION, detail))
-            raise
-        except MetanodeError as exc:
-            detail = {"faults": faults, "error": str(exc)}
-            events.append((RETRIEVE, block.block_id, FAILED, detail))
-            raise
-        events.append((RETRIEVE, block.block_id, VIOLATION if faults else OK, {"faults": faults}))
-        return 1 if failovers else 0
-
-    def _retrieve_locked(
-        self,
-        block: BlockRecord,
-        sink: BinaryIO,
-        progress: Progress,
-        faults: list[list[str]],
-        read_ahead: Mapping[bytes, _ReadChunk] = _NOTHING_READ,
-    ) -> int:
-        """Stream the verified block to ``sink``; return how many chunks needed a failover.
-        ``read_ahead`` holds chunks already read and verified (``_read_packed``)."""
-        check_block_signatures(block, self._trusted_keys, self._batches)
-        whole = sha256()
-        failovers = 0
-        for chunk_id, data, checks in self._fetch_in_order(block, read_ahead):
-            self._record_checks(chunk_id, checks)
-            # a replica failed and another one served the chunk: a multi-cloud failover
-            failovers += len(checks) > 1
-            faults.extend([c.provider, c.state] for c in checks if c.is_fault)
-            whole.update(data)
-            write_out(sink, data)
-            progress(len(data))
-        if not hmac.compare_digest(whole.hexdigest(), block.data_hash):
-            raise IntegrityError(
-                f"block {block.block_id}: the SHA-256 of the retrieved data does not match",
-                "run `metanode storage verify` on it",
-            )
-        return failovers
-
     def retrieve_bytes(self, block_id: str) -> bytes:
         buffer = io.BytesIO()
         self.retrieve(block_id, buffer)
@@ -885,37 +758,6 @@ class Node:
         file through a temp file and a rename, so a failed read leaves no partial file."""
         with output_file(path) as fh:
             return self.retrieve(block_id, fh, progress)
-
-    def _fetch_in_order(
-        self, block: BlockRecord, read_ahead: Mapping[bytes, _ReadChunk]
-    ) -> Iterator[tuple[bytes, bytes, list[ReplicaCheck]]]:
-        """(chunk id, plaintext, replica checks) in order, fetched a few chunks ahead."""
-        if len(block.chunk_ids) == 1:  # a worker thread costs more than a small read
-            (chunk_id,) = block.chunk_ids
-            data, checks = read_ahead.get(chunk_id) or self.reader.read(
-                self._chunk_record(block, chunk_id)
-            )
-            yield chunk_id, _own_bytes(block, data), checks
-            return
-        ahead: deque[tuple[bytes, Future[tuple[bytes, list[ReplicaCheck]]]]] = deque()
-        try:
-            for chunk_id in block.chunk_ids:
-                record = self._chunk_record(block, chunk_id)
-                ahead.append((chunk_id, self._workers.submit(self.reader.read, record)))
-                if len(ahead) >= _CHUNKS_IN_FLIGHT:
-                    done_id, future = ahead.popleft()
-                    yield (done_id, *future.result())
-            while ahead:
-                done_id, future = ahead.popleft()
-                yield (done_id, *future.result())
-        finally:
-            for _, pending in ahead:
-                pending.cancel()
-
-    def _record_checks(self, chunk_id: bytes, checks: list[ReplicaCheck]) -> None:
-        for check in checks:
-            if check.is_fault:
-                self.blockmap.record_fault(chunk_id, check.provider, check.state)
 
     # -- verify --------------------------------------------------------------------
 
@@ -943,9 +785,9 @@ class Node:
             self.blockmap,
             self.reader,
             self.io_pool,
-            self._trusted_keys,
+            self.reads.trusted_keys,
             progress,
-            self._batches,
+            self.reads.verifier,
             checked,
         )
         self.audit.record(VERIFY, block.block_id, result.audit_status, result.audit_detail())

@@ -15,8 +15,8 @@ from metanode_storage.audit.trail import OK, RETRIEVE, VIOLATION
 from metanode_storage.blockmap.records import ChunkRecord
 from metanode_storage.engine.batch_input import BATCH_BUNDLED_UP_TO, BATCH_BUNDLES, OFFSET
 from metanode_storage.engine.integrity import run_integrity_audit
-from metanode_storage.engine.node import _own_bytes
 from metanode_storage.engine.repair import repair
+from metanode_storage.engine.retrieval import own_bytes
 from metanode_storage.errors import IntegrityError
 from metanode_storage.providers.base import BlobStore
 from tests.conftest import blob_files, flip_a_byte, named_blob_keys
@@ -131,11 +131,11 @@ def test_a_place_outside_the_bundle_is_refused_not_read_short(node: Node) -> Non
     (block,) = node.store_many([("o", b"x" * 100)])
     row = node.blockmap.get_block(block.block_id)
     bundle = b"y" * 50 + b"x" * 100
-    assert _own_bytes(replace(row, extra={OFFSET: 50}), bundle) == b"x" * 100
+    assert own_bytes(replace(row, extra={OFFSET: 50}), bundle) == b"x" * 100
     for bad in (-1, 51, 10**9, "0", None, True):
         with pytest.raises(IntegrityError):
-            _own_bytes(replace(row, extra={OFFSET: bad}), bundle)
-    assert _own_bytes(replace(row, extra={}), bundle) == bundle  # a chunk of its own
+            own_bytes(replace(row, extra={OFFSET: bad}), bundle)
+    assert own_bytes(replace(row, extra={}), bundle) == bundle  # a chunk of its own
 
 
 class _CountsReads(PassThrough):
