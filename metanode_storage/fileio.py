@@ -7,6 +7,7 @@ Two different promises:
   a unique temporary name beside the target, fsync of the file, rename,
   fsync of the directory. A reader sees the old file or the new one, never
   half of either, and two writers never share a temporary file.
+  ``install_files`` gives several staged files (a recovery's) the same promise, in order.
 - ``output_file`` is for a destination the user names (``get -o``,
   ``proof export -o``). It behaves as ``cp`` or ``curl -o`` do: a symlink is
   written through (the link stays), a FIFO or device is opened and written
@@ -24,7 +25,7 @@ import os
 import stat
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -78,6 +79,25 @@ def atomic_write(
         raise
     if durable:
         _fsync_directory(path.parent)
+
+
+def install_files(moves: Sequence[tuple[Path, Path]]) -> None:
+    """Move staged files (temp, target) into place in this order, durably: each is
+    fsynced before any rename, and the last rename (the one that makes the set count,
+    a recovered home's config) reaches the disk only after the others have."""
+    for staged, _ in moves:
+        fd = os.open(staged, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    for position, (staged, target) in enumerate(moves, 1):
+        if position == len(moves):
+            for directory in {t.parent for _, t in moves}:
+                _fsync_directory(directory)
+        os.replace(staged, target)
+    for directory in {t.parent for _, t in moves[-1:]}:
+        _fsync_directory(directory)
 
 
 def write_out(sink: BinaryIO, data: bytes) -> None:

@@ -44,6 +44,7 @@ from metanode_storage.errors import (
     ObjectNotFound,
     WrongPassphrase,
 )
+from metanode_storage.fileio import install_files
 from metanode_storage.providers.base import BlobStore
 
 MAGIC = b"MNBK"
@@ -160,6 +161,5 @@ def _recover_bundle(home: Path, provider: BlobStore, locator: Locator, sealed: b
         os.chmod(tmp, 0o600)
         restored.append((tmp, target))
     # config last: the home counts as initialised only when every other file is in place
-    for tmp, target in sorted(restored, key=lambda pair: pair[1].name == "config.toml"):
-        os.replace(tmp, target)
+    install_files(sorted(restored, key=lambda pair: pair[1].name == "config.toml"))
     return Recovered(header["node_id"], header["created_at"], [t.name for _, t in restored])

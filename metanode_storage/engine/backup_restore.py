@@ -36,6 +36,7 @@ from metanode_storage.engine.backup_log import (
     unpad,
 )
 from metanode_storage.errors import KeystoreDamaged, ObjectNotFound
+from metanode_storage.fileio import install_files
 from metanode_storage.jsonbytes import decode
 from metanode_storage.providers.base import BlobStore
 
@@ -115,9 +116,9 @@ def restore_log(
             for leftover in written.values():
                 leftover.unlink(missing_ok=True)
             raise
-    for name, target in written.items():
-        if name in SQLITE_FILES:
-            os.replace(target, home / name)
+    install_files(
+        [(target, home / name) for name, target in written.items() if name in SQLITE_FILES]
+    )
     blockmap = BlockMap(home / "blockmap.sqlite", bytes(32))  # rows replay sealed: no key
     trail = AuditTrail(home / "audit.sqlite", "")
     files: dict[str, bytes] = {}
@@ -136,8 +137,7 @@ def restore_log(
     if reseal is not None:
         keystore = written["keystore.mnk"]
         keystore.write_bytes(reseal(keystore.read_bytes()))
-    os.replace(written["keystore.mnk"], home / "keystore.mnk")
-    os.replace(written["config.toml"], home / "config.toml")
+    install_files([(written[name], home / name) for name in ("keystore.mnk", "config.toml")])
     return RecoveredLog(
         str(head["node_id"]), int(head["written_at"]), sorted(written), len(changes)
     )
