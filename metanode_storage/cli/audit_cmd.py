@@ -8,19 +8,19 @@ import sys
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from metanode_storage.audit.consistency import check_extension
-from metanode_storage.audit.note import Checkpoint
-from metanode_storage.audit.trail import AuditTrail, TrailVerification
 from metanode_storage.cli import console, formatting
 from metanode_storage.cli.options import HomeOption, JsonOption, open_node
 from metanode_storage.cli.public_keys import PublicKeyOption, parse_public_keys
-from metanode_storage.engine.integrity import run_integrity_audit
 from metanode_storage.errors import ExitCode, InputError, InvalidSetting
 from metanode_storage.fileio import output_file
+
+if TYPE_CHECKING:
+    from metanode_storage.audit.trail import TrailVerification
+
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -49,6 +49,8 @@ def summary(home: Path | None, json_output: bool) -> None:
 
 def integrity(home: Path | None, sample: int | None, quick: bool, json_output: bool) -> None:
     """Check replicas on every provider; exit 0 clean, 10 violations, 6 unreachable."""
+    from metanode_storage.engine.integrity import run_integrity_audit
+
     with open_node(home) as node:
         total = node.blockmap.stats().blocks if sample is None else sample
         with console.count_progress("auditing blocks", total) as bar:
@@ -122,6 +124,8 @@ def verify(
 
     Exit 0 when intact, 10 at the first tampered event (named in the output).
     """
+    from metanode_storage.audit.trail import AuditTrail
+
     if since is not None or newer is not None:
         if since is None or newer is None:
             raise InvalidSetting("--since and --checkpoint go together")
@@ -155,6 +159,8 @@ def checkpoint(
 ) -> None:
     """Print the newest signed checkpoint, for an auditor to keep; with --since, a JSON
     document with the consistency proof from the kept one (for `audit verify --since`)."""
+    from metanode_storage.audit.note import Checkpoint
+
     with open_node(home, read_only=True) as node:
         note = node.audit.trail.checkpoint()
         if since is None:
@@ -210,6 +216,8 @@ def _read_text(path: Path) -> str:
 
 
 def _verify_since(kept: Path, newer: Path, public_key: list[str] | None, json_output: bool) -> None:
+    from metanode_storage.audit.consistency import check_extension
+
     keys = list(parse_public_keys(public_key).values())
     if not keys:
         raise InvalidSetting("--since needs --public-key (the node's keys: `keys show`)")
@@ -243,6 +251,8 @@ def _verify_since(kept: Path, newer: Path, public_key: list[str] | None, json_ou
 
 def _origin_of(trail: Path) -> str:
     """The origin line of the trail's own checkpoints (checked against the signatures)."""
+    from metanode_storage.audit.trail import AuditTrail
+
     probe = AuditTrail(trail, origin="")
     try:
         note = probe.latest_note()

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from metanode_storage.cli import console, formatting, remote
 from metanode_storage.cli.options import HomeOption, JsonOption, open_node
-from metanode_storage.engine.verification import BlockVerification
 from metanode_storage.errors import ExitCode, InvalidSetting
+
+if TYPE_CHECKING:
+    from metanode_storage.engine.verification import BlockVerification
 
 
 def register(app: typer.Typer) -> None:
@@ -151,6 +153,8 @@ def verify(
     Exit 0 when all is well, 10 when a replica is missing or corrupt or a
     block cannot be read, 6 when a provider could not be reached.
     """
+    from metanode_storage.engine.verification import BlockVerification
+
     if (block_id is None) == (not all_blocks):
         raise InvalidSetting("give a block id or --all, not both or neither")
     through = remote.service()

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,20 +17,14 @@ from metanode_storage.cli.options import (
 )
 from metanode_storage.config.paths import NodeLayout, resolve_home
 from metanode_storage.config.settings import LOCAL_VENDOR, NodeSettings, load_settings
-from metanode_storage.engine.integrity import run_integrity_audit
-from metanode_storage.engine.keys import rotate_api_token
-from metanode_storage.engine.metrics import StorageEfficiency
-from metanode_storage.engine.repair import DEFAULT_OFFLINE_GRACE
-from metanode_storage.engine.setup import (
-    change_redundancy,
-    cloud_provider_defaults,
-    default_local_providers,
-    init_node,
-    join_node,
-)
-from metanode_storage.engine.status import NodeStatus
+from metanode_storage.engine.repair_defaults import DEFAULT_OFFLINE_GRACE
 from metanode_storage.errors import InvalidSetting
 from metanode_storage.redundancy import Redundancy
+
+if TYPE_CHECKING:
+    from metanode_storage.engine.metrics import StorageEfficiency
+    from metanode_storage.engine.status import NodeStatus
+
 
 app = typer.Typer(rich_markup_mode=None, help="Set up the node and watch it.", no_args_is_help=True)
 
@@ -86,6 +79,12 @@ def init(
     json_output: JsonOption = False,
 ) -> None:
     """Create a node: keystore, encrypted block map and providers."""
+    from metanode_storage.engine.setup import (
+        cloud_provider_defaults,
+        default_local_providers,
+        init_node,
+    )
+
     vendors = [v.strip().lower() for v in providers.split(",") if v.strip()]
     layout = NodeLayout(resolve_home(home))
     chosen = (
@@ -132,6 +131,8 @@ def join(
     """Make this machine another host of a node whose map is in PostgreSQL: the
     keystore and config come from the database, opened with the node's passphrase.
     Every host stores into the same providers and sees every block."""
+    from metanode_storage.engine.setup import join_node
+
     layout = NodeLayout(resolve_home(home))
     settings = join_node(layout.home, map_url, read_passphrase())
     _show_node(layout, settings, json_output)
@@ -175,6 +176,8 @@ def redundancy_command(
 ) -> None:
     """Show or change how new chunks are protected. Chunks already stored keep their
     redundancy until `metanode storage repair --rewrite` moves them to the new one."""
+    from metanode_storage.engine.setup import change_redundancy
+
     layout = NodeLayout(resolve_home(home))
     if scheme:
         settings = change_redundancy(layout.home, Redundancy.parse(scheme))
@@ -213,6 +216,9 @@ def status(
 ) -> None:
     """Providers reachable and blocks, measured now; replica integrity as last known
     (from integrity audits, verify and get), or measured now with --check."""
+    from metanode_storage.engine.integrity import run_integrity_audit
+    from metanode_storage.engine.status import NodeStatus
+
     through = remote.service()
     if through is not None:
         if check:
@@ -343,6 +349,8 @@ def _throughput(ops: float | None, megabytes: float | None, unit: str) -> str:
 @app.command()
 def metrics(home: HomeOption = None, json_output: JsonOption = False) -> None:
     """Throughputs measured over every operation so far, and failovers in the last 24 h."""
+    from metanode_storage.engine.metrics import StorageEfficiency
+
     with open_node(home, read_only=True) as node:
         snapshot = node.metrics.snapshot()
         storage = StorageEfficiency.of(node.blockmap.stats())
@@ -443,6 +451,8 @@ def start(
 ) -> None:
     """Run the storage service in the foreground (HTTP API, backup manager) until SIGTERM."""
     # aiohttp: loaded only for the service
+    import asyncio
+
     from metanode_storage.service.api import Limits
     from metanode_storage.service.runner import is_loopback, serve
     from metanode_storage.service.tls import server_context
@@ -496,6 +506,8 @@ def token_show(home: HomeOption = None) -> None:
 @token_app.command("rotate")
 def token_rotate(home: HomeOption = None) -> None:
     """Make a new token (a running service keeps the old one until restarted)."""
+    from metanode_storage.engine.keys import rotate_api_token
+
     with open_node(home) as node:
         new = rotate_api_token(node)
     console.line(new)

@@ -10,13 +10,6 @@ import typer
 
 from metanode_storage.cli import console, formatting
 from metanode_storage.cli.options import HomeOption, JsonOption, open_node
-from metanode_storage.crypto.xwing import (
-    RECIPIENT_PREFIX,
-    XWingIdentity,
-    XWingRecipient,
-)
-from metanode_storage.engine.escrow import escrow_to, revoke
-from metanode_storage.engine.keys import rotate_data_key, rotate_signing_key
 from metanode_storage.errors import InputError
 
 app = typer.Typer(
@@ -99,6 +92,8 @@ def rotate(
 ) -> None:
     """Make a new signing key (the old one signs the hand-over), or with --data a new data
     key that re-wraps every chunk key in the map (no data is re-uploaded)."""
+    from metanode_storage.engine.keys import rotate_data_key, rotate_signing_key
+
     if data and post_quantum:
         raise InputError("--pq is for the signing key; data keys are AES-256 already")
     with open_node(home) as node:
@@ -128,6 +123,8 @@ def recipient_new(
 ) -> None:
     """Make a recovery key pair: the identity goes to a new file (keep it offline), the
     recipient is printed (give it to `keys escrow --to`). Needs no node."""
+    from metanode_storage.crypto.xwing import XWingIdentity
+
     identity = XWingIdentity.generate()
     identity.write_new(output)
     recipient = identity.recipient
@@ -147,6 +144,8 @@ def recipient_new(
 
 def _recipient_text(value: str) -> str:
     """The recipient itself, or read from a file holding it (as `recipient new` prints)."""
+    from metanode_storage.crypto.xwing import RECIPIENT_PREFIX, XWingRecipient
+
     if value.strip().startswith(RECIPIENT_PREFIX):
         return value
     try:
@@ -184,6 +183,8 @@ def escrow(
     in every map backup, so its identity file recovers the node without the passphrase
     (`recover --identity`). --remove takes that away: the keystore drops the copy, the
     pointers are deleted and every map backup is replaced by a fresh one."""
+    from metanode_storage.engine.escrow import escrow_to, revoke
+
     if (to is None) == (remove is None):
         raise InputError("give --to RECIPIENT or --remove FINGERPRINT")
     with open_node(home) as node:

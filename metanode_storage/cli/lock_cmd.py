@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from metanode_storage.audit.trail import OK
-from metanode_storage.blockmap.leases import LeaseTable
 from metanode_storage.cli import console, formatting
 from metanode_storage.cli.options import HomeOption, JsonOption, open_node
 from metanode_storage.config.paths import NodeLayout, resolve_home
@@ -26,6 +24,8 @@ app = typer.Typer(
 def status(home: HomeOption = None, json_output: JsonOption = False) -> None:
     """Who holds which lock, what for, under which fencing token, and until when.
     Needs no passphrase: leases hold nothing secret."""
+    from metanode_storage.blockmap.leases import LeaseTable
+
     layout = NodeLayout(resolve_home(home))
     settings = load_settings(layout.config)  # a home that is not a node fails here, clearly
     with closing(LeaseTable(layout.map_at(settings.map_url))) as table:
@@ -70,6 +70,8 @@ def break_lock(
     finds out at its next map write (its fencing token no longer stands) and stops
     without writing. Use it for a holder you know is stuck; a dead one is taken over
     on its own."""
+    from metanode_storage.audit.trail import OK
+
     with open_node(home) as node:
         broken = node.leases.break_leases(name, token)
         if not broken:

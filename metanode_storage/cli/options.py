@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from metanode_storage.config.paths import HOME_ENV, NodeLayout, resolve_home
 from metanode_storage.config.secrets import Secret, passphrase_from_environment
-from metanode_storage.crypto.keystore import keystore_params
-from metanode_storage.engine.node import Node
-from metanode_storage.session import client as session
 
+if TYPE_CHECKING:
+    from metanode_storage.engine.node import Node
+
+
+# The engine is imported where a command opens the node, not here: every module of the
+# CLI imports this one, and `--help` or a TAB completion must not load the engine.
 HomeOption = Annotated[
     Path | None,
     typer.Option(
@@ -38,6 +41,8 @@ def open_node(home: Path | None, read_only: bool = False) -> Node:
     """The node; unless ``read_only`` (the command records no audit event), first make
     sure its trail extends the providers' checkpoints, so a command refuses before doing
     work it could not audit (exit 10 after a rollback)."""
+    from metanode_storage.engine.node import Node
+
     node = _open_with_session(home) or Node.open(home, read_passphrase())
     if not read_only and node.audit.enabled:
         try:
@@ -51,6 +56,10 @@ def open_node(home: Path | None, read_only: bool = False) -> Node:
 def _open_with_session(home: Path | None) -> Node | None:
     """The node unlocked through this home's session agent (no Argon2id here), or None
     when the home has no live session."""
+    from metanode_storage.crypto.keystore import keystore_params
+    from metanode_storage.engine.node import Node
+    from metanode_storage.session import client as session
+
     resolved = resolve_home(home)
     keystore = NodeLayout(resolved).keystore
     if not keystore.exists():

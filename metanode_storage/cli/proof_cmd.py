@@ -9,17 +9,9 @@ from typing import Annotated
 
 import typer
 
-from metanode_storage.audit.trail import OK
 from metanode_storage.cli import console
 from metanode_storage.cli.options import HomeOption, JsonOption, open_node
 from metanode_storage.cli.public_keys import PublicKeyOption, parse_public_keys
-from metanode_storage.engine.proof import (
-    ProofChecker,
-    bundle_document,
-    load_proof,
-    proof_document,
-    proof_documents,
-)
 from metanode_storage.errors import ExitCode, InputError
 from metanode_storage.fileio import output_file
 
@@ -45,6 +37,9 @@ def export(
 ) -> None:
     """Write the blocks' signed proofs as JSON (stdout by default): one proof file for one
     block, a bundle of them for several."""
+    from metanode_storage.audit.trail import OK
+    from metanode_storage.engine.proof import bundle_document, load_proof, proof_document
+
     with open_node(home) as node:
         origin = f"metanode/{node.settings.node_id}"
         documents = []
@@ -82,6 +77,8 @@ def verify(
     anyone could have made them with a key of their own). Proofs signed together as a
     batch cost one signature check between them.
     """
+    from metanode_storage.engine.proof import ProofChecker, proof_documents
+
     keys = parse_public_keys(public_key)
     if len(keys) > 1:
         raise InputError("give one --public-key")

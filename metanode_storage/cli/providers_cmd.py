@@ -12,14 +12,7 @@ from metanode_storage.cli import console, formatting
 from metanode_storage.cli.options import HomeOption, JsonOption, open_node, read_passphrase
 from metanode_storage.config.paths import NodeLayout, resolve_home
 from metanode_storage.config.settings import ProviderSettings, load_settings
-from metanode_storage.engine.provider_admin import (
-    configure_providers,
-    probe_provider,
-    provider_for_region,
-)
 from metanode_storage.errors import ExitCode, InvalidSetting
-from metanode_storage.providers.catalogue import endpoint_of
-from metanode_storage.providers.health import HealthBoard
 
 app = typer.Typer(
     rich_markup_mode=None, help="Configure, list and test storage providers.", no_args_is_help=True
@@ -73,6 +66,8 @@ def configure(
 ) -> None:
     """Add a provider or change one. The seed's --aws-region style flags add or update
     the provider named after each vendor."""
+    from metanode_storage.engine.provider_admin import configure_providers, provider_for_region
+
     layout = NodeLayout(resolve_home(home))
     settings = load_settings(layout.config)
     changes: list[ProviderSettings] = []
@@ -135,6 +130,8 @@ def configure(
 
 
 def _describe(provider: ProviderSettings) -> str:
+    from metanode_storage.providers.catalogue import endpoint_of
+
     if provider.is_local:
         return f"local directory {provider.path}"
     try:
@@ -150,6 +147,8 @@ def _describe(provider: ProviderSettings) -> str:
 @app.command("list")
 def list_providers(home: HomeOption = None, json_output: JsonOption = False) -> None:
     """Each provider with its last measured health (run `providers test` to probe now)."""
+    from metanode_storage.providers.health import HealthBoard
+
     layout = NodeLayout(resolve_home(home))
     settings = load_settings(layout.config)
     board = HealthBoard(layout.health)
@@ -195,6 +194,8 @@ def test(
 
     Exit 0 when the provider works, 6 when it does not.
     """
+    from metanode_storage.engine.provider_admin import probe_provider
+
     with open_node(home, read_only=True) as node:
         store = node.providers.get(name)
         if store is None:

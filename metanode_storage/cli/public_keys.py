@@ -4,12 +4,15 @@ file holding it."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from metanode_storage.crypto.signing import PublicKey
 from metanode_storage.errors import InvalidSetting
+
+if TYPE_CHECKING:
+    from metanode_storage.crypto.signing import PublicKey
+
 
 PublicKeyOption = Annotated[
     list[str] | None,
@@ -22,6 +25,8 @@ PublicKeyOption = Annotated[
 
 
 def parse_public_keys(values: list[str] | None) -> dict[str, PublicKey]:
+    from metanode_storage.crypto.signing import PublicKey
+
     keys: dict[str, PublicKey] = {}
     for value in values or []:
         text = value.strip()

@@ -12,11 +12,7 @@ from metanode_storage.cli import console
 from metanode_storage.cli.options import HomeOption, JsonOption, open_node, read_passphrase
 from metanode_storage.config.paths import resolve_home
 from metanode_storage.config.settings import ProviderSettings
-from metanode_storage.crypto.xwing import XWingIdentity
-from metanode_storage.engine.backup import recover_home
-from metanode_storage.engine.node import Node
 from metanode_storage.errors import InvalidSetting, ProviderError
-from metanode_storage.providers.catalogue import open_provider
 
 
 def backup_map(home: HomeOption = None, json_output: JsonOption = False) -> None:
@@ -66,6 +62,11 @@ def recover(
     The provider's credentials come from the SDK's environment (the keystore is what is
     being recovered). Afterwards every block retrieves as before.
     """
+    from metanode_storage.crypto.xwing import XWingIdentity
+    from metanode_storage.engine.backup import recover_home
+    from metanode_storage.engine.node import Node
+    from metanode_storage.providers.catalogue import open_provider
+
     if credentials == "keystore":
         raise InvalidSetting("the keystore is what is being recovered", "use sdk or anonymous")
     settings = ProviderSettings(

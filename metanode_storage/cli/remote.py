@@ -11,7 +11,7 @@ import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, cast
 
 import typer
 
@@ -19,7 +19,10 @@ from metanode_storage.cli import console
 from metanode_storage.config.paths import xdg_config_home
 from metanode_storage.errors import InputError, InvalidSetting
 from metanode_storage.fileio import output_file
-from metanode_storage.transport.client import RemoteService
+
+if TYPE_CHECKING:
+    from metanode_storage.transport.client import RemoteService
+
 
 TOKEN_ENV = "METANODE_TOKEN"
 _settings: dict[str, Any] = {}
@@ -61,6 +64,8 @@ def service() -> RemoteService | None:
     """The remote service this run talks to, or None for a local node."""
     if not _settings:
         return None
+    from metanode_storage.transport.client import RemoteService
+
     token_file = _settings["token_file"]
     if token_file is not None:
         try:

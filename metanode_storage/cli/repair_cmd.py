@@ -9,13 +9,7 @@ import typer
 
 from metanode_storage.cli import console
 from metanode_storage.cli.options import HomeOption, JsonOption, open_node
-from metanode_storage.engine.repair import (
-    DEFAULT_LIMIT,
-    DEFAULT_OFFLINE_GRACE,
-    SURVEY_EXISTS,
-    SURVEY_VERIFY,
-    repair,
-)
+from metanode_storage.engine.repair_defaults import DEFAULT_LIMIT, DEFAULT_OFFLINE_GRACE
 from metanode_storage.errors import ExitCode
 
 
@@ -54,6 +48,8 @@ def repair_command(
     10 when a chunk has no good copy left, 6 when a provider could not be
     checked or could not take a replica.
     """
+    from metanode_storage.engine.repair import SURVEY_EXISTS, SURVEY_VERIFY, repair
+
     with open_node(home) as node, console.count_progress("repairing chunks", None) as bar:
         report = repair(
             node,

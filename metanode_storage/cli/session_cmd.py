@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from metanode_storage.cli import console
 from metanode_storage.cli.options import HomeOption, JsonOption, read_passphrase
 from metanode_storage.config.paths import NodeLayout, resolve_home
-from metanode_storage.crypto.keystore import read_keystore
 from metanode_storage.errors import InputError
-from metanode_storage.session import client
-from metanode_storage.session.client import SessionInfo
+
+if TYPE_CHECKING:
+    from metanode_storage.session.client import SessionInfo
+
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -63,6 +64,9 @@ def start(
     json_output: JsonOption = False,
 ) -> None:
     """Check the passphrase, then hand it to a session agent for this home."""
+    from metanode_storage.crypto.keystore import read_keystore
+    from metanode_storage.session import client
+
     seconds = parse_ttl(ttl)
     resolved = resolve_home(home)
     passphrase = read_passphrase()
@@ -77,6 +81,8 @@ def start(
 @app.command()
 def status(home: HomeOption = None, json_output: JsonOption = False) -> None:
     """Whether this home has a session, and until when."""
+    from metanode_storage.session import client
+
     info = client.status(resolve_home(home))
     if json_output:
         console.emit_json(_describe(info) if info else {"active": False})
@@ -93,6 +99,8 @@ def status(home: HomeOption = None, json_output: JsonOption = False) -> None:
 @app.command()
 def end(home: HomeOption = None, json_output: JsonOption = False) -> None:
     """End the session now: the agent forgets the passphrase and exits."""
+    from metanode_storage.session import client
+
     ended = client.end(resolve_home(home))
     if json_output:
         console.emit_json({"ended": ended})

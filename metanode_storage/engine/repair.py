@@ -34,6 +34,7 @@ from metanode_storage.engine.node import Node
 from metanode_storage.engine.packs import PackWriter
 from metanode_storage.engine.placement import providers_for_repair
 from metanode_storage.engine.reader import MISSING, ReplicaCheck
+from metanode_storage.engine.repair_defaults import DEFAULT_LIMIT, DEFAULT_OFFLINE_GRACE
 from metanode_storage.engine.writer import Piece
 from metanode_storage.errors import (
     IntegrityError,
@@ -44,8 +45,6 @@ from metanode_storage.errors import (
 from metanode_storage.providers.health import OFFLINE
 from metanode_storage.redundancy import Redundancy
 
-DEFAULT_OFFLINE_GRACE = 600.0  # seconds Offline before a provider's replicas are replaced
-DEFAULT_LIMIT = 1000  # chunks per pass
 SURVEY_NONE, SURVEY_EXISTS, SURVEY_VERIFY = "none", "exists", "verify"
 # Why a chunk could not be repaired: the data is lost (integrity), or only the
 # providers are (an outage: retry later).
