@@ -52,7 +52,7 @@ def integrity(home: Path | None, sample: int | None, quick: bool, json_output: b
     from metanode_storage.engine.integrity import run_integrity_audit
 
     with open_node(home) as node:
-        total = node.blockmap.stats().blocks if sample is None else sample
+        total = node.map_stats().blocks if sample is None else sample
         with console.count_progress("auditing blocks", total) as bar:
             report = run_integrity_audit(node, sample, quick, bar.advance)
     if json_output:

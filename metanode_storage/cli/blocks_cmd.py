@@ -165,7 +165,7 @@ def verify(
         return
     with open_node(home) as node:
         if all_blocks:
-            total = node.blockmap.stats().logical_bytes
+            total = node.map_stats().logical_bytes
             with console.byte_progress("verifying", total) as bar:
                 results = list(node.verify_all(bar.advance))
         else:

@@ -227,7 +227,7 @@ def status(
     else:
         with open_node(home, read_only=not check) as node:
             if check:
-                with console.count_progress("checking blocks", node.blockmap.stats().blocks) as bar:
+                with console.count_progress("checking blocks", node.map_stats().blocks) as bar:
                     run_integrity_audit(node, progress=bar.advance)
             report = node.status(probe_offline=check)
     if json_output:
@@ -353,7 +353,7 @@ def metrics(home: HomeOption = None, json_output: JsonOption = False) -> None:
 
     with open_node(home, read_only=True) as node:
         snapshot = node.metrics.snapshot()
-        storage = StorageEfficiency.of(node.blockmap.stats())
+        storage = StorageEfficiency.of(node.map_stats())
         scheme = node.settings.scheme
     if json_output:
         console.emit_json({**snapshot.to_dict(), "storage": storage.to_dict()})

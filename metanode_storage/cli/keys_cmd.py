@@ -98,9 +98,7 @@ def rotate(
         raise InputError("--pq is for the signing key; data keys are AES-256 already")
     with open_node(home) as node:
         if data:
-            with console.count_progress(
-                "re-wrapping chunk keys", node.blockmap.stats().chunks
-            ) as bar:
+            with console.count_progress("re-wrapping chunk keys", node.map_stats().chunks) as bar:
                 result: object = rotate_data_key(node, bar.advance)
         else:
             result = rotate_signing_key(node, post_quantum)

@@ -37,18 +37,10 @@ def export(
 ) -> None:
     """Write the blocks' signed proofs as JSON (stdout by default): one proof file for one
     block, a bundle of them for several."""
-    from metanode_storage.audit.trail import OK
-    from metanode_storage.engine.proof import bundle_document, load_proof, proof_document
+    from metanode_storage.engine.proof import bundle_document
 
     with open_node(home) as node:
-        origin = f"metanode/{node.settings.node_id}"
-        documents = []
-        for block_id in block_ids:
-            block = node.blockmap.get_block(block_id)
-            documents.append(proof_document(load_proof(block.proof), origin))
-        node.audit.record_many(
-            [("proof_export", d["proof"]["block_id"], OK, None) for d in documents]
-        )
+        documents = node.export_proofs(block_ids)
     document = documents[0] if len(documents) == 1 else bundle_document(documents)
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
     if output is None:

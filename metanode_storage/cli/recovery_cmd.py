@@ -98,7 +98,7 @@ def recover(
             except ProviderError as exc:
                 console.warn(f"the node is recovered, but its map backup is not: {exc.message}")
                 backups = {"error": exc.message}
-        stats = node.blockmap.stats()
+        stats = node.map_stats()
         trail = node.audit.verify()
         signing_keys = list(node.keys.public_keys())
     document = {

@@ -32,7 +32,7 @@ from metanode_storage.audit.trail import (
 )
 from metanode_storage.blockmap.leases import Lease, LeaseTable
 from metanode_storage.blockmap.records import BlockRecord, ChunkRecord
-from metanode_storage.blockmap.store import BlockMap
+from metanode_storage.blockmap.store import BlockMap, MapStats
 from metanode_storage.config.paths import NodeLayout, resolve_home
 from metanode_storage.config.secrets import Secret
 from metanode_storage.config.settings import NodeSettings, load_settings
@@ -51,7 +51,7 @@ from metanode_storage.engine.metrics import Metrics
 from metanode_storage.engine.model import ContainerBlock
 from metanode_storage.engine.packs import PackWriter
 from metanode_storage.engine.placement import providers_for_a_store
-from metanode_storage.engine.proof import PROOF_TYPE, manifest_hash
+from metanode_storage.engine.proof import PROOF_TYPE, load_proof, manifest_hash, proof_document
 from metanode_storage.engine.qlock import BLOCKS, QLock
 from metanode_storage.engine.reader import ChunkReader, ReplicaCheck
 from metanode_storage.engine.repack import RepackReport, repack
@@ -853,6 +853,22 @@ class Node:
         outcome = backup_map(self, try_offline)
         self._backed_up_mark, self._keystore_rewritten = mark, False
         return outcome
+
+    def map_stats(self) -> MapStats:
+        """Totals the map keeps (blocks, chunks, bytes, faults): no provider is asked."""
+        return self.blockmap.stats()
+
+    def export_proofs(self, block_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Each block's proof file (engine/proof.py) for an auditor, in order; the export
+        is recorded in the audit trail."""
+        origin = f"metanode/{self.settings.node_id}"
+        documents = [
+            proof_document(load_proof(self.blockmap.get_block(b).proof), origin) for b in block_ids
+        ]
+        self.audit.record_many(
+            [("proof_export", d["proof"]["block_id"], OK, None) for d in documents]
+        )
+        return documents
 
     def blocks(self) -> Iterator[ContainerBlock]:
         for block in self.blockmap.blocks():
