@@ -8,6 +8,8 @@ Two different promises:
   fsync of the directory. A reader sees the old file or the new one, never
   half of either, and two writers never share a temporary file.
   ``install_files`` gives several staged files (a recovery's) the same promise, in order.
+- ``sync_filesystem`` is for a restored tree: one ``syncfs`` for all its files (an fsync
+  each would cost a disk flush per file).
 - ``output_file`` is for a destination the user names (``get -o``,
   ``proof export -o``). It behaves as ``cp`` or ``curl -o`` do: a symlink is
   written through (the link stays), a FIFO or device is opened and written
@@ -21,6 +23,7 @@ Standard library only, so every layer may use it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import stat
 import tempfile
@@ -98,6 +101,23 @@ def install_files(moves: Sequence[tuple[Path, Path]]) -> None:
         os.replace(staged, target)
     for directory in {t.parent for _, t in moves[-1:]}:
         _fsync_directory(directory)
+
+
+def sync_filesystem(directory: Path) -> None:
+    """Flush the file system holding ``directory`` to disk (Linux ``syncfs``: what it
+    holds, not every mounted file system as ``sync`` does); ``os.sync`` elsewhere."""
+    try:
+        syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+    except AttributeError:
+        os.sync()
+        return
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if syncfs(fd) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, os.strerror(error), str(directory))
+    finally:
+        os.close(fd)
 
 
 def write_out(sink: BinaryIO, data: bytes) -> None:

@@ -86,7 +86,7 @@ from metanode_storage.errors import (
     MetanodeError,
     ProviderError,
 )
-from metanode_storage.fileio import output_file
+from metanode_storage.fileio import output_file, sync_filesystem
 from metanode_storage.providers.base import BlobStore
 from metanode_storage.providers.catalogue import open_provider_or_stand_in
 from metanode_storage.providers.health import HealthBoard, MonitoredBlobStore
@@ -613,12 +613,17 @@ class Node:
         progress: Progress = _no_progress,
     ) -> list[tree.Entry]:
         """Restore a tree block (or the entry ``only`` and what is below it) into the
-        directory ``target``, created if missing; every file checked against the manifest."""
+        directory ``target``, created if missing; every file checked against the manifest,
+        and all of them on disk when this returns, as ``retrieve_to_path`` leaves a file."""
         with self.lock.shared("retrieve a tree"):
             block = self.blockmap.get_block(block_id)
             entries = tree.select(self.reads.manifest(block), only)
             target.mkdir(parents=True, exist_ok=True)
             self.reads.tree_restore(self.io_pool).restore(block, entries, str(target), progress)
+            try:
+                sync_filesystem(target)
+            except OSError as exc:
+                raise InputError(f"cannot flush {target} to disk: {exc.strerror}") from None
             self.audit.record(RETRIEVE, block.block_id, OK, {"tree_entries": len(entries)})
             return entries
 

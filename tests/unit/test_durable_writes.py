@@ -1,4 +1,5 @@
-"""install_files: a recovery's staged files reach their places whole and in order."""
+"""Durable writes: a recovery's staged files reach their places whole and in order, and a
+restored tree is flushed to disk before the restore returns."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from metanode_storage.fileio import install_files
+from metanode_storage import Node
+from metanode_storage.engine import node as node_module
+from metanode_storage.fileio import install_files, sync_filesystem
 
 
 def _staged(tmp_path: Path, names: list[str]) -> list[tuple[Path, Path]]:
@@ -64,3 +67,36 @@ def test_files_are_synced_before_any_rename_and_the_last_rename_waits_for_the_ot
 def test_nothing_to_install_is_no_work(tmp_path: Path) -> None:
     install_files([])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sync_filesystem_flushes_a_directory_and_refuses_what_is_not_one(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"x")
+    sync_filesystem(tmp_path)
+    with pytest.raises(NotADirectoryError):
+        sync_filesystem(tmp_path / "file")
+    with pytest.raises(FileNotFoundError):
+        sync_filesystem(tmp_path / "missing")
+
+
+def test_a_tree_restore_flushes_its_target_after_every_file_is_written(
+    node: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "src"
+    (source / "sub").mkdir(parents=True)
+    (source / "a.txt").write_bytes(b"alpha")
+    (source / "sub" / "b.bin").write_bytes(os.urandom(3000))
+    block, _ = node.store_tree([source])
+    flushed: list[tuple[Path, list[str]]] = []
+
+    def recording(directory: Path) -> None:
+        written = sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))
+        flushed.append((directory, written))
+        sync_filesystem(directory)
+
+    monkeypatch.setattr(node_module, "sync_filesystem", recording)
+    target = tmp_path / "restored"
+    node.retrieve_tree(block.block_id, target)
+    assert flushed == [(target, ["src", "src/a.txt", "src/sub", "src/sub/b.bin"])]
+    assert (target / "src" / "sub" / "b.bin").read_bytes() == (
+        source / "sub" / "b.bin"
+    ).read_bytes()
