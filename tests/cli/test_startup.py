@@ -10,8 +10,17 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
-_HEAVY = ("metanode_storage.engine.node", "fsspec", "s3fs", "gcsfs", "adlfs", "zstandard")
+_HEAVY = (
+    "metanode_storage.engine.node",
+    "fsspec",
+    "s3fs",
+    "gcsfs",
+    "adlfs",
+    "zstandard",
+    "pydantic",  # typer 0.29 converts every parsed parameter through it (pyproject.toml)
+)
 _PROBE = """
 import contextlib, io, json, os, sys
 from metanode_storage.cli.app import main
@@ -52,6 +61,14 @@ def test_a_tab_completion_loads_no_engine() -> None:
         }
     )
     assert "distributed" in str(result["out"]).split()
+    assert result["modules"] == []
+
+
+def test_a_command_that_parses_options_loads_neither_engine_nor_pydantic(tmp_path: Path) -> None:
+    """`session status` reads no keystore: what it imports is the CLI's own start-up."""
+    result = _probe("storage", "session", "status", "--home", str(tmp_path), "--json")
+    assert result["code"] == 0
+    assert json.loads(str(result["out"])) == {"active": False}
     assert result["modules"] == []
 
 
