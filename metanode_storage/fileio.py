@@ -36,8 +36,9 @@ from typing import BinaryIO
 from metanode_storage.errors import InputError
 
 
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
+def _fsync_path(path: Path) -> None:
+    """fsync a directory (its entries) or a file already written and closed."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -81,26 +82,24 @@ def atomic_write(
             os.unlink(tmp)
         raise
     if durable:
-        _fsync_directory(path.parent)
+        _fsync_path(path.parent)
 
 
 def install_files(moves: Sequence[tuple[Path, Path]]) -> None:
     """Move staged files (temp, target) into place in this order, durably: each is
     fsynced before any rename, and the last rename (the one that makes the set count,
     a recovered home's config) reaches the disk only after the others have."""
+    if not moves:
+        return
     for staged, _ in moves:
-        fd = os.open(staged, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    for position, (staged, target) in enumerate(moves, 1):
-        if position == len(moves):
-            for directory in {t.parent for _, t in moves}:
-                _fsync_directory(directory)
+        _fsync_path(staged)
+    *first, (last_staged, last_target) = moves
+    for staged, target in first:
         os.replace(staged, target)
-    for directory in {t.parent for _, t in moves[-1:]}:
-        _fsync_directory(directory)
+    for directory in {target.parent for _, target in moves}:
+        _fsync_path(directory)
+    os.replace(last_staged, last_target)
+    _fsync_path(last_target.parent)
 
 
 def sync_filesystem(directory: Path) -> None:
@@ -173,7 +172,7 @@ def output_file(path: Path | str) -> Iterator[BinaryIO]:
                 os.fchmod(fh.fileno(), _new_file_mode())
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-        _fsync_directory(target.parent)
+        _fsync_path(target.parent)
     except OSError as exc:
         raise InputError(f"cannot write {given}: {exc.strerror or exc}") from None
     finally:
@@ -237,4 +236,4 @@ def create_new(path: Path, data: bytes, mode: int = 0o600) -> None:
         with contextlib.suppress(OSError):
             os.unlink(path)
         raise
-    _fsync_directory(path.parent if str(path.parent) else Path("."))
+    _fsync_path(path.parent if str(path.parent) else Path("."))

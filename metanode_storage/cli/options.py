@@ -10,12 +10,11 @@ import typer
 from metanode_storage.config.paths import HOME_ENV, NodeLayout, resolve_home
 from metanode_storage.config.secrets import Secret, passphrase_from_environment
 
+# The engine is imported where a command opens the node, not here: every module of the
+# CLI imports this one, and `--help` or a TAB completion must not load the engine.
 if TYPE_CHECKING:
     from metanode_storage.engine.node import Node
 
-
-# The engine is imported where a command opens the node, not here: every module of the
-# CLI imports this one, and `--help` or a TAB completion must not load the engine.
 HomeOption = Annotated[
     Path | None,
     typer.Option(

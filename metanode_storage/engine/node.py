@@ -737,7 +737,7 @@ class Node:
                 for block in blocks:
                     sink = io.BytesIO()
                     failovers += self.reads.stream_audited(
-                        block, sink, events, read_ahead=read_ahead
+                        block, sink, events, _no_progress, read_ahead
                     )
                     found.append(sink.getvalue())
                     size += block.size

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from hashlib import sha256
 from types import MappingProxyType
@@ -25,18 +25,13 @@ from metanode_storage.engine import tree
 from metanode_storage.engine.batch_input import OFFSET
 from metanode_storage.engine.batch_proof import ProofVerifier
 from metanode_storage.engine.reader import ChunkReader, ReplicaCheck
-from metanode_storage.engine.tree_restore import TreeRestore
+from metanode_storage.engine.tree_restore import Progress, TreeRestore
 from metanode_storage.engine.verification import check_block_signatures
 from metanode_storage.errors import InputError, IntegrityError, MetanodeError
 from metanode_storage.fileio import write_out
 
-Progress = Callable[[int], None]
 ReadChunk = tuple[bytes, list[ReplicaCheck]]  # a chunk's verified plaintext, what was found
 NOTHING_READ: Mapping[bytes, ReadChunk] = MappingProxyType({})
-
-
-def _no_progress(_: int) -> None:
-    return None
 
 
 class BlockReads:
@@ -69,7 +64,7 @@ class BlockReads:
         block: BlockRecord,
         sink: BinaryIO,
         events: list[NewEvent],
-        progress: Progress = _no_progress,
+        progress: Progress,
         read_ahead: Mapping[bytes, ReadChunk] = NOTHING_READ,
     ) -> int:
         """Stream one verified file block to ``sink`` and add its audit event to ``events``
