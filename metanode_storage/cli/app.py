@@ -25,6 +25,7 @@ from metanode_storage.cli import (
     recovery_cmd,
     remote,
     repair_cmd,
+    service_cmd,
     session_cmd,
 )
 from metanode_storage.errors import ExitCode, MetanodeError
@@ -45,6 +46,7 @@ storage_app = typer.Typer(
     callback=remote.configure,
 )
 app.add_typer(storage_app, name="storage")
+distributed_cmd.app.command("start")(service_cmd.start)
 storage_app.add_typer(distributed_cmd.app, name="distributed")
 storage_app.add_typer(providers_cmd.app, name="providers")
 storage_app.add_typer(audit_cmd.app, name="audit")
@@ -52,7 +54,7 @@ storage_app.add_typer(proof_cmd.app, name="proof")
 storage_app.add_typer(keys_cmd.app, name="keys")
 storage_app.add_typer(session_cmd.app, name="session")
 storage_app.add_typer(lock_cmd.app, name="lock")
-storage_app.add_typer(distributed_cmd.token_app, name="token")
+storage_app.add_typer(service_cmd.token_app, name="token")
 blocks_cmd.register(storage_app)
 storage_app.command("repair")(repair_cmd.repair_command)
 storage_app.command("backup-map")(recovery_cmd.backup_map)
