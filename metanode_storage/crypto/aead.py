@@ -39,11 +39,15 @@ class Sealer:
         nonce = os.urandom(NONCE_SIZE)
         return b"".join((prefix, nonce, self._aead.encrypt(nonce, plaintext, aad)))
 
-    def open(self, sealed: bytes, aad: bytes) -> bytes:
+    def open(self, sealed: bytes | memoryview, aad: bytes) -> bytes:
+        """``sealed`` may be a view into a larger buffer (a blob behind its format byte):
+        slicing a view copies nothing, and a copy of a 4 MiB chunk is a fresh mapping
+        that the kernel must fault in and zero."""
         if len(sealed) < OVERHEAD:
             raise OpenFailed("sealed value is shorter than nonce and tag")
+        view = memoryview(sealed)
         try:
-            return self._aead.decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], aad)
+            return self._aead.decrypt(view[:NONCE_SIZE], view[NONCE_SIZE:], aad)
         except InvalidTag:
             raise OpenFailed("authentication failed") from None
 
@@ -53,7 +57,7 @@ def seal(key: bytes, plaintext: bytes, aad: bytes, prefix: bytes = b"") -> bytes
     return Sealer(key).seal(plaintext, aad, prefix)
 
 
-def open_sealed(key: bytes, sealed: bytes, aad: bytes) -> bytes:
+def open_sealed(key: bytes, sealed: bytes | memoryview, aad: bytes) -> bytes:
     return Sealer(key).open(sealed, aad)
 
 

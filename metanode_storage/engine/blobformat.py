@@ -120,7 +120,7 @@ def open_replica(blob: bytes, chunk_key: bytes, chunk_id: bytes) -> bytes:
         raise BlobInvalid("blob is empty")
     if blob[0] == SEALED:
         try:
-            return aead.open_sealed(chunk_key, blob[1:], blob[:1] + chunk_id)
+            return aead.open_sealed(chunk_key, memoryview(blob)[1:], blob[:1] + chunk_id)
         except aead.OpenFailed:
             raise BlobInvalid("authentication failed (AES-GCM tag)") from None
     if blob[0] == CLEAR_AUTHENTICATED and len(blob) >= 33:

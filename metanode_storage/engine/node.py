@@ -699,9 +699,11 @@ class Node:
     ) -> ContainerBlock:
         """Write the block's bytes to ``sink``.
 
-        Each chunk reaches ``sink`` only after its AEAD tag and keyed content
-        address check out against the signed manifest; the whole-object
-        SHA-256 is checked at the end. Corrupt or missing replicas met on the
+        Each chunk reaches ``sink`` only after its AES-GCM tag checks out under
+        the chunk's own key and address; the whole-object SHA-256 in the signed
+        proof is checked at the end (``retrieve_to_path`` installs no file that
+        fails it). ``verify`` also checks each replica's keyed content address,
+        which a read leaves to the SHA-256. Corrupt or missing replicas met on the
         way are recorded for status and repair; the read still succeeds while
         one good copy of every chunk exists.
         """

@@ -123,7 +123,7 @@ class BlockReads:
         if len(block.chunk_ids) == 1:  # a worker thread costs more than a small read
             (chunk_id,) = block.chunk_ids
             data, checks = read_ahead.get(chunk_id) or self._reader.read(
-                self.chunk_record(block, chunk_id)
+                self.chunk_record(block, chunk_id), caller_hashes=True
             )
             yield chunk_id, own_bytes(block, data), checks
             return
@@ -131,7 +131,8 @@ class BlockReads:
         try:
             for chunk_id in block.chunk_ids:
                 record = self.chunk_record(block, chunk_id)
-                ahead.append((chunk_id, self._workers.submit(self._reader.read, record)))
+                read = self._workers.submit(self._reader.read, record, caller_hashes=True)
+                ahead.append((chunk_id, read))
                 if len(ahead) >= self._in_flight:
                     done_id, future = ahead.popleft()
                     yield (done_id, *future.result())
@@ -193,8 +194,11 @@ class BlockReads:
         return [known.get(c) or self.chunk_record(block, c) for c in chunk_ids]
 
     def chunk_data(self, block: BlockRecord, chunk_ids: Sequence[bytes]) -> Iterator[bytes]:
+        """The chunks' plaintexts, in order, for a caller that checks their SHA-256 (a
+        tree's manifest, one of its files) before it uses them."""
         for chunk_id in chunk_ids:
-            data, checks = self._reader.read(self.chunk_record(block, chunk_id))
+            record = self.chunk_record(block, chunk_id)
+            data, checks = self._reader.read(record, caller_hashes=True)
             self.record_checks(chunk_id, checks)
             yield data
 
