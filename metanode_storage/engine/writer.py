@@ -134,13 +134,13 @@ class ChunkWriter:
                 with self._lock:
                     self._failed.setdefault(pack.provider, error)
             for pack, _ in failed:
-                for chunk in pack.chunks:
+                for chunk, sealed in pack.sealed_chunks():
                     if chunk.owner != self._number:
                         continue  # another store's piece: that store moves it
                     record = current[chunk.chunk_id]
                     kept = tuple(r for r in record.replicas if r.key != pack.key)
                     address = blobformat.piece_address(chunk.chunk_id, chunk.fragment)
-                    piece = blobformat.open_replica(pack.sealed(chunk), chunk.chunk_key, address)
+                    piece = blobformat.open_replica(sealed, chunk.chunk_key, address)
                     holding = {r.provider for r in kept}
                     moved = self._place(
                         chunk.chunk_id, chunk.chunk_key, [(chunk.fragment, piece)], holding
