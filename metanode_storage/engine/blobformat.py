@@ -83,7 +83,8 @@ def make_frame(plaintext: bytes, compress: bool) -> bytes:
         if len(packed) < len(plaintext):
             flags, payload = _FLAG_ZSTD, packed
     body_len = _FRAME_HEAD.size + len(payload)
-    return _FRAME_HEAD.pack(flags, len(payload)) + payload + bytes(padme(body_len) - body_len)
+    padding = bytes(padme(body_len) - body_len)
+    return b"".join((_FRAME_HEAD.pack(flags, len(payload)), payload, padding))  # one copy
 
 
 def read_frame(frame: bytes, plain_size: int) -> bytes:
