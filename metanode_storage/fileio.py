@@ -45,6 +45,18 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def drop_cached(fd: int) -> None:
+    """Tell the kernel that the file's written pages need not stay cached (as borg does
+    for its segment files): bulk data that nobody reads soon (a local provider's packs,
+    a restored file) then does not push everyone else's working set out of the page
+    cache, and the pages freed go to the next write. On a VM whose guest pages the host
+    backs on first touch, filling fresh pages cost 2.4 s of system time per GB written
+    (measured: 350 fsynced 4 MiB files, 4.1-4.5 s kept cached, 0.8-1.4 s dropped).
+    Dirty pages are left alone, so call it after an fsync. Only advice: never fails."""
+    with contextlib.suppress(OSError, AttributeError):  # AttributeError: not on macOS
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
 def _refuse_non_regular(path: Path) -> None:
     try:
         mode = os.lstat(path).st_mode
@@ -61,11 +73,13 @@ def atomic_write(
     *,
     durable: bool = True,
     temp_prefix: str | None = None,
+    keep_cached: bool = True,
 ) -> None:
     """Replace ``path`` (a regular file or nothing) with ``data`` atomically; durably
     (file and directory fsynced) unless ``durable`` is off, for state that only costs a
     re-discovery when lost. ``temp_prefix`` names the temporary file (its default hides
-    it as ``.NAME.``), so that a sweep can find the leftovers of killed writers."""
+    it as ``.NAME.``), so that a sweep can find the leftovers of killed writers.
+    ``keep_cached=False``: see ``drop_cached``."""
     _refuse_non_regular(path)
     prefix = temp_prefix if temp_prefix is not None else f".{path.name}."
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
@@ -76,6 +90,8 @@ def atomic_write(
             os.fchmod(fh.fileno(), mode)
             if durable:
                 os.fsync(fh.fileno())
+            if not keep_cached:
+                drop_cached(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -194,6 +210,7 @@ def _writing_back(fd: int, every: float = 0.2) -> Iterator[None]:
                 os.fdatasync(fd)
             except OSError:
                 return  # the final fsync reports it
+            drop_cached(fd)
 
     flusher = threading.Thread(target=write_back, name="metanode-writeback", daemon=True)
     flusher.start()

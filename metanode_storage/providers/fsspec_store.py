@@ -148,7 +148,7 @@ class LocalBlobStore(FsspecBlobStore):
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             # the key in the temp name lets `gc` tell this node's leftovers from another's
-            atomic_write(Path(path), data, temp_prefix=f"{_PARTIAL}{key}.")
+            atomic_write(Path(path), data, temp_prefix=f"{_PARTIAL}{key}.", keep_cached=False)
         except Exception as exc:
             raise self._translate(exc, "write") from exc
 
