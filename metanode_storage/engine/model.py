@@ -8,8 +8,12 @@ but not where on the provider they are (that stays in the sealed map).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+# What long operations report to: the number of bytes just processed.
+Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)

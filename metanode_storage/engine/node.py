@@ -9,29 +9,25 @@ from __future__ import annotations
 import io
 import logging
 import time
-import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
-from dataclasses import dataclass, field, replace
 from functools import partial
 from hashlib import sha256
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO
 
 from metanode_storage.audit.trail import (
     DELETE,
     OK,
     RETRIEVE,
-    STORE,
     VERIFY,
     AuditTrail,
     NewEvent,
     audit_origin,
 )
 from metanode_storage.blockmap.leases import Lease, LeaseTable
-from metanode_storage.blockmap.records import BlockRecord, ChunkRecord
+from metanode_storage.blockmap.records import BlockRecord
 from metanode_storage.blockmap.store import BlockMap, MapStats
 from metanode_storage.config.paths import NodeLayout, resolve_home
 from metanode_storage.config.secrets import Secret
@@ -42,16 +38,13 @@ from metanode_storage.database import DatabaseUrl
 from metanode_storage.engine import tree
 from metanode_storage.engine.auditing import NodeAudit
 from metanode_storage.engine.backup_log import BackupState
-from metanode_storage.engine.batch_input import OFFSET, BatchInput, BatchObject
-from metanode_storage.engine.batch_proof import BlockFields, seal_batch
-from metanode_storage.engine.chunker import Chunker
-from metanode_storage.engine.group_commit import GroupCommit
+from metanode_storage.engine.batch_input import BatchInput
 from metanode_storage.engine.maintenance import backup_map, collect_garbage, tail_marks
 from metanode_storage.engine.metrics import Metrics
-from metanode_storage.engine.model import ContainerBlock
+from metanode_storage.engine.model import ContainerBlock, Progress
 from metanode_storage.engine.packs import PackWriter
 from metanode_storage.engine.placement import providers_for_a_store
-from metanode_storage.engine.proof import PROOF_TYPE, load_proof, manifest_hash, proof_document
+from metanode_storage.engine.proof import load_proof, proof_document
 from metanode_storage.engine.qlock import BLOCKS, QLock
 from metanode_storage.engine.reader import ChunkReader, ReplicaCheck
 from metanode_storage.engine.repack import RepackReport, repack
@@ -74,12 +67,13 @@ from metanode_storage.engine.status import (
     measure_status,
     survivable_losses,
 )
+from metanode_storage.engine.storing import BlockStores, NewBlock
 from metanode_storage.engine.tree_input import TreeInput
 from metanode_storage.engine.verification import (
     BlockVerification,
     verify_block,
 )
-from metanode_storage.engine.views import Holdings, container_view
+from metanode_storage.engine.views import container_view
 from metanode_storage.engine.writer import ChunkWriter
 from metanode_storage.errors import (
     InputError,
@@ -91,63 +85,14 @@ from metanode_storage.providers.base import BlobStore
 from metanode_storage.providers.catalogue import open_provider_or_stand_in
 from metanode_storage.providers.health import HealthBoard, MonitoredBlobStore
 
-Progress = Callable[[int], None]
 _CHUNKS_IN_FLIGHT = 4  # bounds memory: at most this many chunks are being sealed or fetched
 _IO_THREADS = 16
-# Sealing a small chunk costs less than handing it to a worker thread.
-_SEAL_INLINE_BELOW = 64 * 1024
-_SMALL_CHUNKS_PER_LOOKUP = 256  # at most 16 MiB of small chunks held for one map lookup
 _AUDIT_TAIL = 200  # events beyond the last map backup segment before one is written
 log = logging.getLogger("metanode.node")
 
 
 def _no_progress(_: int) -> None:
     return None
-
-
-class _StreamResult(NamedTuple):
-    first_chunk: int  # index in the block's chunk ids
-    chunks: int
-    sha256: str
-    size: int
-
-
-@dataclass(frozen=True)
-class _NewBlock:
-    """A block about to be signed: which of the written chunks it holds, and its fields."""
-
-    first_chunk: int
-    chunks: int
-    data_hash: str
-    size: int
-    name: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def of_object(cls, placed: BatchObject) -> _NewBlock:
-        extra = {OFFSET: placed.offset} if placed.bundled else {}
-        return cls(
-            placed.first_chunk, placed.chunks, placed.sha256, placed.size, placed.name, extra
-        )
-
-
-@dataclass(frozen=True)
-class _Commit:
-    """A store's request to the group committer."""
-
-    written: _Written
-    blocks: Sequence[_NewBlock]
-    started: float  # when the store began, for the metrics
-
-
-@dataclass(frozen=True)
-class _Written:
-    """Chunks written for a block that is not committed yet."""
-
-    writer: ChunkWriter
-    chunk_ids: list[bytes]
-    streams: list[_StreamResult]
-    new_chunks: list[ChunkRecord]
 
 
 class Node:
@@ -181,7 +126,6 @@ class Node:
         self.backup_lock = QLock(self.leases, "backup", on_takeover=self._record_takeover)
         blockmap.fence = self._fence
         blockmap.recount_totals()  # once, for a map from before every total was kept
-        self._group: GroupCommit[_Commit, list[ContainerBlock]] = GroupCommit(self._commit_group)
         self.io_pool = ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="metanode-io")
         self._workers = ThreadPoolExecutor(_CHUNKS_IN_FLIGHT, thread_name_prefix="metanode-chunk")
         # one set of open packs for every store of this run: concurrent stores share
@@ -210,6 +154,16 @@ class Node:
             self.health.is_offline,
         )
         self.metrics = Metrics(layout.metrics)  # never raises: metrics are housekeeping
+        self.stores = BlockStores(
+            blockmap,
+            keys,
+            settings,
+            self.chunk_writer,
+            self._workers,
+            _CHUNKS_IN_FLIGHT,
+            self.audit,
+            self.metrics,
+        )
 
     @classmethod
     def open(
@@ -269,6 +223,7 @@ class Node:
         self.reads.trust(keys.public_keys())
         self.reader.use_data_keys({k.key_id: k.key.reveal() for k in keys.data_keys})
         self.audit.use_keys(keys)
+        self.stores.use_keys(keys)
         self._store_packs = self._pack_writer()
 
     def _pack_writer(self) -> PackWriter:
@@ -376,9 +331,9 @@ class Node:
         batch = BatchInput(items, cut_key)
         with self.lock.shared(purpose):
             started = time.perf_counter()
-            written = self._put_chunks(batch.streams, progress)
+            written = self.stores.put_chunks(batch.streams, progress)
             placed = batch.placed(written.streams)
-            return self._commit(written, [_NewBlock.of_object(o) for o in placed], started)
+            return self.stores.commit(written, [NewBlock.of_object(o) for o in placed], started)
 
     def store_file(self, path: Path | str, progress: Progress = _no_progress) -> ContainerBlock:
         try:
@@ -416,148 +371,6 @@ class Node:
             packs=self._store_packs,
         )
 
-    def _put_chunks(
-        self,
-        streams: Iterable[BinaryIO | bytes],
-        progress: Progress,
-        finished: Callable[[_StreamResult], None] = lambda _: None,
-    ) -> _Written:
-        """Chunk every stream in turn and write each chunk the map lacks (all replicas
-        durable before this returns); ``finished`` hears of each stream as it ends.
-        ``bytes`` is one chunk as it is (a tree's bundle of small files), its result
-        without a SHA-256. Nothing is in the map yet: see _commit."""
-        writer = self.chunk_writer()
-        dedup_key = self.keys.dedup_key.reveal()
-        chunker = Chunker(dedup_key)
-        chunk_ids: list[bytes] = []
-        results: list[_StreamResult] = []
-        pending: dict[bytes, Future[ChunkRecord]] = {}  # written on a worker
-        in_flight: deque[Future[ChunkRecord]] = deque()
-        # Small chunks wait here for one map lookup for many (a tree of small files would
-        # otherwise ask the map once per file), then are sealed inline.
-        small: dict[bytes, bytes] = {}
-        sealed_inline: dict[bytes, ChunkRecord] = {}
-
-        def write_small() -> None:
-            present = self.blockmap.present_chunks(list(small))
-            for chunk_id, data in small.items():
-                if chunk_id not in present:
-                    sealed_inline[chunk_id] = writer.write(chunk_id, data)
-            small.clear()
-
-        try:
-            for stream in streams:
-                whole, size, first = sha256(), 0, len(chunk_ids)
-                one_chunk = isinstance(stream, bytes)  # cut already; no hash of it needed
-                for data in self._read_chunks(chunker, stream):
-                    if not one_chunk:
-                        whole.update(data)
-                    size += len(data)
-                    chunk_id = keyed_hash(dedup_key, data)
-                    chunk_ids.append(chunk_id)
-                    if chunk_id in pending or chunk_id in small or chunk_id in sealed_inline:
-                        pass
-                    elif len(data) < _SEAL_INLINE_BELOW:
-                        small[chunk_id] = data
-                        if len(small) >= _SMALL_CHUNKS_PER_LOOKUP:
-                            write_small()
-                    elif not self.blockmap.has_chunk(chunk_id):
-                        future = self._workers.submit(writer.write, chunk_id, data)
-                        pending[chunk_id] = future
-                        in_flight.append(future)
-                        while len(in_flight) >= _CHUNKS_IN_FLIGHT:
-                            in_flight.popleft().result()
-                    progress(len(data))
-                digest = "" if one_chunk else whole.hexdigest()
-                result = _StreamResult(first, len(chunk_ids) - first, digest, size)
-                results.append(result)
-                finished(result)
-            write_small()
-            new_chunks = writer.finish(
-                [*sealed_inline.values(), *(f.result() for f in pending.values())]
-            )
-        except BaseException:
-            for future in pending.values():
-                future.cancel()
-            for future in pending.values():
-                if not future.cancelled():
-                    future.exception()  # wait: its replicas may still be joining packs
-            writer.discard_all()
-            raise
-        return _Written(writer, chunk_ids, results, new_chunks)
-
-    def _commit(
-        self, written: _Written, blocks: Sequence[_NewBlock], started: float
-    ) -> list[ContainerBlock]:
-        """Sign ``blocks`` as one batch and commit their map rows in one transaction: only
-        now do they exist, all of them or none. ``started``: when the store began, for
-        the metrics. Stores that reach this point at the same time (the service's
-        concurrent requests) are committed as one group (engine/group_commit.py)."""
-        return self._group.commit(_Commit(written, blocks, started))
-
-    def _commit_group(self, group: Sequence[_Commit]) -> list[list[ContainerBlock]]:
-        chunk_ids: list[bytes] = []
-        blocks: list[_NewBlock] = []
-        new_chunks: list[ChunkRecord] = []
-        for item in group:  # one chunk list for the group: blocks index into it
-            blocks += [replace(b, first_chunk=b.first_chunk + len(chunk_ids)) for b in item.blocks]
-            chunk_ids += item.written.chunk_ids
-            new_chunks += item.written.new_chunks
-        signed = self._sign_blocks(chunk_ids, blocks)
-        records = [record for record, _ in signed]
-        # Each new chunk goes with the first block that names it. Two concurrent stores
-        # that both wrote a chunk: one copy is committed, the other is dead bytes in a
-        # pack, as are the copies of chunks another run committed meanwhile (referenced,
-        # not added); gc repacks them.
-        offered = {c.chunk_id: c for c in new_chunks}
-        rows = []
-        for record in records:
-            named = dict.fromkeys(record.chunk_ids)
-            rows.append((record, [offered.pop(c) for c in named if c in offered]))
-        try:
-            spare = {c.chunk_id for c in self.blockmap.commit_blocks(rows)}
-        except BaseException:
-            for item in group:
-                item.written.writer.discard_all()
-            raise
-        known = {c.chunk_id: c for c in new_chunks if c.chunk_id not in spare}
-        # chunks another block or run had committed: their rows, a few hundred per query
-        referenced = {c for r in records for c in r.chunk_ids if c not in known}
-        known.update(self.blockmap.get_chunks(list(referenced)))
-        holdings: Holdings = {}
-        views = [
-            container_view(record, known.get, self.settings.providers, proof_hash, holdings)
-            for record, proof_hash in signed
-        ]
-        self.audit.record_many(
-            [
-                (
-                    STORE,
-                    view.block_id,
-                    OK,
-                    {
-                        "size": view.size_bytes,
-                        "chunks": len(record.chunk_ids),
-                        "new_chunks": len(added),
-                        "providers": [loc.provider for loc in view.distribution_map],
-                        **({"tree": True} if "tree" in record.extra else {}),
-                    },
-                )
-                for view, (record, added) in zip(views, rows, strict=True)
-            ]
-        )
-        now = time.perf_counter()
-        self.metrics.add(
-            store_ops=len(views),
-            store_bytes=sum(v.size_bytes for v in views),
-            store_seconds=sum(now - item.started for item in group),
-        )
-        per_item = []
-        for item in group:
-            per_item.append(views[: len(item.blocks)])
-            views = views[len(item.blocks) :]
-        return per_item
-
     # -- directory trees (engine/tree.py) ----------------------------------------------
 
     def store_tree(
@@ -577,12 +390,12 @@ class Node:
         reading = TreeInput(entries, report, strict=strict, cut_key=cut_key, pool=self.io_pool)
         with self.lock.shared("store a tree"):
             started = time.perf_counter()
-            written = self._put_chunks(
+            written = self.stores.put_chunks(
                 reading.streams(),
                 progress,
                 lambda r: reading.heard(r.first_chunk, r.chunks, r.sha256, r.size),
             )
-            whole_tree = _NewBlock(
+            whole_tree = NewBlock(
                 0,
                 len(written.chunk_ids),
                 sha256(reading.manifest).hexdigest(),
@@ -590,7 +403,7 @@ class Node:
                 roots[0].name if len(roots) == 1 else "",
                 {"tree": {"manifest_chunks": written.streams[-1].chunks}},
             )
-            (view,) = self._commit(written, [whole_tree], started)
+            (view,) = self.stores.commit(written, [whole_tree], started)
             return view, report
 
     def size_and_kind(self, block_id: str) -> tuple[int, bool]:
@@ -639,58 +452,6 @@ class Node:
             self.reads.tree_restore(self.io_pool).copy_file(block, found[0], sink, progress)
             self.audit.record(RETRIEVE, block.block_id, OK, {"tree_entries": 1})
             return found[0]
-
-    @staticmethod
-    def _read_chunks(chunker: Chunker, stream: BinaryIO | bytes) -> Iterator[bytes]:
-        """The stream's chunks (a chunker per store: pyfastcdc's is not thread-safe);
-        ``bytes`` is one chunk already."""
-        if isinstance(stream, bytes):
-            yield stream
-            return
-        try:
-            yield from chunker.chunks(stream)
-        except OSError as exc:
-            raise InputError(f"cannot read the input: {exc.strerror or exc}") from None
-
-    def _sign_blocks(
-        self, chunk_ids: list[bytes], blocks: Sequence[_NewBlock]
-    ) -> list[tuple[BlockRecord, str]]:
-        """One signature for the whole batch: a Merkle tree over the blocks' proof records,
-        signed once, and each block's inclusion path (engine/batch_proof.py). Each record
-        comes with its proof hash."""
-        signer = self.keys.signer
-        started = time.perf_counter()
-        created_at = int(time.time())
-        ids = [str(uuid.uuid4()) for _ in blocks]
-        own_chunks = [chunk_ids[b.first_chunk : b.first_chunk + b.chunks] for b in blocks]
-        proofs = seal_batch(
-            signer,
-            [
-                BlockFields(
-                    PROOF_TYPE, block_id, b.data_hash, b.size, created_at, manifest_hash(c).hex()
-                )
-                for block_id, b, c in zip(ids, blocks, own_chunks, strict=True)
-            ],
-        )
-        self.metrics.add(proofs=len(proofs), proof_seconds=time.perf_counter() - started)
-        return [
-            (
-                BlockRecord(
-                    block_id=proof.block_id,
-                    data_hash=b.data_hash,
-                    size=b.size,
-                    created_at=created_at,
-                    chunk_ids=tuple(c),
-                    proof=proof.to_dict(),
-                    vm_signature=proof.seal.signature.hex(),  # the batch seal's: see PROOFS.md
-                    name=b.name,
-                    encrypted=self.settings.encryption,
-                    extra=b.extra,
-                ),
-                proof.proof_hash,
-            )
-            for proof, b, c in zip(proofs, blocks, own_chunks, strict=True)
-        ]
 
     # -- retrieve ----------------------------------------------------------------
 

@@ -24,8 +24,9 @@ from metanode_storage.crypto.signing import PublicKey
 from metanode_storage.engine import tree
 from metanode_storage.engine.batch_input import OFFSET
 from metanode_storage.engine.batch_proof import ProofVerifier
+from metanode_storage.engine.model import Progress
 from metanode_storage.engine.reader import ChunkReader, ReplicaCheck
-from metanode_storage.engine.tree_restore import Progress, TreeRestore
+from metanode_storage.engine.tree_restore import TreeRestore
 from metanode_storage.engine.verification import check_block_signatures
 from metanode_storage.errors import InputError, IntegrityError, MetanodeError
 from metanode_storage.fileio import write_out

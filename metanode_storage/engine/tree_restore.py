@@ -19,12 +19,12 @@ from hashlib import sha256
 from typing import BinaryIO
 
 from metanode_storage.blockmap.records import BlockRecord, ChunkRecord
+from metanode_storage.engine.model import Progress
 from metanode_storage.engine.reader import ChunkReader, PackGroup, ReplicaCheck
 from metanode_storage.engine.tree import DIR, SYMLINK, Entry, safe_path
 from metanode_storage.errors import InputError, IntegrityError
 from metanode_storage.fileio import write_out
 
-Progress = Callable[[int], None]
 _JOBS_IN_FLIGHT = 2  # pack groups or large files restored at once: more only contend on 2 cores
 
 
