@@ -20,8 +20,8 @@ from pathlib import Path
 from report_table import print_table  # benchmarks/ is on sys.path when run as a script
 
 from metanode_storage.audit.trail import AuditTrail
+from metanode_storage.crypto.batch_proof import BlockFields, ProofVerifier, seal_batch
 from metanode_storage.crypto.signing import NodeSigner
-from metanode_storage.engine.batch_proof import BlockFields, ProofVerifier, seal_batch
 from metanode_storage.engine.proof import PROOF_TYPE, make_proof, manifest_hash
 
 

@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from metanode_storage.crypto.batch_proof import BatchedProof
+
 RECORD_VERSION = 1
 
 
@@ -134,7 +136,9 @@ class BlockRecord:
     size: int
     created_at: int
     chunk_ids: tuple[bytes, ...]
-    proof: dict[str, Any]  # the signed CryptographicProof, as engine.proof writes it
+    # The signed proof: a batched one (version 2) as read from a v2 row or made by a store,
+    # or any proof as a document (engine/proof.py reads both versions).
+    proof: BatchedProof | dict[str, Any]
     vm_signature: str  # Ed25519 over the block's canonical record, hex
     name: str = ""  # the file name given at store time; it lives only in this sealed row
     encrypted: bool = True
@@ -149,7 +153,7 @@ class BlockRecord:
                 "size": self.size,
                 "created_at": self.created_at,
                 "chunk_ids": [c.hex() for c in self.chunk_ids],
-                "proof": self.proof,
+                "proof": self.proof_document,
                 "vm_signature": self.vm_signature,
                 "name": self.name,
                 "encrypted": self.encrypted,
@@ -157,6 +161,11 @@ class BlockRecord:
             },
             separators=(",", ":"),
         ).encode()
+
+    @property
+    def proof_document(self) -> dict[str, Any]:
+        """The proof as JSON carries it (a v1 row, a view, an export)."""
+        return self.proof.to_dict() if isinstance(self.proof, BatchedProof) else self.proof
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> BlockRecord:

@@ -1,6 +1,6 @@
 """The ML-DSA half of hybrid proofs, kept once per batch seal instead of once per block.
 
-A hybrid proof (engine/batch_proof.py) carries its batch seal's ML-DSA-65
+A hybrid proof (crypto/batch_proof.py) carries its batch seal's ML-DSA-65
 signature (3,309 bytes) and verification key (1,952 bytes). Every block of a
 batch shares both, and every batch a key signs shares the key, so writing
 them into each block row made the map about five times larger (10.5 KiB of
@@ -58,6 +58,11 @@ def join(stored: Mapping[str, Any], hex_values: Mapping[str, str]) -> dict[str, 
     proof = {k: v for k, v in stored.items() if k != STASHED}
     proof.update(hex_values)
     return proof
+
+
+def key_label(key_id: str) -> bytes:
+    """What names a hybrid key's ML-DSA half: the key id."""
+    return b"key_id\0" + key_id.encode()
 
 
 def _label(proof: Mapping[str, Any], name: str) -> bytes:

@@ -23,10 +23,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from metanode_storage.blockmap import changes, seal_parts
+from metanode_storage.blockmap import block_rows, changes, seal_parts
 from metanode_storage.blockmap.leases import check_fence
 from metanode_storage.blockmap.records import BlockRecord, ChunkRecord, Replica, parse_record
 from metanode_storage.crypto import aead
+from metanode_storage.crypto.batch_proof import BatchSeal
 from metanode_storage.database import (
     MAP_SCHEMA,
     Database,
@@ -185,6 +186,7 @@ class BlockMap:
         # seal parts read lately, in hex as proofs carry them; a part never changes
         self._parts: dict[bytes, str] = {}
         self._part_ids: dict[bytes, bytes] = {}  # their row ids, by label
+        self._batch_seals: dict[bytes, BatchSeal] = {}  # v2 rows' seals, by signature
         try:
             # FULL: a block id is printed only after its map row is on disk.
             self._db = open_database(
@@ -334,15 +336,30 @@ class BlockMap:
 
     def _block_of(self, block_id: str, sealed: bytes) -> BlockRecord:
         """A block row opened, its proof whole again."""
-        doc = parse_record(self._unseal("blocks", block_id.encode(), sealed))
+        plain = self._unseal("blocks", block_id.encode(), sealed)
+        if block_rows.is_v2(plain):
+            try:
+                return block_rows.decode(block_id, plain, self._batch_seal)
+            except ValueError as exc:
+                raise BlockMapDamaged(
+                    f"block {block_id} has a malformed row: {exc}",
+                    "the map was damaged; restore it from a map backup",
+                ) from None
+        doc = parse_record(plain)
         wanted = seal_parts.labels(doc["proof"])
         if not wanted:
             return BlockRecord.from_doc(doc)
-        ids = {name: self._part_id(label) for name, label in wanted}
+        values = self._parts_hex({name: self._part_id(label) for name, label in wanted})
+        doc["proof"] = seal_parts.join(doc["proof"], values)
+        return BlockRecord.from_doc(doc)
+
+    def _parts_hex(self, ids: Mapping[str, bytes]) -> dict[str, str]:
+        """The seal parts of ``ids`` (name -> part id) in hex, those not read lately in one
+        query (one round trip)."""
         if len(self._parts) >= 256:  # parts read lately; a part never changes
             self._parts.clear()
         missing = [i for i in dict.fromkeys(ids.values()) if i not in self._parts]
-        if missing:  # every part the block lacks in one query (one round trip)
+        if missing:
             marks = ",".join("?" * len(missing))
             rows = self._db.execute(
                 f"SELECT part_id, sealed FROM seals WHERE part_id IN ({marks})", missing
@@ -354,9 +371,29 @@ class BlockMap:
                 "a block's proof names a seal part the map does not hold",
                 "the map was damaged; restore it from a map backup",
             )
-        values = {name: self._parts[part_id] for name, part_id in ids.items()}
-        doc["proof"] = seal_parts.join(doc["proof"], values)
-        return BlockRecord.from_doc(doc)
+        return {name: self._parts[part_id] for name, part_id in ids.items()}
+
+    def _batch_seal(self, signature: bytes) -> BatchSeal:
+        """The batch seal a v2 row names, parsed once per seal and kept."""
+        seal = self._batch_seals.get(signature)
+        if seal is None:
+            label = block_rows.seal_label(signature)
+            body = bytes.fromhex(self._parts_hex({"seal": self._part_id(label)})["seal"])
+            try:
+                seal = block_rows.decode_seal(body, self._ml_dsa_key)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise BlockMapDamaged(
+                    f"a batch seal of the block map is malformed: {exc}",
+                    "the map was damaged; restore it from a map backup",
+                ) from None
+            if len(self._batch_seals) >= 256:
+                self._batch_seals.clear()
+            self._batch_seals[signature] = seal
+        return seal
+
+    def _ml_dsa_key(self, key_id: str) -> bytes:
+        label = seal_parts.key_label(key_id)
+        return bytes.fromhex(self._parts_hex({"key": self._part_id(label)})["key"])
 
     def _part_id(self, label: bytes) -> bytes:
         """The row id of a seal part (a keyed hash; a batch's blocks share their label)."""
@@ -511,13 +548,13 @@ class BlockMap:
             [(c,) for c in referenced],
         )
         self._count_packed(db, [copy for r in added for copy in r.all_copies], +1)
-        split = [seal_parts.split(b.proof) for b, _ in blocks]  # (kept proof, parts)
-        self._count_parts(db, (parts for _, parts in split), +1)
+        rows = [self._row_of(b) for b, _ in blocks]  # (plaintext, seal parts)
+        self._count_parts(db, (parts for _, parts in rows), +1)
         db.executemany(
             "INSERT INTO blocks VALUES (?, ?)",
             [
-                (b.block_id, self._sealed_block(b, kept))
-                for (b, _), (kept, _) in zip(blocks, split, strict=True)
+                (b.block_id, self._seal("blocks", b.block_id.encode(), plain))
+                for (b, _), (plain, _) in zip(blocks, rows, strict=True)
             ],
         )
         self._add_totals(
@@ -530,11 +567,15 @@ class BlockMap:
         )
         return spare
 
-    def _sealed_block(self, block: BlockRecord, kept_proof: dict[str, Any]) -> bytes:
-        """A block row as stored: its proof without the parts the seals table keeps
-        (``kept_proof``, from ``seal_parts.split``)."""
-        stored = replace(block, proof=kept_proof)
-        return self._seal("blocks", block.block_id.encode(), stored.to_bytes())
+    @staticmethod
+    def _row_of(block: BlockRecord) -> tuple[bytes, list[seal_parts.Part]]:
+        """A block row's plaintext and the seal parts it counts on: v2 where it fits
+        (blockmap/block_rows.py), else v1 JSON with a hybrid proof's ML-DSA half apart."""
+        v2 = block_rows.encode(block)
+        if v2 is not None:
+            return v2
+        kept, parts = seal_parts.split(block.proof_document)
+        return replace(block, proof=kept).to_bytes(), parts
 
     def delete_block(self, block_id: str) -> Released:
         """Remove a block; return the chunks no other block needs (their own blobs may
@@ -546,7 +587,7 @@ class BlockMap:
             if not db.execute("DELETE FROM blocks WHERE block_id=?", (block_id,)).rowcount:
                 raise BlockNotFound(f"no block {block_id!r} on this node")
             db.execute("DELETE FROM audited WHERE block_id=?", (block_id,))
-            self._count_parts(db, [seal_parts.split(block.proof)[1]], -1)
+            self._count_parts(db, [self._row_of(block)[1]], -1)
             for chunk_id in dict.fromkeys(block.chunk_ids):
                 db.execute(
                     "UPDATE chunks SET refcount = refcount - 1 WHERE chunk_id=?", (chunk_id,)

@@ -44,7 +44,7 @@ from metanode_storage.engine.metrics import Metrics
 from metanode_storage.engine.model import ContainerBlock, Progress
 from metanode_storage.engine.packs import PackWriter
 from metanode_storage.engine.placement import providers_for_a_store
-from metanode_storage.engine.proof import load_proof, proof_document
+from metanode_storage.engine.proof import block_proof, proof_document
 from metanode_storage.engine.qlock import BLOCKS, QLock
 from metanode_storage.engine.reader import ChunkReader, ReplicaCheck
 from metanode_storage.engine.repack import RepackReport, repack
@@ -631,7 +631,7 @@ class Node:
         is recorded in the audit trail."""
         origin = f"metanode/{self.settings.node_id}"
         documents = [
-            proof_document(load_proof(self.blockmap.get_block(b).proof), origin) for b in block_ids
+            proof_document(block_proof(self.blockmap.get_block(b)), origin) for b in block_ids
         ]
         self.audit.record_many(
             [("proof_export", d["proof"]["block_id"], OK, None) for d in documents]

@@ -30,14 +30,15 @@ from dataclasses import asdict, dataclass
 from hashlib import sha256
 from typing import Any, BinaryIO
 
-from metanode_storage.crypto.signing import NodeSigner, PublicKey, key_id_of, verify_signature
-from metanode_storage.engine.batch_proof import VERSION as VERSION_BATCHED
-from metanode_storage.engine.batch_proof import (
+from metanode_storage.blockmap.records import BlockRecord
+from metanode_storage.crypto.batch_proof import VERSION as VERSION_BATCHED
+from metanode_storage.crypto.batch_proof import (
     BatchedProof,
     BlockFields,
     ProofVerifier,
     fields_record,
 )
+from metanode_storage.crypto.signing import NodeSigner, PublicKey, key_id_of, verify_signature
 
 PROOF_TYPE = "integrity_authenticity"
 _PROOF_DOMAIN = b"metanode/proof/v1\n"
@@ -169,6 +170,12 @@ def load_proof(doc: Mapping[str, Any]) -> AnyProof:
     except (TypeError, ValueError, AttributeError):
         raise ValueError("the proof is incomplete or has fields of the wrong type") from None
     return proof
+
+
+def block_proof(block: BlockRecord) -> AnyProof:
+    """The proof a map row holds, parsed (a v2 row's already is); ``ValueError`` if it is
+    malformed."""
+    return block.proof if isinstance(block.proof, BatchedProof) else load_proof(block.proof)
 
 
 def proof_document(proof: AnyProof, origin: str) -> dict[str, Any]:

@@ -20,10 +20,10 @@ from typing import BinaryIO
 from metanode_storage.audit.trail import FAILED, OK, RETRIEVE, VIOLATION, NewEvent
 from metanode_storage.blockmap.records import BlockRecord, ChunkRecord
 from metanode_storage.blockmap.store import BlockMap
+from metanode_storage.crypto.batch_proof import ProofVerifier
 from metanode_storage.crypto.signing import PublicKey
 from metanode_storage.engine import tree
 from metanode_storage.engine.batch_input import OFFSET
-from metanode_storage.engine.batch_proof import ProofVerifier
 from metanode_storage.engine.model import Progress
 from metanode_storage.engine.reader import ChunkReader, ReplicaCheck
 from metanode_storage.engine.tree_restore import TreeRestore

@@ -17,10 +17,10 @@ from metanode_storage.blockmap.records import BlockRecord, ChunkRecord
 from metanode_storage.blockmap.store import BlockMap
 from metanode_storage.config.settings import NodeSettings
 from metanode_storage.crypto.aead import keyed_hash
+from metanode_storage.crypto.batch_proof import BlockFields, seal_batch
 from metanode_storage.crypto.keystore import KeyMaterial
 from metanode_storage.engine.auditing import NodeAudit
 from metanode_storage.engine.batch_input import OFFSET, BatchObject
-from metanode_storage.engine.batch_proof import BlockFields, seal_batch
 from metanode_storage.engine.chunker import Chunker
 from metanode_storage.engine.group_commit import GroupCommit
 from metanode_storage.engine.metrics import Metrics
@@ -270,7 +270,7 @@ class BlockStores:
         self, chunk_ids: list[bytes], blocks: Sequence[NewBlock]
     ) -> list[tuple[BlockRecord, str]]:
         """One signature for the whole batch: a Merkle tree over the blocks' proof records,
-        signed once, and each block's inclusion path (engine/batch_proof.py). Each record
+        signed once, and each block's inclusion path (crypto/batch_proof.py). Each record
         comes with its proof hash."""
         signer = self._keys.signer
         started = time.perf_counter()
@@ -295,8 +295,8 @@ class BlockStores:
                     size=b.size,
                     created_at=created_at,
                     chunk_ids=tuple(c),
-                    proof=proof.to_dict(),
-                    vm_signature=proof.seal.signature.hex(),  # the batch seal's: see PROOFS.md
+                    proof=proof,
+                    vm_signature=proof.seal.signature_hex,  # the batch seal's: see PROOFS.md
                     name=b.name,
                     encrypted=self._settings.encryption,
                     extra=b.extra,

@@ -10,9 +10,9 @@ from typing import Any
 from metanode_storage.audit.trail import FAILED, OK, VIOLATION
 from metanode_storage.blockmap.records import BlockRecord
 from metanode_storage.blockmap.store import BlockMap
+from metanode_storage.crypto.batch_proof import BatchedProof, ProofVerifier
 from metanode_storage.crypto.signing import PublicKey, verify_signature
-from metanode_storage.engine.batch_proof import BatchedProof, ProofVerifier
-from metanode_storage.engine.proof import block_message, load_proof, manifest_hash
+from metanode_storage.engine.proof import block_message, block_proof, manifest_hash
 from metanode_storage.engine.reader import GOOD, ChunkReader, ReplicaCheck
 from metanode_storage.errors import SignatureInvalid
 
@@ -72,7 +72,7 @@ def _failed_signature(
 ) -> str:
     """Which of the block's signatures fails ("" when they hold)."""
     try:
-        proof = load_proof(block.proof)
+        proof = block_proof(block)
     except ValueError:
         return "proof"
     manifest = manifest_hash(block.chunk_ids).hex()

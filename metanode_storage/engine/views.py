@@ -9,7 +9,7 @@ from hashlib import sha256
 from metanode_storage.blockmap.records import BlockRecord, ChunkRecord
 from metanode_storage.config.settings import ProviderSettings
 from metanode_storage.engine.model import ContainerBlock, StorageLocation
-from metanode_storage.engine.proof import load_proof
+from metanode_storage.engine.proof import block_proof
 
 
 @dataclass(frozen=True)
@@ -67,12 +67,12 @@ def container_view(
     return ContainerBlock(
         block_id=block.block_id,
         data_hash=block.data_hash,
-        proof_hash=proof_hash or load_proof(block.proof).proof_hash,
+        proof_hash=proof_hash or block_proof(block).proof_hash,
         size_bytes=block.size,
         created_at=block.created_at,
         distribution_map=locations,
         vm_signature=block.vm_signature,
-        proof=block.proof,
+        proof=block.proof_document,
         chunks=len(block.chunk_ids),
         name=block.name,
     )

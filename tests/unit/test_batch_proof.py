@@ -13,15 +13,14 @@ from hypothesis import strategies as st
 from nacl.signing import VerifyKey
 
 from metanode_storage.audit import merkle
-from metanode_storage.crypto import signing
-from metanode_storage.crypto.signing import NodeSigner
-from metanode_storage.engine import batch_proof
-from metanode_storage.engine.batch_proof import (
+from metanode_storage.crypto import batch_proof, signing
+from metanode_storage.crypto.batch_proof import (
     BatchedProof,
     BlockFields,
     ProofVerifier,
     seal_batch,
 )
+from metanode_storage.crypto.signing import NodeSigner
 
 SIGNER = NodeSigner.generate()
 TRUSTED = {SIGNER.key_id: SIGNER.public}

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from metanode_storage.blockmap import BlockMap, BlockRecord, ChunkRecord, Replica
+from metanode_storage.crypto.batch_proof import BatchedProof, BlockFields, seal_batch
 from metanode_storage.crypto.signing import NodeSigner
-from metanode_storage.engine.batch_proof import BatchedProof, BlockFields, seal_batch
 from metanode_storage.errors import BlockMapDamaged, BlockNotFound
 
 
@@ -126,7 +126,7 @@ def test_a_batch_keeps_its_ml_dsa_half_once_and_reads_give_it_back(blockmap: Blo
     for block, _ in batch:
         read = blockmap.get_block(block.block_id)
         assert read.proof == block.proof
-        assert BatchedProof.from_dict(read.proof).verify(trusted)
+        assert BatchedProof.from_dict(read.proof_document).verify(trusted)
     assert [b.proof for b in blockmap.blocks()] == [b.proof for b, _ in batch]
     # a second batch by the same key shares the key part only
     more = _hybrid_blocks(signer, 1)

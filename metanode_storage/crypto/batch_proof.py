@@ -129,6 +129,11 @@ class BatchSeal:
         return PublicKey(self.verification_key, self.ml_dsa_key)
 
     @cached_property
+    def signature_hex(self) -> str:
+        """As a block row carries it (its VM signature): made once per seal, not per block."""
+        return self.signature.hex()
+
+    @cached_property
     def as_carried(self) -> dict[str, Any]:
         """The seal's fields as each of its proofs carries them (hex), made once: every
         block of a batch carries the same, and a hybrid seal is 5 KiB."""
@@ -141,7 +146,7 @@ class BatchSeal:
         return {
             "tree_size": self.tree_size,
             "root": self.root.hex(),
-            "signature": self.signature.hex(),
+            "signature": self.signature_hex,
             "verification_key": self.verification_key.hex(),
             "key_id": self.key_id,
             **hybrid,
