@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from metanode_storage.blockmap.records import BlockRecord
@@ -62,7 +63,7 @@ def seal_label(signature: bytes) -> bytes:
     return b"seal\0" + signature
 
 
-def encode(block: BlockRecord) -> tuple[bytes, list[Part]] | None:
+def encode(block: BlockRecord) -> tuple[bytes, tuple[Part, ...]] | None:
     """(the v2 row, the seal parts it refers to), or None when the block needs v1: its
     proof is not a batched one that attests the row's own fields, or a field does not
     fit the layout."""
@@ -109,7 +110,8 @@ def encode(block: BlockRecord) -> tuple[bytes, list[Part]] | None:
     return row, seal_parts_of(seal)
 
 
-def seal_parts_of(seal: BatchSeal) -> list[Part]:
+@lru_cache(maxsize=16)  # a batch's blocks share one seal
+def seal_parts_of(seal: BatchSeal) -> tuple[Part, ...]:
     """The parts a v2 row of this seal counts on: the seal, and a hybrid key's ML-DSA half."""
     key_id = seal.key_id.encode()
     body = b"".join(
@@ -126,10 +128,10 @@ def seal_parts_of(seal: BatchSeal) -> list[Part]:
             seal.ml_dsa_signature or b"",
         )
     )
-    parts = [Part("", seal_label(seal.signature), body.hex())]
-    if seal.ml_dsa_key is not None:
-        parts.append(Part("", key_label(seal.key_id), seal.ml_dsa_key.hex()))
-    return parts
+    seal_part = Part("", seal_label(seal.signature), body.hex())
+    if seal.ml_dsa_key is None:
+        return (seal_part,)
+    return seal_part, Part("", key_label(seal.key_id), seal.ml_dsa_key.hex())
 
 
 def decode_seal(body: bytes, ml_dsa_key: Callable[[str], bytes]) -> BatchSeal:

@@ -405,7 +405,7 @@ class BlockMap:
         return part_id
 
     def _count_parts(
-        self, db: Database, parts: Iterable[list[seal_parts.Part]], delta: int
+        self, db: Database, parts: Iterable[Sequence[seal_parts.Part]], delta: int
     ) -> None:
         """Add ``delta`` references to each seal part of ``parts`` (the parts each block's
         proof uses): a part is written with its first reference and removed with its last."""
@@ -568,7 +568,7 @@ class BlockMap:
         return spare
 
     @staticmethod
-    def _row_of(block: BlockRecord) -> tuple[bytes, list[seal_parts.Part]]:
+    def _row_of(block: BlockRecord) -> tuple[bytes, Sequence[seal_parts.Part]]:
         """A block row's plaintext and the seal parts it counts on: v2 where it fits
         (blockmap/block_rows.py), else v1 JSON with a hybrid proof's ML-DSA half apart."""
         v2 = block_rows.encode(block)

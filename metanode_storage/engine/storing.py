@@ -196,7 +196,11 @@ class BlockStores:
         blocks: list[NewBlock] = []
         new_chunks: list[ChunkRecord] = []
         for item in group:  # one chunk list for the group: blocks index into it
-            blocks += [replace(b, first_chunk=b.first_chunk + len(chunk_ids)) for b in item.blocks]
+            if chunk_ids:
+                start = len(chunk_ids)
+                blocks += [replace(b, first_chunk=b.first_chunk + start) for b in item.blocks]
+            else:
+                blocks += item.blocks
             chunk_ids += item.written.chunk_ids
             new_chunks += item.written.new_chunks
         signed = self._sign_blocks(chunk_ids, blocks)
