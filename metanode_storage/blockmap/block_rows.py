@@ -165,11 +165,11 @@ def decode(block_id: str, plain: bytes, seal_of: SealOf) -> BlockRecord:
             _HEAD.unpack_from(plain)
         )
         at = _HEAD.size + path_len * _HASH
-        path = tuple(plain[i : i + _HASH] for i in range(_HEAD.size, at, _HASH))
+        path = tuple([plain[i : i + _HASH] for i in range(_HEAD.size, at, _HASH)])
         (count,) = _U32.unpack_from(plain, at)
         at += _U32.size
         end = at + count * _HASH
-        chunk_ids = tuple(plain[i : i + _HASH] for i in range(at, end, _HASH))
+        chunk_ids = tuple([plain[i : i + _HASH] for i in range(at, end, _HASH)])
         proof_type, at = _text(plain, end)
         name, at = _text(plain, at)
         extra: dict[str, Any] = parse_extra(plain[at:]) if at < len(plain) else {}

@@ -3,8 +3,8 @@ sign the blocks as one batch and commit them, all of them or none."""
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future
@@ -33,6 +33,19 @@ from metanode_storage.errors import InputError
 # Sealing a small chunk costs less than handing it to a worker thread.
 _SEAL_INLINE_BELOW = 64 * 1024
 _SMALL_CHUNKS_PER_LOOKUP = 256  # at most 16 MiB of small chunks held for one map lookup
+
+
+def new_block_ids(count: int) -> list[str]:
+    """``count`` random (version 4) UUIDs in their text form, from one read of the OS's
+    random source: ``uuid.uuid4()`` reads it once per id, 3 us a block of a batch."""
+    raw = bytearray(os.urandom(16 * count))
+    ids = []
+    for at in range(0, len(raw), 16):
+        raw[at + 6] = (raw[at + 6] & 0x0F) | 0x40  # version 4
+        raw[at + 8] = (raw[at + 8] & 0x3F) | 0x80  # the RFC 4122 variant
+        h = raw[at : at + 16].hex()
+        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return ids
 
 
 class StreamResult(NamedTuple):
@@ -279,7 +292,7 @@ class BlockStores:
         signer = self._keys.signer
         started = time.perf_counter()
         created_at = int(time.time())
-        ids = [str(uuid.uuid4()) for _ in blocks]
+        ids = new_block_ids(len(blocks))
         own_chunks = [chunk_ids[b.first_chunk : b.first_chunk + b.chunks] for b in blocks]
         proofs = seal_batch(
             signer,

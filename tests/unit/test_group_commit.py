@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,6 +13,7 @@ import pytest
 
 from metanode_storage import Node
 from metanode_storage.engine.group_commit import GroupCommit
+from metanode_storage.engine.storing import new_block_ids
 
 
 def test_callers_that_arrive_together_are_committed_together() -> None:
@@ -63,3 +65,13 @@ def test_concurrent_stores_on_one_node_share_signatures_and_stay_whole(node: Nod
         assert node.verify(block.block_id).ok
     assert len({b.vm_signature for b in blocks}) < len(blocks)
     assert node.audit.trail.verify(node.keys.public_keys()).ok
+
+
+def test_block_ids_of_a_batch_are_distinct_version_4_uuids() -> None:
+    ids = new_block_ids(2000)
+    assert len(set(ids)) == 2000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+    assert new_block_ids(0) == []
