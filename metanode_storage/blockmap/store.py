@@ -26,14 +26,16 @@ from typing import Any
 from metanode_storage.blockmap import block_rows, changes, seal_parts
 from metanode_storage.blockmap.leases import check_fence
 from metanode_storage.blockmap.records import BlockRecord, ChunkRecord, Replica, parse_record
+from metanode_storage.blockmap.seals_table import SealsTable
 from metanode_storage.crypto import aead
-from metanode_storage.crypto.batch_proof import BatchSeal
 from metanode_storage.database import (
     MAP_SCHEMA,
     Database,
     DatabaseMissing,
     DatabaseUrl,
     copy_sqlite,
+    drop_unused,
+    in_parts,
     open_database,
     translator,
 )
@@ -141,35 +143,13 @@ def _chunk_totals(records: Iterable[ChunkRecord], sign: int = 1) -> dict[str, in
     return {name: sign * value for name, value in totals.items()}
 
 
-def _in_parts(ids: Sequence[Any], size: int = 500) -> Iterator[tuple[tuple[Any, ...], str]]:
-    """``ids`` a few hundred at a time, each part with its ``IN (?, ...)`` placeholders."""
-    for start in range(0, len(ids), size):
-        part = tuple(ids[start : start + size])
-        yield part, ",".join("?" * len(part))
-
-
 def _chunk_rows(db: Database, columns: str, chunk_ids: Sequence[bytes]) -> list[Any]:
     """``columns`` of the chunk rows among ``chunk_ids``, a few hundred ids per query."""
     rows: list[Any] = []
-    for part, marks in _in_parts(chunk_ids):
+    for part, marks in in_parts(chunk_ids):
         query = f"SELECT {columns} FROM chunks WHERE chunk_id IN ({marks})"
         rows += db.execute(query, part).fetchall()
     return rows
-
-
-def _drop_unused(
-    db: Database, table: str, key: str, count: str, ids: Sequence[bytes]
-) -> list[bytes]:
-    """Delete the rows among ``ids`` whose ``count`` fell to zero; their ids. A few
-    statements for any number of rows (each statement is a round trip to a shared map)."""
-    gone: list[bytes] = []
-    for part, marks in _in_parts(ids):
-        where = f"WHERE {count} <= 0 AND {key} IN ({marks})"
-        found = [bytes(row[0]) for row in db.execute(f"SELECT {key} FROM {table} {where}", part)]
-        if found:
-            db.execute(f"DELETE FROM {table} {where}", part)
-            gone += found
-    return gone
 
 
 class BlockMap:
@@ -183,10 +163,6 @@ class BlockMap:
         # The fencing token of the QLOCK lease writes happen under (engine/qlock.py); the
         # lease tables beside the map are LeaseTable's, made when a Node opens it.
         self.fence: Callable[[], int | None] = lambda: None
-        # seal parts read lately, in hex as proofs carry them; a part never changes
-        self._parts: dict[bytes, str] = {}
-        self._part_ids: dict[bytes, bytes] = {}  # their row ids, by label
-        self._batch_seals: dict[bytes, BatchSeal] = {}  # v2 rows' seals, by signature
         try:
             # FULL: a block id is printed only after its map row is on disk.
             self._db = open_database(
@@ -197,6 +173,7 @@ class BlockMap:
                 create=create,
                 translate=translator("block map", where, BlockMapDamaged),
             )
+            self._seals = SealsTable(self._db, map_key, self._seal, self._unseal)
             dialect = self._db.dialect
             # idempotent; outside any transaction
             self._db.executescript(_SCHEMA + _ROWID[dialect] + changes.tracking_ddl(dialect))
@@ -303,7 +280,7 @@ class BlockMap:
         query per few hundred whole ids instead of one per block."""
         rows: dict[str, bytes] = {}
         whole = [b for b in dict.fromkeys(block_ids) if _ID_TEXT.fullmatch(b)]
-        for part, marks in _in_parts(whole):
+        for part, marks in in_parts(whole):
             query = f"SELECT block_id, sealed FROM blocks WHERE block_id IN ({marks})"
             rows.update((str(i), sealed) for i, sealed in self._db.execute(query, part))
         return [self._block_of(b, rows[b]) if b in rows else self.get_block(b) for b in block_ids]
@@ -339,7 +316,7 @@ class BlockMap:
         plain = self._unseal("blocks", block_id.encode(), sealed)
         if block_rows.is_v2(plain):
             try:
-                return block_rows.decode(block_id, plain, self._batch_seal)
+                return block_rows.decode(block_id, plain, self._seals.batch_seal)
             except ValueError as exc:
                 raise BlockMapDamaged(
                     f"block {block_id} has a malformed row: {exc}",
@@ -349,80 +326,9 @@ class BlockMap:
         wanted = seal_parts.labels(doc["proof"])
         if not wanted:
             return BlockRecord.from_doc(doc)
-        values = self._parts_hex({name: self._part_id(label) for name, label in wanted})
+        values = self._seals.hex_values(dict(wanted))
         doc["proof"] = seal_parts.join(doc["proof"], values)
         return BlockRecord.from_doc(doc)
-
-    def _parts_hex(self, ids: Mapping[str, bytes]) -> dict[str, str]:
-        """The seal parts of ``ids`` (name -> part id) in hex, those not read lately in one
-        query (one round trip)."""
-        if len(self._parts) >= 256:  # parts read lately; a part never changes
-            self._parts.clear()
-        missing = [i for i in dict.fromkeys(ids.values()) if i not in self._parts]
-        if missing:
-            marks = ",".join("?" * len(missing))
-            rows = self._db.execute(
-                f"SELECT part_id, sealed FROM seals WHERE part_id IN ({marks})", missing
-            ).fetchall()
-            for part_id, sealed in rows:
-                self._parts[bytes(part_id)] = self._unseal("seals", bytes(part_id), sealed).hex()
-        if any(i not in self._parts for i in ids.values()):
-            raise BlockMapDamaged(
-                "a block's proof names a seal part the map does not hold",
-                "the map was damaged; restore it from a map backup",
-            )
-        return {name: self._parts[part_id] for name, part_id in ids.items()}
-
-    def _batch_seal(self, signature: bytes) -> BatchSeal:
-        """The batch seal a v2 row names, parsed once per seal and kept."""
-        seal = self._batch_seals.get(signature)
-        if seal is None:
-            label = block_rows.seal_label(signature)
-            body = bytes.fromhex(self._parts_hex({"seal": self._part_id(label)})["seal"])
-            try:
-                seal = block_rows.decode_seal(body, self._ml_dsa_key)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise BlockMapDamaged(
-                    f"a batch seal of the block map is malformed: {exc}",
-                    "the map was damaged; restore it from a map backup",
-                ) from None
-            if len(self._batch_seals) >= 256:
-                self._batch_seals.clear()
-            self._batch_seals[signature] = seal
-        return seal
-
-    def _ml_dsa_key(self, key_id: str) -> bytes:
-        label = seal_parts.key_label(key_id)
-        return bytes.fromhex(self._parts_hex({"key": self._part_id(label)})["key"])
-
-    def _part_id(self, label: bytes) -> bytes:
-        """The row id of a seal part (a keyed hash; a batch's blocks share their label)."""
-        part_id = self._part_ids.get(label)
-        if part_id is None:
-            if len(self._part_ids) >= 256:
-                self._part_ids.clear()
-            part_id = self._part_ids[label] = aead.keyed_hash(self._key, b"seal-part", label)
-        return part_id
-
-    def _count_parts(
-        self, db: Database, parts: Iterable[Sequence[seal_parts.Part]], delta: int
-    ) -> None:
-        """Add ``delta`` references to each seal part of ``parts`` (the parts each block's
-        proof uses): a part is written with its first reference and removed with its last."""
-        counts: dict[bytes, tuple[seal_parts.Part, int]] = {}
-        for block_parts in parts:
-            for part in block_parts:
-                part_id = self._part_id(part.label)
-                counts[part_id] = (part, counts.get(part_id, (part, 0))[1] + delta)
-        db.executemany(
-            "INSERT INTO seals VALUES (?, ?, ?) "
-            "ON CONFLICT(part_id) DO UPDATE SET refcount = seals.refcount + excluded.refcount",
-            [
-                (part_id, change, self._seal("seals", part_id, part.value))
-                for part_id, (part, change) in counts.items()
-            ],
-        )
-        _drop_unused(db, "seals", "part_id", "refcount", list(counts))
 
     def get_chunk(self, chunk_id: bytes) -> ChunkRecord | None:
         row = self._db.execute("SELECT sealed FROM chunks WHERE chunk_id=?", (chunk_id,)).fetchone()
@@ -549,7 +455,7 @@ class BlockMap:
         )
         self._count_packed(db, [copy for r in added for copy in r.all_copies], +1)
         rows = [self._row_of(b) for b, _ in blocks]  # (plaintext, seal parts)
-        self._count_parts(db, (parts for _, parts in rows), +1)
+        self._seals.count(db, (parts for _, parts in rows), +1)
         db.executemany(
             "INSERT INTO blocks VALUES (?, ?)",
             [
@@ -587,7 +493,7 @@ class BlockMap:
             if not db.execute("DELETE FROM blocks WHERE block_id=?", (block_id,)).rowcount:
                 raise BlockNotFound(f"no block {block_id!r} on this node")
             db.execute("DELETE FROM audited WHERE block_id=?", (block_id,))
-            self._count_parts(db, [self._row_of(block)[1]], -1)
+            self._seals.count(db, [self._row_of(block)[1]], -1)
             for chunk_id in dict.fromkeys(block.chunk_ids):
                 db.execute(
                     "UPDATE chunks SET refcount = refcount - 1 WHERE chunk_id=?", (chunk_id,)
@@ -630,7 +536,7 @@ class BlockMap:
             "ON CONFLICT(pack_id) DO UPDATE SET live = packs.live + excluded.live",
             [(pack_id, change) for pack_id, (_, change) in packs.items()],
         )
-        gone = set(_drop_unused(db, "packs", "pack_id", "live", list(packs)))
+        gone = set(drop_unused(db, "packs", "pack_id", "live", list(packs)))
         return [copy for pack_id, (copy, _) in packs.items() if pack_id in gone]
 
     def _present_chunks(self, db: Database, chunk_ids: Sequence[bytes]) -> set[bytes]:

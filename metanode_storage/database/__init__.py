@@ -12,6 +12,7 @@ itself, so a store's read-then-write logic is correct on either.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +39,8 @@ __all__ = [
     "Translate",
     "copy_sqlite",
     "describe",
+    "drop_unused",
+    "in_parts",
     "open_database",
     "translator",
 ]
@@ -109,3 +112,25 @@ def open_database(
     return SharedConnection(
         where, synchronous=synchronous, timeout=timeout, create=create, translate=translate
     )
+
+
+def in_parts(ids: Sequence[Any], size: int = 500) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """``ids`` a few hundred at a time, each part with its ``IN (?, ...)`` placeholders."""
+    for start in range(0, len(ids), size):
+        part = tuple(ids[start : start + size])
+        yield part, ",".join("?" * len(part))
+
+
+def drop_unused(
+    db: Database, table: str, key: str, count: str, ids: Sequence[bytes]
+) -> list[bytes]:
+    """Delete the rows among ``ids`` whose ``count`` fell to zero; their ids. A few
+    statements for any number of rows (each statement is a round trip to a shared map)."""
+    gone: list[bytes] = []
+    for part, marks in in_parts(ids):
+        where = f"WHERE {count} <= 0 AND {key} IN ({marks})"
+        found = [bytes(row[0]) for row in db.execute(f"SELECT {key} FROM {table} {where}", part)]
+        if found:
+            db.execute(f"DELETE FROM {table} {where}", part)
+            gone += found
+    return gone
