@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from metanode_storage import Node
 from metanode_storage.blockmap import BlockMap, BlockRecord, ChunkRecord, Replica, block_rows
 from metanode_storage.crypto.batch_proof import BatchedProof, BlockFields, seal_batch
 from metanode_storage.crypto.signing import NodeSigner
@@ -176,3 +177,29 @@ def test_a_missing_batch_seal_is_damage() -> None:
         db.close()
         with pytest.raises(BlockMapDamaged, match="seal part"):
             BlockMap(path, key).get_block(block.block_id)
+
+
+def test_a_map_written_with_v1_rows_still_reads_verifies_and_exports(node: Node) -> None:
+    """Maps written before v2 rows keep their JSON rows (nothing migrates them): rewrite a
+    node's rows as the old writer did, ML-DSA halves apart, and use them end to end."""
+    objects = [(f"f{i}", os.urandom(3000)) for i in range(4)]
+    blocks = node.store_many(objects)
+    blockmap = node.blockmap
+    with blockmap._write() as db:
+        for view in blocks:
+            record = blockmap.get_block(view.block_id)
+            as_v1 = replace(record, proof=record.proof_document)
+            plain, parts = blockmap._row_of(as_v1)
+            assert plain.startswith(b"{")  # JSON: the old form
+            blockmap._seals.count(db, [parts], +1)
+            db.execute(
+                "UPDATE blocks SET sealed=? WHERE block_id=?",
+                (blockmap._seal("blocks", record.block_id.encode(), plain), record.block_id),
+            )
+    reopened = BlockMap(blockmap.where, blockmap._key)  # nothing cached from the v2 rows
+    assert all(isinstance(reopened.get_block(b.block_id).proof, dict) for b in blocks)
+    reopened.close()
+    assert node.retrieve_many([b.block_id for b in blocks]) == [data for _, data in objects]
+    assert all(node.verify(b.block_id).ok for b in blocks)
+    (exported,) = node.export_proofs([blocks[0].block_id])
+    assert exported["proof"]["block_id"] == blocks[0].block_id
