@@ -70,6 +70,8 @@ class SealsTable:
             body = bytes.fromhex(self.hex_values({"seal": label})["seal"])
             try:
                 seal = block_rows.decode_seal(body, self._ml_dsa_key)
+                if seal.signature != signature:
+                    raise ValueError("it is another seal than its name says")
             except (ValueError, UnicodeDecodeError) as exc:
                 raise BlockMapDamaged(
                     f"a batch seal of the block map is malformed: {exc}",

@@ -203,3 +203,33 @@ def test_a_map_written_with_v1_rows_still_reads_verifies_and_exports(node: Node)
     assert all(node.verify(b.block_id).ok for b in blocks)
     (exported,) = node.export_proofs([blocks[0].block_id])
     assert exported["proof"]["block_id"] == blocks[0].block_id
+
+
+def test_a_seal_part_swapped_for_another_batchs_is_damage() -> None:
+    """A seal part re-sealed under another seal's name (a writer holding the map key, or
+    a bug) must not lend its root to the blocks that name the other seal."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path, key = Path(tmp) / "map.sqlite", os.urandom(32)
+        blockmap = BlockMap(path, key, create=True)
+        (first,) = _batch([("a", [os.urandom(32)], 1, {}, True)], False)
+        (second,) = _batch([("b", [os.urandom(32)], 2, {}, True)], False)
+        for block in (first, second):
+            blockmap.commit_block(block, [_chunk(block.chunk_ids[0])])
+        assert isinstance(first.proof, BatchedProof) and isinstance(second.proof, BatchedProof)
+        first_id = blockmap._seals.part_id(block_rows.seal_label(first.proof.seal.signature))
+        second_id = blockmap._seals.part_id(block_rows.seal_label(second.proof.seal.signature))
+        with blockmap._write() as db:
+            (sealed,) = db.execute(
+                "SELECT sealed FROM seals WHERE part_id=?", (second_id,)
+            ).fetchone()
+            other = blockmap._unseal("seals", second_id, sealed)
+            db.execute(
+                "UPDATE seals SET sealed=? WHERE part_id=?",
+                (blockmap._seal("seals", first_id, other), first_id),
+            )
+        blockmap.close()
+        reopened = BlockMap(path, key)
+        with pytest.raises(BlockMapDamaged, match="another seal"):
+            reopened.get_block(first.block_id)
+        assert reopened.get_block(second.block_id) == second
+        reopened.close()
