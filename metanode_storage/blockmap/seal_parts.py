@@ -26,7 +26,7 @@ _PART_OWNER = {"ml_dsa_signature": "signature", "ml_dsa_verification_key": "key_
 
 @dataclass(frozen=True)
 class Part:
-    field: str  # which proof field it fills
+    field: str  # which proof field it fills in a JSON row ("" for a v2 row's parts)
     label: bytes  # what it belongs to: a seal signature or a key id, with its kind
     hex_value: str  # as the proof carries it; decoded only when the part is written
 
