@@ -19,7 +19,8 @@ once per batch, in the seals table beside the ML-DSA parts (blockmap/seal_parts.
         u8   n, n x 32 bytes    the inclusion path
         u32  n, n x 32 bytes    the chunk ids, in order
         u16  n, n bytes         the proof type, UTF-8
-        u16  n, n bytes         the name given at store time, UTF-8
+        u16  n, n bytes         the name given at store time, UTF-8 (lone surrogates
+                                kept, as Python's "surrogatepass" writes them)
         ...                     extra, JSON; empty for {}
 
     batch seal part =
@@ -54,6 +55,7 @@ _U32 = struct.Struct(">I")
 _U16 = struct.Struct(">H")
 _SEAL_HEAD = struct.Struct(">BQ32s64s32sB")
 _HASH = 32
+_NAMES = "surrogatepass"  # the UTF-8 error handler for names, both ways
 
 SealOf = Callable[[bytes], BatchSeal]  # a batch seal by its signature, from the seals table
 
@@ -81,7 +83,13 @@ def encode(block: BlockRecord) -> tuple[bytes, tuple[Part, ...]] | None:
         or len(proof.path) > 255
     ):
         return None
-    proof_type, name = fields.proof_type.encode(), block.name.encode()
+    try:
+        proof_type = fields.proof_type.encode()
+    except UnicodeEncodeError:
+        return None
+    # A file name is kept as given, the undecodable bytes of a POSIX name (str's lone
+    # surrogates, by surrogateescape) included, as the JSON row keeps them.
+    name = block.name.encode("utf-8", _NAMES)
     if len(proof_type) > 0xFFFF or len(name) > 0xFFFF:
         return None
     row = b"".join(
@@ -171,7 +179,7 @@ def decode(block_id: str, plain: bytes, seal_of: SealOf) -> BlockRecord:
         end = at + count * _HASH
         chunk_ids = tuple([plain[i : i + _HASH] for i in range(at, end, _HASH)])
         proof_type, at = _text(plain, end)
-        name, at = _text(plain, at)
+        name, at = _text(plain, at, _NAMES)
         extra: dict[str, Any] = parse_extra(plain[at:]) if at < len(plain) else {}
     except (struct.error, UnicodeDecodeError) as exc:
         raise ValueError(f"a malformed v2 block row: {exc}") from None
@@ -201,9 +209,9 @@ def parse_extra(raw: bytes) -> dict[str, Any]:
     return extra
 
 
-def _text(plain: bytes, at: int) -> tuple[str, int]:
+def _text(plain: bytes, at: int, errors: str = "strict") -> tuple[str, int]:
     (size,) = _U16.unpack_from(plain, at)
     at += _U16.size
     if at + size > len(plain):
         raise ValueError("a v2 block row is cut short")
-    return plain[at : at + size].decode(), at + size
+    return plain[at : at + size].decode("utf-8", errors), at + size

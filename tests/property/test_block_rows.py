@@ -25,8 +25,14 @@ _SIGNERS = {True: NodeSigner.generate(hybrid=True), False: NodeSigner.generate(h
 _extra = st.dictionaries(
     st.text(max_size=8), st.one_of(st.integers(), st.text(max_size=8), st.booleans()), max_size=3
 )
+# Names as a POSIX file name reaches Python: any text, and undecodable bytes as lone
+# surrogates (surrogateescape).
+_name = st.text(
+    st.one_of(st.characters(), st.characters(min_codepoint=0xDC80, max_codepoint=0xDCFF)),
+    max_size=40,
+)
 _object = st.tuples(
-    st.text(max_size=40),  # name
+    _name,
     st.lists(st.binary(min_size=32, max_size=32), max_size=6),  # chunk ids
     st.integers(0, 2**63 - 1),  # size
     _extra,
@@ -233,3 +239,14 @@ def test_a_seal_part_swapped_for_another_batchs_is_damage() -> None:
             reopened.get_block(first.block_id)
         assert reopened.get_block(second.block_id) == second
         reopened.close()
+
+
+def test_a_file_whose_name_is_not_utf_8_is_stored_and_named_as_given(
+    node: Node, tmp_path: Path
+) -> None:
+    path = tmp_path / os.fsdecode(b"\xff-report.bin")
+    path.write_bytes(b"report")
+    block = node.store_file(path)
+    assert block.name == os.fsdecode(b"\xff-report.bin")
+    assert node.blockmap.get_block(block.block_id).name == block.name
+    assert node.retrieve_bytes(block.block_id) == b"report"
