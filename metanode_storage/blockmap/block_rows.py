@@ -78,9 +78,11 @@ def encode(block: BlockRecord) -> tuple[bytes, tuple[Part, ...]] | None:
         or fields.data_hash != block.data_hash
         or fields.size != block.size
         or fields.timestamp != block.created_at
-        or seal.signature.hex() != block.vm_signature
+        or seal.signature_hex != block.vm_signature
         or any(len(c) != _HASH for c in block.chunk_ids)
         or len(proof.path) > 255
+        or not 0 <= proof.leaf_index <= 0xFFFFFFFF
+        or len(block.chunk_ids) > 0xFFFFFFFF
     ):
         return None
     try:
