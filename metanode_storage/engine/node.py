@@ -27,7 +27,7 @@ from metanode_storage.audit.trail import (
     audit_origin,
 )
 from metanode_storage.blockmap.leases import Lease, LeaseTable
-from metanode_storage.blockmap.records import BlockRecord
+from metanode_storage.blockmap.records import BlockRecord, ChunkRecord
 from metanode_storage.blockmap.store import BlockMap, MapStats
 from metanode_storage.config.paths import NodeLayout, resolve_home
 from metanode_storage.config.secrets import Secret
@@ -73,7 +73,7 @@ from metanode_storage.engine.verification import (
     BlockVerification,
     verify_block,
 )
-from metanode_storage.engine.views import container_view
+from metanode_storage.engine.views import Holdings, container_view
 from metanode_storage.engine.writer import ChunkWriter
 from metanode_storage.errors import (
     InputError,
@@ -87,6 +87,7 @@ from metanode_storage.providers.health import HealthBoard, MonitoredBlobStore
 
 _CHUNKS_IN_FLIGHT = 4  # bounds memory: at most this many chunks are being sealed or fetched
 _IO_THREADS = 16
+_VIEW_CHUNKS_KEPT = 10_000  # chunk rows a listing keeps from one block's view to the next
 _AUDIT_TAIL = 200  # events beyond the last map backup segment before one is written
 log = logging.getLogger("metanode.node")
 
@@ -639,8 +640,19 @@ class Node:
         return documents
 
     def blocks(self) -> Iterator[ContainerBlock]:
+        """Every block's view, oldest first. Blocks stored together sit together and share
+        chunks (a batch's bundle), so chunk rows and holdings are kept from one view to
+        the next, a bounded number of them, instead of read and summed per block."""
+        known: dict[bytes, ChunkRecord] = {}
+        holdings: Holdings = {}
         for block in self.blockmap.blocks():
-            yield self._view(block)
+            if len(known) > _VIEW_CHUNKS_KEPT:
+                known.clear()
+                holdings.clear()
+            missing = [c for c in dict.fromkeys(block.chunk_ids) if c not in known]
+            if missing:
+                known.update(self.blockmap.get_chunks(missing))
+            yield container_view(block, known.get, self.settings.providers, holdings=holdings)
 
     def describe(self, block_id: str) -> ContainerBlock:
         return self._view(self.blockmap.get_block(block_id))

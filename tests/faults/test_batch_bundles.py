@@ -168,3 +168,20 @@ def test_a_full_audit_reads_each_bundle_copy_once_and_reports_every_block(
     assert report.blocks_checked == 20 and report.replicas_checked == 60
     assert {v["block_id"] for v in report.violations} == {b.block_id for b in blocks}
     assert {v["provider"] for v in report.violations} == {record.replicas[0].provider}
+
+
+def test_a_listing_shows_each_block_as_describe_does(node: Node, tmp_path: Path) -> None:
+    """The listing keeps chunk rows and holdings from one view to the next; each view must
+    still be the block's own, across bundles, trees, repairs' backups and singles."""
+    batch = node.store_many([(f"o{i}", os.urandom(3000)) for i in range(300)])
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "a.txt").write_bytes(b"a" * 10_000)
+    tree, _ = node.store_tree([tmp_path / "tree"])
+    single = node.store_bytes(os.urandom(200_000), "single")
+    record = _chunk_of(node, batch[0].block_id)  # give one bundle a backup copy
+    node.blockmap.replace_chunks([replace(record, backups=(record.replicas[0],))])
+    listed = list(node.blocks())
+    ids = [b.block_id for b in (*batch, tree, single)]
+    assert [b.block_id for b in listed] == ids
+    assert listed == [node.describe(block_id) for block_id in ids]
+    assert any(loc.backup_locations for loc in listed[0].distribution_map)  # the backup shows
