@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +94,27 @@ class NodeAudit:
         detail: Mapping[str, Any] | None = None,
     ) -> None:
         self.record_many([(event_type, block_id, status, detail)])
+
+    @contextmanager
+    def in_groups(self, size: int = 256) -> Iterator[Callable[[NewEvent], None]]:
+        """For a long run of many events (verifying every block): events given to the
+        yielded function are appended ``size`` at a time, one transaction (one fsync)
+        each, and the rest on the way out, an error included. A durable transaction per
+        event cost more than verifying a block of a batch's bundle; a process killed
+        mid-run loses at most the events of its last group, of blocks whose faults
+        are in the map already."""
+        pending: list[NewEvent] = []
+
+        def add(event: NewEvent) -> None:
+            pending.append(event)
+            if len(pending) >= size:
+                self.record_many(pending)
+                pending.clear()
+
+        try:
+            yield add
+        finally:
+            self.record_many(pending)
 
     def record_many(self, events: Sequence[NewEvent]) -> None:
         """Several events in one transaction (one fsync)."""

@@ -135,18 +135,20 @@ def run_integrity_audit(
     with node.lock.shared("audit integrity"):
         chosen = blockmap.least_recently_audited(total if sample is None else sample)
         checked: dict[bytes, list[ReplicaCheck]] = {}  # a shared chunk is downloaded once
-        for block_id in chosen:
-            block = blockmap.get_block(block_id)
-            if quick:
-                result = quick_check(
-                    block_id, block.chunk_ids, blockmap, node.providers, node.io_pool
-                )
-                detail = {**result.audit_detail(), "mode": "quick"}
-                node.audit.record(VERIFY, block_id, result.audit_status, detail)
-            else:
-                result = node.verify_record(block, lambda _: None, checked)
-            report.add(result)
-            progress(1)
+        with node.audit.in_groups() as record:
+            for block_id in chosen:
+                block = blockmap.get_block(block_id)
+                if quick:
+                    result = quick_check(
+                        block_id, block.chunk_ids, blockmap, node.providers, node.io_pool
+                    )
+                    detail = {**result.audit_detail(), "mode": "quick"}
+                    record((VERIFY, block_id, result.audit_status, detail))
+                else:
+                    result = node.verify_record(block, lambda _: None, checked, record)
+                report.add(result)
+                progress(1)
+        # only once every event is in the trail: a run cut short leaves them unaudited
         blockmap.mark_audited(chosen)
     # The per-block verify events carry the violations; this one summarises the run
     # (counting its violations again would double the trail's violation count).

@@ -536,19 +536,22 @@ class Node:
             return self.verify_record(self.blockmap.get_block(block_id), progress)
 
     def verify_all(self, progress: Progress = _no_progress) -> Iterator[BlockVerification]:
-        with self.lock.shared("verify"):
+        """Verify every block; their audit events are appended a group at a time."""
+        with self.lock.shared("verify"), self.audit.in_groups() as record:
             checked: dict[bytes, list[ReplicaCheck]] = {}
             for block in self.blockmap.blocks():
-                yield self.verify_record(block, progress, checked)
+                yield self.verify_record(block, progress, checked, record)
 
     def verify_record(
         self,
         block: BlockRecord,
         progress: Progress,
         checked: dict[bytes, list[ReplicaCheck]] | None = None,
+        record: Callable[[NewEvent], None] | None = None,
     ) -> BlockVerification:
-        """Verify one block (the caller holds the lock) and audit the outcome; ``checked``
-        carries chunks' checks from block to block in one run (verify_block)."""
+        """Verify one block (the caller holds the lock) and audit the outcome, at once or
+        through ``record`` (``NodeAudit.in_groups``); ``checked`` carries chunks' checks
+        from block to block in one run (verify_block)."""
         result = verify_block(
             block,
             self.blockmap,
@@ -559,7 +562,11 @@ class Node:
             self.reads.verifier,
             checked,
         )
-        self.audit.record(VERIFY, block.block_id, result.audit_status, result.audit_detail())
+        event = (VERIFY, block.block_id, result.audit_status, result.audit_detail())
+        if record is None:
+            self.audit.record_many([event])
+        else:
+            record(event)
         return result
 
     # -- remove, list, status ---------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from metanode_storage import Node
-from metanode_storage.audit.trail import OK, RETRIEVE, VIOLATION
+from metanode_storage.audit.trail import OK, RETRIEVE, VERIFY, VIOLATION
 from metanode_storage.blockmap.records import ChunkRecord
 from metanode_storage.engine.batch_input import BATCH_BUNDLED_UP_TO, BATCH_BUNDLES, OFFSET
 from metanode_storage.engine.integrity import run_integrity_audit
@@ -185,3 +185,31 @@ def test_a_listing_shows_each_block_as_describe_does(node: Node, tmp_path: Path)
     assert [b.block_id for b in listed] == ids
     assert listed == [node.describe(block_id) for block_id in ids]
     assert any(loc.backup_locations for loc in listed[0].distribution_map)  # the backup shows
+
+
+@pytest.mark.parametrize("how", ["verify_all", "integrity audit", "quick integrity audit"])
+def test_every_verified_block_is_audited_in_few_signed_groups(
+    node: Node, home: Path, how: str
+) -> None:
+    """A run over every block audits each one, in groups of 256 events (one transaction
+    and one signature each) rather than a durable transaction per block."""
+    blocks = node.store_many([(f"o{i}", os.urandom(2000)) for i in range(300)])
+    flip_a_byte(home, _chunk_of(node, blocks[-1].block_id).replicas[0], at=60)
+    if how == "verify_all":
+        results = list(node.verify_all())
+        assert len(results) == 300 and results[-1].faults
+    else:
+        report = run_integrity_audit(node, quick=how.startswith("quick"))
+        assert report.blocks_checked == 300
+    trail = node.audit.trail
+    verified = list(trail.events(event_type=VERIFY))
+    assert sorted(e.block_id for e in verified) == sorted(b.block_id for b in blocks)
+    if how != "quick integrity audit":  # a quick check does not read the bytes
+        bundle = _chunk_of(node, blocks[-1].block_id).chunk_id
+        in_bundle = {b.block_id for b in blocks if _chunk_of(node, b.block_id).chunk_id == bundle}
+        assert {e.block_id for e in verified if e.status == VIOLATION} == in_bundle
+    bodies = [
+        row[0] for row in trail._db.execute("SELECT body FROM events WHERE type = ?", (VERIFY,))
+    ]
+    assert sum(b'"sig"' in body for body in bodies) == 2  # 256 + 44
+    assert trail.verify(node.keys.public_keys()).ok
