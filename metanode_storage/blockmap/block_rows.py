@@ -182,7 +182,7 @@ def decode(block_id: str, plain: bytes, seal_of: SealOf) -> BlockRecord:
         chunk_ids = tuple([plain[i : i + _HASH] for i in range(at, end, _HASH)])
         proof_type, at = _text(plain, end)
         name, at = _text(plain, at, _NAMES)
-        extra: dict[str, Any] = parse_extra(plain[at:]) if at < len(plain) else {}
+        extra: dict[str, Any] = _parse_extra(plain[at:]) if at < len(plain) else {}
     except (struct.error, UnicodeDecodeError) as exc:
         raise ValueError(f"a malformed v2 block row: {exc}") from None
     if len(path) != path_len or len(chunk_ids) != count:
@@ -204,7 +204,7 @@ def decode(block_id: str, plain: bytes, seal_of: SealOf) -> BlockRecord:
     )
 
 
-def parse_extra(raw: bytes) -> dict[str, Any]:
+def _parse_extra(raw: bytes) -> dict[str, Any]:
     extra = json.loads(raw)
     if not isinstance(extra, dict):
         raise ValueError("a v2 block row's extra is not an object")

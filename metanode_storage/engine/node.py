@@ -656,10 +656,7 @@ class Node:
             if len(known) > _VIEW_CHUNKS_KEPT:
                 known.clear()
                 holdings.clear()
-            missing = [c for c in dict.fromkeys(block.chunk_ids) if c not in known]
-            if missing:
-                known.update(self.blockmap.get_chunks(missing))
-            yield container_view(block, known.get, self.settings.providers, holdings=holdings)
+            yield self._view(block, known, holdings)
 
     def describe(self, block_id: str) -> ContainerBlock:
         return self._view(self.blockmap.get_block(block_id))
@@ -697,7 +694,17 @@ class Node:
             last_failure_at=state.last_failure_at or None,
         )
 
-    def _view(self, block: BlockRecord) -> ContainerBlock:
+    def _view(
+        self,
+        block: BlockRecord,
+        known: dict[bytes, ChunkRecord] | None = None,
+        holdings: Holdings | None = None,
+    ) -> ContainerBlock:
+        """The block's view; ``known`` (chunk rows) and ``holdings`` are kept and added to
+        by a caller making many views, as blocks()."""
+        known = {} if known is None else known
         # a few hundred chunk rows per query: a tree's view names every file's chunk
-        records = self.blockmap.get_chunks(list(dict.fromkeys(block.chunk_ids)))
-        return container_view(block, records.get, self.settings.providers)
+        missing = [c for c in dict.fromkeys(block.chunk_ids) if c not in known]
+        if missing:
+            known.update(self.blockmap.get_chunks(missing))
+        return container_view(block, known.get, self.settings.providers, holdings=holdings)

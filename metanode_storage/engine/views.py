@@ -61,11 +61,7 @@ def container_view(
                 chunk_replicas=each.chunk_replicas,
                 stored_bytes=each.stored_bytes,
                 verification_hash=each.verification_hash,
-                backup_locations=(
-                    sorted({location_id(p) for p in each.backup_providers})
-                    if each.backup_providers
-                    else []
-                ),
+                backup_locations=sorted({location_id(p) for p in each.backup_providers}),
             )
         )
     return ContainerBlock(

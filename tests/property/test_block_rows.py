@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from metanode_storage import Node
 from metanode_storage.blockmap import BlockMap, BlockRecord, ChunkRecord, Replica, block_rows
+from metanode_storage.blockmap.seal_parts import key_label
 from metanode_storage.crypto.batch_proof import BatchedProof, BlockFields, seal_batch
 from metanode_storage.crypto.signing import NodeSigner
 from metanode_storage.errors import BlockMapDamaged
@@ -89,7 +90,7 @@ def _round_trip(block: BlockRecord, hybrid: bool) -> None:
     values = {p.label: p.value for p in parts}
 
     def ml_dsa_key(key_id: str) -> bytes:
-        return values[b"key_id\0" + key_id.encode()]
+        return values[key_label(key_id)]
 
     back_seal = block_rows.decode_seal(values[block_rows.seal_label(seal.signature)], ml_dsa_key)
     assert back_seal == seal
