@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from metanode_storage.audit.drafts import EventDrafts, canonical
 from metanode_storage.audit.merkle import Frontier, consistency_proof, leaf_hash
 from metanode_storage.audit.note import Checkpoint, NoteInvalid, open_note
 from metanode_storage.crypto.signing import NodeSigner, PublicKey, verify_ml_dsa, verify_signature
@@ -41,9 +42,6 @@ from metanode_storage.database import (
 )
 from metanode_storage.errors import AuditTrailDamaged, LocalStateError
 
-# Version 2: an event appended with others may carry no signature of its own; the last
-# event of its group signs it through the chain of "prev" links (docs/AUDIT.md).
-EVENT_VERSION = 2
 OK, VIOLATION, FAILED, DENIED = "ok", "violation", "failed", "denied"
 STORE, RETRIEVE, VERIFY, REPAIR, DELETE = "store", "retrieve", "verify", "repair", "delete"
 
@@ -79,11 +77,6 @@ def handover_statement(old_key_id: str, new_key_id: str, new_public_key: str) ->
     return canonical(
         {"old_key_id": old_key_id, "new_key_id": new_key_id, "new_public_key": new_public_key}
     )
-
-
-def canonical(document: Mapping[str, Any]) -> bytes:
-    """The one byte form that is signed: sorted keys, no spaces, UTF-8."""
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 @dataclass(frozen=True)
@@ -196,23 +189,13 @@ class AuditTrail:
         with self._db.transaction():
             frontier, last = self._frontier()
             rows = []
+            drafts = EventDrafts(now, self._signer.key_id, fence)
             for position, (event_type, block_id, status, detail) in enumerate(events, 1):
-                signed = {
-                    "v": EVENT_VERSION,
-                    "seq": frontier.size,
-                    "time": now,
-                    "type": event_type,
-                    "block_id": block_id,
-                    "status": status,
-                    "detail": dict(detail or {}),
-                    "prev": last,
-                    "key_id": self._signer.key_id,
-                }
-                if fence is not None:
-                    signed["fence"] = fence
-                body = canonical(signed)
+                event = (frontier.size, event_type, block_id, status, detail, last)
+                body = drafts.body(*event)
                 if position == len(events):
-                    body = canonical({**signed, "sig": self._signer.sign(body).hex()})
+                    signature = self._signer.sign(body).hex()
+                    body = canonical({**drafts.signed(*event), "sig": signature})
                 leaf = leaf_hash(body)
                 rows.append((frontier.size, now, event_type, block_id, status, body, leaf))
                 frontier.append(leaf)

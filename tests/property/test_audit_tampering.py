@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from metanode_storage import Node, Secret
+from metanode_storage.audit.drafts import EventDrafts, canonical
 from metanode_storage.audit.merkle import leaf_hash
 from metanode_storage.audit.trail import AuditTrail
 from metanode_storage.crypto.signing import NodeSigner
@@ -288,3 +289,44 @@ def test_any_edit_in_a_trail_of_groups_is_caught(
         assert not reopened.verify(keys).ok
     finally:
         reopened.close()
+
+
+# Any JSON value a detail may hold, keys and text over all of Unicode but lone surrogates
+# (which UTF-8 cannot carry, in either form).
+_text = st.text(st.characters(exclude_categories=["Cs"]))
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(
+    now=st.integers(min_value=0, max_value=2**40),
+    key_id=_text,
+    fence=st.none() | st.integers(min_value=0, max_value=2**63),
+    seq=st.integers(min_value=0, max_value=2**40),
+    event_type=st.sampled_from(["store", "retrieve", "verify"]) | _text,
+    block_id=_text,
+    status=st.sampled_from(["ok", "violation"]) | _text,
+    detail=st.none() | st.just({"faults": []}) | st.dictionaries(_text, _json_values, max_size=3),
+    prev=st.just("") | st.binary(min_size=32, max_size=32).map(bytes.hex) | _text,
+)
+def test_drafted_event_bodies_are_the_canonical_json_they_are_signed_as(
+    now: int,
+    key_id: str,
+    fence: int | None,
+    seq: int,
+    event_type: str,
+    block_id: str,
+    status: str,
+    detail: dict[str, Any] | None,
+    prev: str,
+) -> None:
+    # An auditor checks each signature against canonical(document): the formatted body
+    # must be that byte for byte, or every grouped event would fail verification.
+    drafts = EventDrafts(now, key_id, fence)
+    event = (seq, event_type, block_id, status, detail, prev)
+    signed = drafts.signed(*event)
+    assert drafts.body(*event) == canonical(signed)
+    assert json.loads(drafts.body(*event)) == signed
