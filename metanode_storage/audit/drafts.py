@@ -22,9 +22,13 @@ _NO_FAULTS_TEXT = '{"faults":[]}'
 _quote = json.encoder.encode_basestring  # json.dumps' form of a str with ensure_ascii=False
 
 
+# made once: json.dumps with any option builds a new encoder per call
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical(document: Mapping[str, Any]) -> bytes:
     """The one byte form that is signed: sorted keys, no spaces, UTF-8."""
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL.encode(document).encode()
 
 
 class EventDrafts:

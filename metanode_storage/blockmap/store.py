@@ -426,13 +426,15 @@ class BlockMap:
         present = self._present_chunks(db, wanted)
         spare: list[ChunkRecord] = []
         added: list[ChunkRecord] = []
-        referenced: list[bytes] = []  # one more reference each (repeats allowed)
+        # one more reference per naming block: a batch's blocks share their bundle, so one
+        # statement (and one change-log row) per chunk, not one per block
+        referenced: Counter[bytes] = Counter()
         for block, new_chunks in blocks:
             offered = {c.chunk_id: c for c in new_chunks}
             for chunk_id in dict.fromkeys(block.chunk_ids):
                 record = offered.pop(chunk_id, None)
                 if chunk_id in present:
-                    referenced.append(chunk_id)
+                    referenced[chunk_id] += 1
                     if record is not None:
                         spare.append(record)
                 elif record is None:
@@ -450,8 +452,8 @@ class BlockMap:
             [(r.chunk_id, self._seal("chunks", r.chunk_id, r.to_bytes())) for r in added],
         )
         db.executemany(
-            "UPDATE chunks SET refcount = refcount + 1 WHERE chunk_id=?",
-            [(c,) for c in referenced],
+            "UPDATE chunks SET refcount = refcount + ? WHERE chunk_id=?",
+            [(count, c) for c, count in referenced.items()],
         )
         self._count_packed(db, [copy for r in added for copy in r.all_copies], +1)
         rows = [self._row_of(b) for b, _ in blocks]  # (plaintext, seal parts)

@@ -17,6 +17,8 @@ class _Held:
     """What one provider holds of a list of chunks, whichever block names them."""
 
     provider: str
+    vendor: str
+    region: str
     chunk_replicas: int
     stored_bytes: int
     verification_hash: str
@@ -41,36 +43,33 @@ def container_view(
     ``holdings``: kept from view to view by a caller making many."""
     held = None if holdings is None else holdings.get(block.chunk_ids)
     if held is None:
-        held = _holdings(block.chunk_ids, chunk)
+        held = _holdings(block.chunk_ids, chunk, providers)
         if holdings is not None:
             holdings[block.chunk_ids] = held
-    configured = {p.name: p for p in providers}
+    block_id = block.block_id
 
     def location_id(provider: str) -> str:
-        return sha256(f"{block.block_id}\0{provider}".encode()).hexdigest()[:16]
+        return sha256(f"{block_id}\0{provider}".encode()).hexdigest()[:16]
 
-    locations = []
-    for each in held:
-        settings = configured.get(each.provider)
-        locations.append(
-            StorageLocation(
-                location_id=location_id(each.provider),
-                cloud_provider=settings.vendor if settings else "unknown",
-                provider=each.provider,
-                region=settings.region if settings else "",
-                chunk_replicas=each.chunk_replicas,
-                stored_bytes=each.stored_bytes,
-                verification_hash=each.verification_hash,
-                backup_locations=sorted({location_id(p) for p in each.backup_providers}),
-            )
-        )
     return ContainerBlock(
-        block_id=block.block_id,
+        block_id=block_id,
         data_hash=block.data_hash,
         proof_hash=proof_hash or block_proof(block).proof_hash,
         size_bytes=block.size,
         created_at=block.created_at,
-        distribution_map=locations,
+        distribution_map=[
+            StorageLocation(
+                location_id=location_id(each.provider),
+                cloud_provider=each.vendor,
+                provider=each.provider,
+                region=each.region,
+                chunk_replicas=each.chunk_replicas,
+                stored_bytes=each.stored_bytes,
+                verification_hash=each.verification_hash,
+                backup_locations=sorted(map(location_id, each.backup_providers)),
+            )
+            for each in held
+        ],
         vm_signature=block.vm_signature,
         proof=block.proof_document,
         chunks=len(block.chunk_ids),
@@ -79,8 +78,11 @@ def container_view(
 
 
 def _holdings(
-    chunk_ids: Sequence[bytes], chunk: Callable[[bytes], ChunkRecord | None]
+    chunk_ids: Sequence[bytes],
+    chunk: Callable[[bytes], ChunkRecord | None],
+    providers: Sequence[ProviderSettings],
 ) -> list[_Held]:
+    configured = {p.name: p for p in providers}
     by_provider: dict[str, list[tuple[str, int]]] = {}
     backups: set[str] = set()
     for chunk_id in dict.fromkeys(chunk_ids):
@@ -93,9 +95,12 @@ def _holdings(
         digest = sha256()
         for key, size in sorted(replicas):
             digest.update(f"{key}:{size}\n".encode())
+        settings = configured.get(provider)
         held.append(
             _Held(
                 provider,
+                settings.vendor if settings else "unknown",
+                settings.region if settings else "",
                 len(replicas),
                 sum(size for _, size in replicas),
                 digest.hexdigest(),

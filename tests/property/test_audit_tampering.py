@@ -329,4 +329,7 @@ def test_drafted_event_bodies_are_the_canonical_json_they_are_signed_as(
     event = (seq, event_type, block_id, status, detail, prev)
     signed = drafts.signed(*event)
     assert drafts.body(*event) == canonical(signed)
+    # and canonical() is still the form events written before were signed in
+    written_before = json.dumps(signed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert canonical(signed) == written_before.encode()
     assert json.loads(drafts.body(*event)) == signed

@@ -47,6 +47,28 @@ def test_commit_read_and_dedup_by_reference(blockmap: BlockMap) -> None:
         blockmap.get_block("a")
 
 
+def test_a_group_naming_one_chunk_many_times_counts_each_block(blockmap: BlockMap) -> None:
+    # A batch's blocks share their bundle: one new chunk, named by every block of the
+    # group (and again in a later group); it goes only when the last of them goes.
+    bundle, later = _chunk(os.urandom(32)), os.urandom(32)
+    names = [f"b{i}" for i in range(5)]
+    blockmap.commit_blocks(
+        [
+            (_block(name, [bundle.chunk_id]), [bundle] if i == 0 else [])
+            for i, name in enumerate(names)
+        ]
+    )
+    blockmap.commit_blocks(
+        [(_block("c0", [bundle.chunk_id, later]), [_chunk(later)]), (_block("c1", [later]), [])]
+    )
+    for name in [*names, "c0"]:
+        released = blockmap.delete_block(name).chunks
+        expected = [] if name != "c0" else [bundle.chunk_id]
+        assert [c.chunk_id for c in released] == expected, name
+    assert [c.chunk_id for c in blockmap.delete_block("c1").chunks] == [later]
+    assert blockmap.stats().chunks == 0
+
+
 def test_nothing_in_clear_names_a_location(blockmap: BlockMap) -> None:
     chunk = _chunk(os.urandom(32))
     blockmap.commit_block(_block("a", [chunk.chunk_id]), [chunk])
