@@ -12,7 +12,7 @@ costs little more than reading it from a chunk of its own.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -38,40 +38,45 @@ class BatchObject:
 
 
 class BatchInput:
-    """The streams of a batch: every object that is not bundled (in the order given),
-    then the bundles. ``placed`` then says where each object ended up."""
+    """The streams of a batch, each object that is not bundled and each bundle as soon
+    as it is full, so that the workers seal and write one bundle while the next is laid
+    out. ``placed`` then says where each object ended up."""
 
     def __init__(self, items: Sequence[tuple[str, BinaryIO | bytes]], cut_key: bytes) -> None:
-        bundler: Bundler[BatchObject] = Bundler(cut_key, BATCH_BUNDLES)
+        self._items = items
+        self._cut_key = cut_key
         self._objects: list[BatchObject] = []
-        self._streamed: list[BatchObject] = []
-        self._bundles: list[Bundle[BatchObject]] = []
-        self.streams: list[BinaryIO | bytes] = []  # ``bytes``: one chunk as it is
-        for name, data in items:
+        self._sources: list[BatchObject | Bundle[BatchObject]] = []  # each stream's, in order
+
+    def streams(self) -> Iterator[BinaryIO | bytes]:
+        """What to chunk, in order (``bytes``: a bundle, one chunk as it is)."""
+        bundler: Bundler[BatchObject] = Bundler(self._cut_key, BATCH_BUNDLES)
+        for name, data in self._items:
             member = BatchObject(name)
             self._objects.append(member)
             if isinstance(data, bytes) and 0 < len(data) <= BATCH_BUNDLED_UP_TO:
                 member.bundled = True
                 if (done := bundler.add(member, data)) is not None:
-                    self._bundles.append(done)
+                    self._sources.append(done)
+                    yield done.data
             else:
-                self._streamed.append(member)
-                self.streams.append(io.BytesIO(data) if isinstance(data, bytes) else data)
+                self._sources.append(member)
+                yield io.BytesIO(data) if isinstance(data, bytes) else data
         if (last := bundler.close()) is not None:
-            self._bundles.append(last)
-        self.streams += [bundle.data for bundle in self._bundles]
+            self._sources.append(last)
+            yield last.data
 
     def placed(self, results: Sequence[tuple[int, int, str, int]]) -> list[BatchObject]:
         """Every object, in the order given, once the store has chunked ``streams``:
         ``results`` holds (first chunk, chunks, SHA-256, size) of each stream."""
-        own = results[: len(self._streamed)]
-        for member, (first, chunks, sha256, size) in zip(self._streamed, own, strict=True):
-            member.first_chunk, member.chunks, member.sha256, member.size = (
-                first,
-                chunks,
-                sha256,
-                size,
-            )
-        for bundle, result in zip(self._bundles, results[len(own) :], strict=True):
-            bundle.place(result[0])
+        for source, (first, chunks, sha256, size) in zip(self._sources, results, strict=True):
+            if isinstance(source, Bundle):
+                source.place(first)
+            else:
+                source.first_chunk, source.chunks, source.sha256, source.size = (
+                    first,
+                    chunks,
+                    sha256,
+                    size,
+                )
         return self._objects

@@ -332,7 +332,7 @@ class Node:
         batch = BatchInput(items, cut_key)
         with self.lock.shared(purpose):
             started = time.perf_counter()
-            written = self.stores.put_chunks(batch.streams, progress)
+            written = self.stores.put_chunks(batch.streams(), progress)
             placed = batch.placed(written.streams)
             return self.stores.commit(written, [NewBlock.of_object(o) for o in placed], started)
 
