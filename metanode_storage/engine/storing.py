@@ -17,7 +17,7 @@ from metanode_storage.blockmap.records import BlockRecord, ChunkRecord
 from metanode_storage.blockmap.store import BlockMap
 from metanode_storage.config.settings import NodeSettings
 from metanode_storage.crypto.aead import keyed_hash
-from metanode_storage.crypto.batch_proof import BlockFields, seal_batch
+from metanode_storage.crypto.batch_proof import BlockFields, seal_batch_with_leaves
 from metanode_storage.crypto.keystore import KeyMaterial
 from metanode_storage.engine.auditing import NodeAudit
 from metanode_storage.engine.batch_input import OFFSET, BatchObject
@@ -294,7 +294,7 @@ class BlockStores:
         created_at = int(time.time())
         ids = new_block_ids(len(blocks))
         own_chunks = [chunk_ids[b.first_chunk : b.first_chunk + b.chunks] for b in blocks]
-        proofs = seal_batch(
+        proofs, leaves = seal_batch_with_leaves(
             signer,
             [
                 BlockFields(
@@ -318,7 +318,7 @@ class BlockStores:
                     encrypted=self._settings.encryption,
                     extra=b.extra,
                 ),
-                proof.proof_hash,
+                leaf.hex(),
             )
-            for proof, b, c in zip(proofs, blocks, own_chunks, strict=True)
+            for proof, leaf, b, c in zip(proofs, leaves, blocks, own_chunks, strict=True)
         ]

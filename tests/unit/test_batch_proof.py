@@ -203,3 +203,11 @@ def test_a_seal_parsed_before_does_not_let_a_mistyped_copy_through() -> None:
     for odd in (True, 1.0):
         with pytest.raises(ValueError, match="tree_size"):
             BatchedProof.from_dict({**good, "tree_size": odd})
+
+
+def test_the_leaves_a_batch_is_sealed_with_are_its_proof_hashes() -> None:
+    # a store shows each block's proof hash from the leaves it sealed: they must be the
+    # hashes a verifier computes from the proofs themselves
+    proofs, leaves = batch_proof.seal_batch_with_leaves(SIGNER, [_fields(i) for i in range(7)])
+    assert [leaf.hex() for leaf in leaves] == [p.proof_hash for p in proofs]
+    assert batch_proof.seal_batch_with_leaves(SIGNER, []) == ([], [])
