@@ -227,30 +227,32 @@ class ChunkReader:
         return packed + coded + alone
 
     def read_group(
-        self, group: PackGroup
+        self, group: PackGroup, caller_hashes: bool = False
     ) -> Iterator[tuple[ChunkRecord, bytes, list[ReplicaCheck]]]:
         """Each chunk of a group with what was found on the way, reading its pack in spans
         (one request for neighbours, across gaps up to ``_SPAN_GAP`` bytes). A chunk whose
         bytes there do not verify, or whose provider fails, goes through ``read`` (every
         copy, with failover), so every chunk given back is as verified as ``read`` makes
-        it and a failure raises as ``read`` raises; what was wrong here is reported too."""
+        it and a failure raises as ``read`` raises; what was wrong here is reported too.
+        ``caller_hashes``: as for ``read`` (a batch retrieve, a tree restore: each
+        object or file is held to its own signed SHA-256)."""
         if group.fragments:
             yield from self._read_fragment_batch([record for _, record in group.members])
             return
         for span in group.spans():
             if span[0][0] is None:  # a lone chunk outside the packs
                 record = span[0][1]
-                yield record, *self.read(record)
+                yield record, *self.read(record, caller_hashes)
                 continue
-            for _, record, check, data in self._fetch_span(span):
+            for _, record, check, data in self._fetch_span(span, caller_hashes):
                 if data is not None:
                     yield record, data, [check]
                 else:  # every copy again, with failover; what was wrong here is kept
-                    again, checks = self.read(record)
+                    again, checks = self.read(record, caller_hashes)
                     yield record, again, [check, *checks]
 
     def read_many(
-        self, records: Sequence[ChunkRecord]
+        self, records: Sequence[ChunkRecord], caller_hashes: bool = False
     ) -> dict[bytes, tuple[bytes, list[ReplicaCheck]]]:
         """The chunks among ``records`` that could be read, pack by pack (``pack_groups``,
         ``read_group``), each verified as ``read`` verifies it. A group that fails is left
@@ -258,7 +260,7 @@ class ChunkReader:
         found: dict[bytes, tuple[bytes, list[ReplicaCheck]]] = {}
         for group in self.pack_groups(records):
             try:
-                for record, data, checks in self.read_group(group):
+                for record, data, checks in self.read_group(group, caller_hashes):
                     found[record.chunk_id] = (data, checks)
             except MetanodeError:
                 continue
@@ -423,7 +425,7 @@ class ChunkReader:
         return good, found
 
     def _fetch_span(
-        self, span: list[tuple[Replica | None, ChunkRecord]]
+        self, span: list[tuple[Replica | None, ChunkRecord]], caller_hashes: bool = False
     ) -> list[tuple[Replica, ChunkRecord, ReplicaCheck, bytes | None]]:
         """One request for a run of pieces in one pack; each piece checked alone (the
         plaintext of a replica, the fragment itself of a fragment, or None and why)."""
@@ -441,7 +443,9 @@ class ChunkReader:
         for replica, record in members:
             at = replica.offset - first.offset
             piece = blob[at : at + replica.size]
-            check, opened = self._verify(record, replica, piece, self.chunk_key(record))
+            check, opened = self._verify(
+                record, replica, piece, self.chunk_key(record), caller_hashes
+            )
             checked.append((replica, record, check, opened))
         return checked
 

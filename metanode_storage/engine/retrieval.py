@@ -153,7 +153,8 @@ class BlockReads:
         read one by one, so each fails in its turn, with its own audit event."""
         singles = (b for b in blocks if len(b.chunk_ids) == 1 and "tree" not in b.extra)
         wanted = list(dict.fromkeys(b.chunk_ids[0] for b in singles))
-        return self._reader.read_many(list(self._blockmap.get_chunks(wanted).values()))
+        records = list(self._blockmap.get_chunks(wanted).values())
+        return self._reader.read_many(records, caller_hashes=True)  # each block's SHA-256
 
     # -- trees ----------------------------------------------------------------------
 

@@ -129,7 +129,8 @@ class TreeRestore:
         """The one-chunk files whose chunks lie in ``group``; each checked against the
         manifest before a byte of it is written. Bytes restored."""
         restored = 0
-        for record, data, checks in self._reader.read_group(group):
+        # each file's part is held to the manifest's SHA-256 below
+        for record, data, checks in self._reader.read_group(group, caller_hashes=True):
             self._record_checks(record.chunk_id, checks)
             for entry, path in files[record.chunk_id]:
                 part = data[entry.offset : entry.offset + entry.size]  # a bundle holds many

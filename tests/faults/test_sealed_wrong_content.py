@@ -59,3 +59,32 @@ def test_a_validly_sealed_wrong_chunk_fails_the_read_and_verify(
     assert {(state, detail) for _, state, detail in faults} == {
         (CORRUPT, "content address mismatch")
     }
+
+
+def test_a_validly_sealed_wrong_bundle_fails_a_batch_and_a_tree_restore(
+    home: Path, node: Node, tmp_path: Path
+) -> None:
+    # Batches and trees read bundles pack by pack and leave the bundle's content address
+    # to each object's (each file's) own SHA-256: a bundle that opens but holds other
+    # bytes must fail there, and no file of the tree may be written from it.
+    objects = [(f"o{i}", os.urandom(4096)) for i in range(40)]
+    ids = [b.block_id for b in node.store_many(objects)]
+    (bundle,) = set(node.blockmap.get_block(ids[0]).chunk_ids)
+    _reseal_with_other_bytes(home, node, bundle)
+    with pytest.raises(IntegrityError, match="SHA-256"):
+        node.retrieve_many(ids)
+
+    source = tmp_path / "tree"
+    source.mkdir()
+    for i in range(40):
+        (source / f"f{i}.bin").write_bytes(os.urandom(4096))
+    view, _ = node.store_tree([source])
+    chunk_ids = node.blockmap.get_block(view.block_id).chunk_ids
+    files = [e for e in node.tree_entries(view.block_id) if e.size]
+    assert len(files) == 40
+    for bundle in {chunk_ids[e.first_chunk] for e in files}:  # the files' bundles
+        _reseal_with_other_bytes(home, node, bundle)
+    restored = tmp_path / "restored"
+    with pytest.raises(IntegrityError, match="manifest"):
+        node.retrieve_tree(view.block_id, restored)
+    assert not [p for p in restored.rglob("*.bin")]
