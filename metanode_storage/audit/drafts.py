@@ -17,13 +17,11 @@ from typing import Any
 # Version 2: an event appended with others may carry no signature of its own; the last
 # event of its group signs it through the chain of "prev" links (docs/AUDIT.md).
 EVENT_VERSION = 2
-_NO_FAULTS: Mapping[str, Any] = {"faults": []}  # the detail of most stores and retrieves
-_NO_FAULTS_TEXT = '{"faults":[]}'
-_quote = json.encoder.encode_basestring  # json.dumps' form of a str with ensure_ascii=False
-
-
 # made once: json.dumps with any option builds a new encoder per call
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_quote = json.encoder.encode_basestring  # json.dumps' form of a str with ensure_ascii=False
+_NO_FAULTS: Mapping[str, Any] = {"faults": []}  # the detail of most retrieves
+_NO_FAULTS_TEXT = '{"faults":[]}'
 
 
 def canonical(document: Mapping[str, Any]) -> bytes:
