@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 # Version 2: an event appended with others may carry no signature of its own; the last
 # event of its group signs it through the chain of "prev" links (docs/AUDIT.md).
@@ -27,6 +27,17 @@ _NO_FAULTS_TEXT = '{"faults":[]}'
 def canonical(document: Mapping[str, Any]) -> bytes:
     """The one byte form that is signed: sorted keys, no spaces, UTF-8."""
     return _CANONICAL.encode(document).encode()
+
+
+class Draft(NamedTuple):
+    """One event of a group, before it is signed."""
+
+    seq: int
+    event_type: str
+    block_id: str
+    status: str
+    detail: Mapping[str, Any] | None
+    prev: str  # the leaf hash of the event before it, hex
 
 
 class EventDrafts:
@@ -46,36 +57,21 @@ class EventDrafts:
         self._after_status = f',"time":{now},"type":'
         self._end = f',"v":{EVENT_VERSION}}}'
 
-    def signed(
-        self,
-        seq: int,
-        event_type: str,
-        block_id: str,
-        status: str,
-        detail: Mapping[str, Any] | None,
-        prev: str,
-    ) -> dict[str, Any]:
+    def signed(self, event: Draft) -> dict[str, Any]:
         """The event as a document: what its signature (if it gets one) signs."""
         return {
             **self._shared,
-            "seq": seq,
-            "type": event_type,
-            "block_id": block_id,
-            "status": status,
-            "detail": dict(detail or {}),
-            "prev": prev,
+            "seq": event.seq,
+            "type": event.event_type,
+            "block_id": event.block_id,
+            "status": event.status,
+            "detail": dict(event.detail or {}),
+            "prev": event.prev,
         }
 
-    def body(
-        self,
-        seq: int,
-        event_type: str,
-        block_id: str,
-        status: str,
-        detail: Mapping[str, Any] | None,
-        prev: str,
-    ) -> bytes:
-        """``canonical(self.signed(...))``, formatted in place."""
+    def body(self, event: Draft) -> bytes:
+        """``canonical(self.signed(event))``, formatted in place."""
+        seq, event_type, block_id, status, detail, prev = event
         if not (
             self._formatted
             and type(seq) is int
@@ -84,7 +80,7 @@ class EventDrafts:
             and type(status) is str
             and type(prev) is str
         ):
-            return canonical(self.signed(seq, event_type, block_id, status, detail, prev))
+            return canonical(self.signed(event))
         if detail == _NO_FAULTS:
             detail_text = _NO_FAULTS_TEXT
         else:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from metanode_storage.audit.drafts import EventDrafts, canonical
+from metanode_storage.audit.drafts import Draft, EventDrafts, canonical
 from metanode_storage.audit.merkle import Frontier, consistency_proof, leaf_hash
 from metanode_storage.audit.note import Checkpoint, NoteInvalid, open_note
 from metanode_storage.crypto.signing import NodeSigner, PublicKey, verify_ml_dsa, verify_signature
@@ -191,11 +191,11 @@ class AuditTrail:
             rows = []
             drafts = EventDrafts(now, self._signer.key_id, fence)
             for position, (event_type, block_id, status, detail) in enumerate(events, 1):
-                event = (frontier.size, event_type, block_id, status, detail, last)
-                body = drafts.body(*event)
+                event = Draft(frontier.size, event_type, block_id, status, detail, last)
+                body = drafts.body(event)
                 if position == len(events):
                     signature = self._signer.sign(body).hex()
-                    body = canonical({**drafts.signed(*event), "sig": signature})
+                    body = canonical({**drafts.signed(event), "sig": signature})
                 leaf = leaf_hash(body)
                 rows.append((frontier.size, now, event_type, block_id, status, body, leaf))
                 frontier.append(leaf)

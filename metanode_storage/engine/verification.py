@@ -88,7 +88,7 @@ def _failed_signature(
         # batch seal's, kept beside it.
         holds = (
             proof.timestamp == block.created_at
-            and proof.seal.signature.hex() == block.vm_signature
+            and proof.seal.signature_hex == block.vm_signature
             and (batches or ProofVerifier(trusted_keys)).verify(proof)
         )
         return "" if holds else "proof"

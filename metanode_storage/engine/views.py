@@ -66,9 +66,7 @@ def container_view(
                 chunk_replicas=each.chunk_replicas,
                 stored_bytes=each.stored_bytes,
                 verification_hash=each.verification_hash,
-                backup_locations=sorted(map(location_id, each.backup_providers))
-                if each.backup_providers
-                else [],
+                backup_locations=sorted(map(location_id, each.backup_providers)),
             )
             for each in held
         ],

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from metanode_storage import Node, Secret
-from metanode_storage.audit.drafts import EventDrafts, canonical
+from metanode_storage.audit.drafts import Draft, EventDrafts, canonical
 from metanode_storage.audit.merkle import leaf_hash
 from metanode_storage.audit.trail import AuditTrail
 from metanode_storage.crypto.signing import NodeSigner
@@ -326,10 +326,10 @@ def test_drafted_event_bodies_are_the_canonical_json_they_are_signed_as(
     # An auditor checks each signature against canonical(document): the formatted body
     # must be that byte for byte, or every grouped event would fail verification.
     drafts = EventDrafts(now, key_id, fence)
-    event = (seq, event_type, block_id, status, detail, prev)
-    signed = drafts.signed(*event)
-    assert drafts.body(*event) == canonical(signed)
+    event = Draft(seq, event_type, block_id, status, detail, prev)
+    signed = drafts.signed(event)
+    assert drafts.body(event) == canonical(signed)
     # and canonical() is still the form events written before were signed in
     written_before = json.dumps(signed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert canonical(signed) == written_before.encode()
-    assert json.loads(drafts.body(*event)) == signed
+    assert json.loads(drafts.body(event)) == signed
