@@ -21,6 +21,7 @@ from metanode_storage.blockmap.records import ChunkRecord, Replica
 from metanode_storage.crypto import aead
 from metanode_storage.engine import blobformat, erasure
 from metanode_storage.engine.chunk_keys import unwrap_chunk_key
+from metanode_storage.engine.pack_groups import PackGroup, pack_groups, spans
 from metanode_storage.engine.placement import read_order
 from metanode_storage.errors import (
     IntegrityError,
@@ -39,51 +40,10 @@ UNCONFIGURED = "unconfigured"
 GOOD = "good"
 
 
-_SPAN_GAP = 1 << 20  # bytes of a pack read across rather than paying a second request
-_SPAN_MOST = 16 << 20  # one request at most: memory stays bounded
-_FRAGMENT_BATCH_BYTES = 16 << 20  # erasure-coded chunks read together: memory stays bounded
-
-
-@dataclass(frozen=True)
-class PackGroup:
-    """Chunks to read from one pack blob (their replica there, in offset order), or one
-    chunk with no replica in a pack (``None``); with ``fragments``, a batch of
-    erasure-coded chunks whose fragments are read pack by pack together."""
-
-    members: list[tuple[Replica | None, ChunkRecord]]
-    fragments: bool = False
-
-    def spans(self) -> Iterator[list[tuple[Replica | None, ChunkRecord]]]:
-        """Runs of members close enough to fetch in one request."""
-        return _spans(self.members)
-
-
-def _spans(
-    members: Sequence[tuple[Replica | None, ChunkRecord]],
-) -> Iterator[list[tuple[Replica | None, ChunkRecord]]]:
-    """Runs of ``members`` (of one pack, in offset order) close enough for one request."""
-    span: list[tuple[Replica | None, ChunkRecord]] = []
-    for replica, record in members:
-        if span and not _joins(span[0][0], span[-1][0], replica):
-            yield span
-            span = []
-        span.append((replica, record))
-    if span:
-        yield span
-
-
 def _failure(provider: str, exc: ProviderError) -> ReplicaCheck:
     if isinstance(exc, ObjectNotFound):
         return ReplicaCheck(provider, MISSING, "blob not found")
     return ReplicaCheck(provider, UNREACHABLE, exc.message)
-
-
-def _joins(first: Replica | None, last: Replica | None, new: Replica | None) -> bool:
-    """Whether ``new`` is fetched in the same request as the span ``first``..``last``."""
-    if first is None or last is None or new is None:
-        return False
-    gap = new.offset - (last.offset + last.size)
-    return gap <= _SPAN_GAP and new.offset + new.size - first.offset <= _SPAN_MOST
 
 
 @dataclass(frozen=True)
@@ -190,41 +150,8 @@ class ChunkReader:
         return ReplicaCheck(replica.provider, GOOD), fragment
 
     def pack_groups(self, records: Sequence[ChunkRecord]) -> list[PackGroup]:
-        """``records`` grouped by the pack blob their preferred replica lies in, each group
-        in offset order, so that ``read_group`` fetches a pack's bytes in few requests.
-        The preference is one provider order for the whole call (Offline ones last), so
-        chunks written together are read together. Erasure-coded chunks come in batches
-        whose fragments ``read_group`` fetches pack by pack. A chunk with a replica
-        outside any pack is a group of its own, read as ``read`` reads it."""
-        order = sorted(self._providers)
-        _rng.shuffle(order)
-        rank = {name: i for i, name in enumerate(order)}
-        groups: dict[tuple[str, str], list[tuple[Replica, ChunkRecord]]] = {}
-        alone: list[PackGroup] = []
-        coded: list[PackGroup] = []
-        batch: list[tuple[Replica | None, ChunkRecord]] = []
-        batch_bytes = 0
-        for record in records:
-            usable = [r for r in record.replicas if r.provider in rank]
-            if record.is_erasure_coded:
-                batch.append((None, record))
-                batch_bytes += record.plain_size
-                if batch_bytes >= _FRAGMENT_BATCH_BYTES:
-                    coded.append(PackGroup(batch, fragments=True))
-                    batch, batch_bytes = [], 0
-                continue
-            if not usable or not all(r.in_pack for r in usable):
-                alone.append(PackGroup([(None, record)]))
-                continue
-            best = min(usable, key=lambda r: (self._is_offline(r.provider), rank[r.provider]))
-            groups.setdefault((best.provider, best.key), []).append((best, record))
-        if batch:
-            coded.append(PackGroup(batch, fragments=True))
-        packed = []
-        for members in groups.values():
-            members.sort(key=lambda item: item[0].offset)
-            packed.append(PackGroup(list[tuple[Replica | None, ChunkRecord]](members)))
-        return packed + coded + alone
+        """``records`` grouped for ``read_group`` (engine/pack_groups.py)."""
+        return pack_groups(records, self._providers, self._is_offline)
 
     def read_group(
         self, group: PackGroup, caller_hashes: bool = False
@@ -414,7 +341,7 @@ class ChunkReader:
         fetches = []
         for members in by_pack.values():
             members.sort(key=lambda item: item[0].offset if item[0] else 0)
-            fetches += [pool.submit(self._fetch_span, span) for span in _spans(members)]
+            fetches += [pool.submit(self._fetch_span, span) for span in spans(members)]
         good: dict[bytes, dict[int, bytes]] = {}
         found: dict[bytes, list[ReplicaCheck]] = {}
         for fetch in fetches:

@@ -20,7 +20,8 @@ from typing import BinaryIO
 
 from metanode_storage.blockmap.records import BlockRecord, ChunkRecord
 from metanode_storage.engine.model import Progress
-from metanode_storage.engine.reader import ChunkReader, PackGroup, ReplicaCheck
+from metanode_storage.engine.pack_groups import PackGroup
+from metanode_storage.engine.reader import ChunkReader, ReplicaCheck
 from metanode_storage.engine.tree import DIR, SYMLINK, Entry, safe_path
 from metanode_storage.errors import InputError, IntegrityError
 from metanode_storage.fileio import write_out
