@@ -351,7 +351,10 @@ def measure(
     store is timed), then restore the last one (timed). Every store starts with its
     source in the page cache: otherwise whichever tool comes first in a round pays for
     reading it from disk and the next one reads it from memory (these VMs page out idle
-    page cache within seconds)."""
+    page cache within seconds). Every restore starts with the tool's repository in the
+    page cache too: metanode's store drops the packs it wrote from the cache
+    (``fileio.drop_cached``) and the peers' stores leave theirs there, so restores would
+    otherwise time reads from disk against reads from memory."""
     results: dict[str, Result] = {name: Result() for name in makers}
     for i in range(runs):
         for name, make in makers.items():  # interleaved, so drift hits every tool alike
@@ -367,6 +370,7 @@ def measure(
             result.store.peak_rss = max(result.store.peak_rss, peak)
             result.stored.append(tool.stored_bytes())
             result.objects.append(tool.objects())
+            read_through(base)
             target = base / "restored"
             target.mkdir()
             seconds, peak = tool.restore(target)
