@@ -255,18 +255,30 @@ def ls(
 
 
 def rm(
-    block_id: Annotated[str, typer.Argument(help="Block to delete.")],
+    block_ids: Annotated[
+        list[str],
+        typer.Argument(help="Blocks to delete (ids or unique prefixes).", show_default=False),
+    ],
     home: HomeOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Delete a block and every replica that no other block needs."""
-    with open_node(home) as node:
-        block_id = node.describe(block_id).block_id  # the whole id, when given a prefix
-        deleted = node.remove(block_id)
+    """Delete blocks and every replica that no other block needs.
+
+    Every id is checked first: if one names no block, nothing is deleted.
+    """
+    with open_node(home) as node, console.count_progress("removing", len(block_ids)) as bar:
+        removed = node.remove_many(block_ids, bar.advance)
     if json_output:
-        console.emit_json({"block_id": block_id, "blobs_deleted": deleted})
+        document: dict[str, Any] = {
+            "blocks": [{"block_id": b, "blobs_deleted": n} for b, n in removed],
+            "blobs_deleted": sum(n for _, n in removed),
+        }
+        if len(removed) == 1:  # the shape `rm` printed when it took one id
+            document.update(document["blocks"][0])
+        console.emit_json(document)
     else:
-        console.note(f"removed {block_id} ({deleted} blob(s) deleted from providers)")
+        for block_id, deleted in removed:
+            console.note(f"removed {block_id} ({deleted} blob(s) deleted from providers)")
 
 
 def gc(

@@ -572,25 +572,47 @@ class Node:
     # -- remove, list, status ---------------------------------------------------
 
     def remove(self, block_id: str) -> int:
-        """Delete a block, and every blob no other block needs; return blobs deleted.
-        A pack that still holds other chunks stays: `gc` rewrites it once less than
-        ``repack_below`` of it is in use."""
-        with self.lock.exclusive("remove a block"):
-            block_id = self.blockmap.resolve_block_id(block_id)
-            released = self.blockmap.delete_block(block_id)
-            own_blobs = [c for chunk in released.chunks for c in chunk.all_copies if not c.in_pack]
-            deleted = 0
-            for copy in own_blobs + released.empty_packs:
-                store = self.providers.get(copy.provider)
-                if store is None:
-                    continue
-                try:
-                    store.delete(copy.key)
-                    deleted += 1
-                except ProviderError:
-                    pass  # the map no longer names it: an orphan for `gc`
-            self.audit.record(DELETE, block_id, detail={"blobs_deleted": deleted})
-            return deleted
+        """Delete a block, and every blob no other block needs; return blobs deleted."""
+        ((_, deleted),) = self.remove_many([block_id])
+        return deleted
+
+    def remove_many(
+        self, block_ids: Sequence[str], progress: Progress = _no_progress
+    ) -> list[tuple[str, int]]:
+        """Delete blocks (whole ids or unique prefixes), each with every blob no other
+        block needs; return (whole id, blobs deleted) per block, in order, each once.
+        Every id is resolved before any block is deleted, so one that names no block, or
+        more than one, leaves them all stored. A pack that still holds other chunks
+        stays: `gc` rewrites it once less than ``repack_below`` of it is in use."""
+        with self.lock.exclusive("remove blocks"):
+            whole = list(dict.fromkeys(self.blockmap.resolve_block_id(b) for b in block_ids))
+            removed: list[tuple[str, int]] = []
+            try:
+                for block_id in whole:
+                    removed.append((block_id, self._remove_block(block_id)))
+                    progress(1)
+            finally:  # the deletions made, even when a later one failed
+                self.audit.record_many(
+                    [(DELETE, b, OK, {"blobs_deleted": deleted}) for b, deleted in removed]
+                )
+            return removed
+
+    def _remove_block(self, block_id: str) -> int:
+        """The map forgets the block first, then its blobs go: a crash in between
+        leaves orphans for `gc`, never a listed block without its data."""
+        released = self.blockmap.delete_block(block_id)
+        own_blobs = [c for chunk in released.chunks for c in chunk.all_copies if not c.in_pack]
+        deleted = 0
+        for copy in own_blobs + released.empty_packs:
+            store = self.providers.get(copy.provider)
+            if store is None:
+                continue
+            try:
+                store.delete(copy.key)
+                deleted += 1
+            except ProviderError:
+                pass  # the map no longer names it: an orphan for `gc`
+        return deleted
 
     def collect_garbage(self, dry_run: bool = False) -> dict[str, int]:
         return collect_garbage(self, dry_run)

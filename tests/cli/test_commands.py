@@ -73,6 +73,36 @@ def test_ls_rm_and_status(cli: CliRunnerFn, home: Path) -> None:
     assert json.loads(cli("storage", "ls", "--json").stdout) == []
 
 
+def test_rm_takes_several_blocks_and_checks_every_id_first(cli: CliRunnerFn, home: Path) -> None:
+    payloads = [os.urandom(3000 + i) for i in range(3)]
+    ids = [cli("storage", "put", "-", stdin=p).stdout.strip() for p in payloads]
+    blobs_before = sorted(blob_files(home))
+    missing = "00000000-0000-4000-8000-000000000000"
+    refused = cli("storage", "rm", ids[0], missing, ids[1])
+    assert refused.exit_code == 5 and "no block" in refused.stderr
+    assert sorted(blob_files(home)) == blobs_before  # nothing deleted, not even ids[0]
+    for block_id, payload in zip(ids, payloads, strict=True):
+        assert cli("storage", "get", block_id).stdout_bytes == payload
+
+    # a prefix and the whole id of one block name it once
+    removed = cli("storage", "rm", ids[0][:8], ids[0], ids[1], "--json")
+    assert removed.exit_code == 0, removed.stderr
+    document = json.loads(removed.stdout)
+    assert [b["block_id"] for b in document["blocks"]] == ids[:2]
+    assert document["blobs_deleted"] == sum(b["blobs_deleted"] for b in document["blocks"])
+    assert "block_id" not in document  # the one-block keys only when one block went
+    assert [b["block_id"] for b in json.loads(cli("storage", "ls", "--json").stdout)] == [ids[2]]
+    assert cli("storage", "get", ids[2]).stdout_bytes == payloads[2]
+    events = json.loads(cli("storage", "audit", "list", "--type", "delete", "--json").stdout)
+    assert sorted(e["block_id"] for e in events) == sorted(ids[:2])
+
+    one = json.loads(cli("storage", "rm", ids[2], "--json").stdout)
+    assert one["block_id"] == ids[2] and one["blocks"] == [
+        {"block_id": ids[2], "blobs_deleted": one["blobs_deleted"]}
+    ]
+    assert blob_files(home) == []
+
+
 def test_verify_exit_codes_follow_replica_health(cli: CliRunnerFn, home: Path) -> None:
     block_id = cli("storage", "put", "-", stdin=os.urandom(5000)).stdout.strip()
     assert cli("storage", "verify", block_id).exit_code == 0
