@@ -77,6 +77,7 @@ def init(
     json_output: JsonOption = False,
 ) -> None:
     """Create a node: keystore, encrypted block map and providers."""
+    remote.refuse_remote()
     from metanode_storage.engine.setup import (
         cloud_provider_defaults,
         default_local_providers,
@@ -129,6 +130,7 @@ def join(
     """Make this machine another host of a node whose map is in PostgreSQL: the
     keystore and config come from the database, opened with the node's passphrase.
     Every host stores into the same providers and sees every block."""
+    remote.refuse_remote()
     from metanode_storage.engine.setup import join_node
 
     layout = NodeLayout(resolve_home(home))
@@ -174,6 +176,7 @@ def redundancy_command(
 ) -> None:
     """Show or change how new chunks are protected. Chunks already stored keep their
     redundancy until `metanode storage repair --rewrite` moves them to the new one."""
+    remote.refuse_remote()
     from metanode_storage.engine.setup import change_redundancy
 
     layout = NodeLayout(resolve_home(home))

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from metanode_storage.cli.remote import refuse_remote
 from metanode_storage.config.paths import HOME_ENV, NodeLayout, resolve_home
 from metanode_storage.config.secrets import Secret, passphrase_from_environment
 
@@ -42,6 +43,7 @@ def open_node(home: Path | None, read_only: bool = False) -> Node:
     work it could not audit (exit 10 after a rollback)."""
     from metanode_storage.engine.node import Node
 
+    refuse_remote()  # the five commands a service runs have gone through it already
     node = _open_with_session(home) or Node.open(home, read_passphrase())
     if not read_only and node.audit.enabled:
         try:

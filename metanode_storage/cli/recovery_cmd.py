@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from metanode_storage.cli import console
+from metanode_storage.cli import console, remote
 from metanode_storage.cli.options import HomeOption, JsonOption, open_node, read_passphrase
 from metanode_storage.config.paths import resolve_home
 from metanode_storage.config.settings import ProviderSettings
@@ -62,6 +62,7 @@ def recover(
     The provider's credentials come from the SDK's environment (the keystore is what is
     being recovered). Afterwards every block retrieves as before.
     """
+    remote.refuse_remote()
     from metanode_storage.crypto.xwing import XWingIdentity
     from metanode_storage.engine.backup import recover_home
     from metanode_storage.engine.node import Node

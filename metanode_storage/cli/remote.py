@@ -2,7 +2,8 @@
 
 The storage group's callback records the remote settings for this run; the five
 commands ask ``service()`` and, when it gives one, run through it instead of a
-local node. Nothing here is kept between runs but the pinned service keys.
+local node. Every other command refuses (``refuse_remote``) rather than act on this
+machine's node. Nothing here is kept between runs but the pinned service keys.
 """
 
 from __future__ import annotations
@@ -58,6 +59,17 @@ def configure(
     _settings.clear()
     if remote:
         _settings.update(url=remote, token_file=token_file, key=service_key, cacert=cacert)
+
+
+def refuse_remote() -> None:
+    """For a command that works on this machine's node only: with --remote (or
+    METANODE_REMOTE) the user means the service's node, so running it here would change
+    or report the wrong one."""
+    if _settings:
+        raise InvalidSetting(
+            "this command is not available through --remote: it works on a local node",
+            "run it on the node itself, without --remote and with METANODE_REMOTE unset",
+        )
 
 
 def service() -> RemoteService | None:

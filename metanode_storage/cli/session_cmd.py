@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from metanode_storage.cli import console
+from metanode_storage.cli import console, remote
 from metanode_storage.cli.options import HomeOption, JsonOption, read_passphrase
 from metanode_storage.config.paths import NodeLayout, resolve_home
 from metanode_storage.errors import InputError
@@ -64,6 +64,7 @@ def start(
     json_output: JsonOption = False,
 ) -> None:
     """Check the passphrase, then hand it to a session agent for this home."""
+    remote.refuse_remote()
     from metanode_storage.crypto.keystore import read_keystore
     from metanode_storage.session import client
 
@@ -81,6 +82,7 @@ def start(
 @app.command()
 def status(home: HomeOption = None, json_output: JsonOption = False) -> None:
     """Whether this home has a session, and until when."""
+    remote.refuse_remote()
     from metanode_storage.session import client
 
     info = client.status(resolve_home(home))
@@ -99,6 +101,7 @@ def status(home: HomeOption = None, json_output: JsonOption = False) -> None:
 @app.command()
 def end(home: HomeOption = None, json_output: JsonOption = False) -> None:
     """End the session now: the agent forgets the passphrase and exits."""
+    remote.refuse_remote()
     from metanode_storage.session import client
 
     ended = client.end(resolve_home(home))

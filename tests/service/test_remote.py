@@ -18,7 +18,7 @@ import pytest
 from metanode_storage import Node, Secret
 from metanode_storage.crypto.signing import NodeSigner
 from tests.cli.test_examples import METANODE, ROOT
-from tests.conftest import PASSPHRASE, CliResult, run_cli
+from tests.conftest import PASSPHRASE, CliResult, CliRunnerFn, run_cli
 from tests.servers import LOOPBACK
 from tests.service.test_service import Service, _start, _stop
 from tests.service.test_tls import _client, _self_signed
@@ -293,3 +293,34 @@ def test_a_tree_is_refused_remotely_with_a_clear_error(
     assert refused.exit_code != 0
     assert "a directory tree cannot be retrieved remotely" in refused.stderr
     assert not out.exists()
+
+
+def test_local_commands_refuse_rather_than_act_on_this_machines_node(
+    cli: CliRunnerFn, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator's shell with METANODE_REMOTE exported, on a machine that has a node of
+    its own: `rm` meant for the service's node must not delete a block here."""
+    kept = cli("storage", "put", "-", stdin=b"on this machine's node").stdout.strip()
+    provider_files = sorted(p for p in (home / "providers").rglob("*") if p.is_file())
+    monkeypatch.setenv("METANODE_REMOTE", f"https://{LOOPBACK}:9")  # nothing listens there
+    monkeypatch.setenv("METANODE_TOKEN", "t" * 43)
+    local_only = [
+        ("rm", kept),
+        ("gc",),
+        ("repair",),
+        ("keys", "rotate"),
+        ("audit", "verify"),
+        ("distributed", "metrics"),
+        ("distributed", "init", "--home", str(tmp_path / "new-node")),
+        ("providers", "list"),
+        ("session", "status"),
+        ("lock", "status"),
+    ]
+    for args in local_only:
+        refused = cli("storage", *args)
+        assert refused.exit_code == 2, (args, refused.stderr)
+        assert "not available through --remote" in refused.stderr, args
+    assert not (tmp_path / "new-node").exists()
+    assert sorted(p for p in (home / "providers").rglob("*") if p.is_file()) == provider_files
+    monkeypatch.delenv("METANODE_REMOTE")
+    assert cli("storage", "get", kept).stdout_bytes == b"on this machine's node"
