@@ -7,13 +7,12 @@ chunk; grouped, a pack's chunks cost a few requests (``ChunkReader.read_group``)
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 from metanode_storage.blockmap.records import ChunkRecord, Replica
+from metanode_storage.engine.placement import batch_rank
 
-_rng = random.SystemRandom()
 _SPAN_GAP = 1 << 20  # bytes of a pack read across rather than paying a second request
 _SPAN_MOST = 16 << 20  # one request at most: memory stays bounded
 _FRAGMENT_BATCH_BYTES = 16 << 20  # erasure-coded chunks read together: memory stays bounded
@@ -66,9 +65,7 @@ def pack_groups(
     chunks written together are read together. Erasure-coded chunks come in batches
     whose fragments ``ChunkReader.read_group`` fetches pack by pack. A chunk with a replica
     outside any pack is a group of its own, read as ``ChunkReader.read`` reads it."""
-    order = sorted(providers)
-    _rng.shuffle(order)
-    rank = {name: i for i, name in enumerate(order)}
+    rank = batch_rank(providers)
     groups: dict[tuple[str, str], list[tuple[Replica, ChunkRecord]]] = {}
     alone: list[PackGroup] = []
     coded: list[PackGroup] = []

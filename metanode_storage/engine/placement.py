@@ -106,6 +106,14 @@ def providers_for_repair(
     return sorted(targets, key=lambda n: n in had_bad_copy)
 
 
+def batch_rank(providers: Collection[str]) -> dict[str, int]:
+    """One random order of ``providers`` for a whole batch of reads (name -> rank): chunks
+    written together are then read from the same packs, and batches still spread load."""
+    order = sorted(providers)
+    _rng.shuffle(order)
+    return {name: i for i, name in enumerate(order)}
+
+
 def read_order(
     replicas: Sequence[Replica], backups: Sequence[Replica], is_offline: IsOffline
 ) -> list[Replica]:

@@ -11,7 +11,6 @@ A provider that does not answer is skipped for the rest of the run.
 from __future__ import annotations
 
 import hmac
-import random
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -22,7 +21,7 @@ from metanode_storage.crypto import aead
 from metanode_storage.engine import blobformat, erasure
 from metanode_storage.engine.chunk_keys import unwrap_chunk_key
 from metanode_storage.engine.pack_groups import PackGroup, pack_groups, spans
-from metanode_storage.engine.placement import read_order
+from metanode_storage.engine.placement import batch_rank, read_order
 from metanode_storage.errors import (
     IntegrityError,
     MetanodeError,
@@ -32,7 +31,6 @@ from metanode_storage.errors import (
 )
 from metanode_storage.providers.base import BlobStore
 
-_rng = random.SystemRandom()
 MISSING = "missing"
 CORRUPT = "corrupt"
 UNREACHABLE = "unreachable"
@@ -318,9 +316,7 @@ class ChunkReader:
         from the providers first in one order for the whole batch (Offline ones last,
         those in ``avoid`` for the chunk never), so chunks written together share packs
         and requests; all the batch's requests run at once."""
-        order = sorted(self._providers)
-        _rng.shuffle(order)
-        rank = {name: i for i, name in enumerate(order)}
+        rank = batch_rank(self._providers)
         by_pack: dict[tuple[str, str], list[tuple[Replica | None, ChunkRecord]]] = {}
         for record in records:
             skip = avoid.get(record.chunk_id, ())
