@@ -51,6 +51,7 @@ def put(
     A tree keeps names, modes, modification times, symlinks and empty
     directories. Devices, sockets and FIFOs are skipped with a warning; an
     unreadable file is reported, the rest is stored, and the exit code is 7.
+    The node's own home and local provider directories are left out.
     """
     through = remote.service()
     if through is not None:
@@ -58,6 +59,8 @@ def put(
         return
     single = len(paths) == 1 and (paths[0] == "-" or not Path(paths[0]).is_dir())
     problems: list[str] = []
+    skipped: list[str] = []
+    left_out: list[str] = []
     with open_node(home) as node:
         if single and paths[0] == "-":
             with console.byte_progress("storing", None) as bar:
@@ -70,13 +73,22 @@ def put(
                 raise InvalidSetting("- (standard input) cannot be part of a tree")
             with console.byte_progress("storing", None) as bar:
                 block, report = node.store_tree([Path(p) for p in paths], bar.advance, strict)
-            for skipped in report.skipped:
-                console.warn(f"skipped {skipped}")
-            problems = report.unreadable
+            problems, skipped, left_out = report.unreadable, report.skipped, report.left_out
+            for entry in skipped:
+                console.warn(f"skipped {entry}")
+            for own in left_out:
+                console.warn(f"left out {own}: this node's own home or provider directory")
             for problem in problems:
                 console.warn(f"not stored: {problem}")
     if json_output:
-        console.emit_json({**block.to_dict(), "not_stored": problems})
+        console.emit_json(
+            {
+                **block.to_dict(),
+                "not_stored": problems,
+                "skipped": skipped,
+                "left_out": left_out,
+            }
+        )
     else:
         console.line(block.block_id)
     if problems:

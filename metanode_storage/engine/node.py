@@ -379,9 +379,18 @@ class Node:
     ) -> tuple[ContainerBlock, tree.WalkReport]:
         """Store files, directories, symlinks and empty directories below ``roots`` as one
         block. Devices, sockets and FIFOs are skipped; an unreadable entry is reported in
-        the returned report and the rest is stored, unless ``strict``."""
+        the returned report and the rest is stored, unless ``strict``. This node's home
+        and local providers' directories are left out (and reported): a backup of a
+        directory that holds them would otherwise store the node's packs inside itself,
+        and every later one the packs of the one before."""
         report = tree.WalkReport()
-        entries = tree.walk(roots, report)
+        own = [self.layout.home, *(Path(p.path) for p in self.settings.providers if p.is_local)]
+        entries = tree.walk(roots, report, tree.directory_ids(own))
+        if not entries and report.left_out:
+            raise InputError(
+                "nothing to store: the paths given are this node's own home or providers",
+                "store the directories that hold your data",
+            )
         if strict and (report.unreadable or report.skipped):
             raise InputError(
                 "cannot store everything: " + "; ".join(report.unreadable + report.skipped),

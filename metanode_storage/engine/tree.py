@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -75,11 +75,30 @@ class Entry:
 class WalkReport:
     skipped: list[str] = field(default_factory=list)  # devices, sockets, FIFOs
     unreadable: list[str] = field(default_factory=list)  # reported; the rest is stored
+    left_out: list[str] = field(default_factory=list)  # the node's own directories
 
 
-def walk(roots: Sequence[Path], report: WalkReport) -> list[Entry]:
+DirectoryId = tuple[int, int]  # (st_dev, st_ino): the same directory by any path to it
+
+
+def directory_ids(paths: Iterable[Path]) -> set[DirectoryId]:
+    """The ids of those of ``paths`` that exist (what ``walk`` is told to leave out)."""
+    found = set()
+    for path in paths:
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue
+        found.add((info.st_dev, info.st_ino))
+    return found
+
+
+def walk(
+    roots: Sequence[Path], report: WalkReport, leave_out: Collection[DirectoryId] = ()
+) -> list[Entry]:
     """Every entry below the given paths, in a stable order (parents before children).
-    Each root appears under its own name; two roots of the same name are refused."""
+    Each root appears under its own name; two roots of the same name are refused. A
+    directory in ``leave_out`` is left out with all it holds, and named in the report."""
     names = [root.name or root.resolve().name for root in roots]  # "." is its directory's name
     if not all(names):
         raise InputError("the file-system root cannot be stored as a tree", "name a directory")
@@ -87,11 +106,13 @@ def walk(roots: Sequence[Path], report: WalkReport) -> list[Entry]:
         raise InputError("two of the paths given have the same name", "store them separately")
     entries: list[Entry] = []
     for root, name in zip(roots, names, strict=True):
-        _walk_one(str(root), name, entries, report)
+        _walk_one(str(root), name, entries, report, leave_out)
     return entries
 
 
-def _walk_one(path: str, rel: str, out: list[Entry], report: WalkReport) -> None:
+def _walk_one(
+    path: str, rel: str, out: list[Entry], report: WalkReport, leave_out: Collection[DirectoryId]
+) -> None:
     """``path`` on disk, ``rel`` its name in the tree (strings: pathlib costs more than
     the lstat on a tree of many small files)."""
     try:
@@ -107,6 +128,9 @@ def _walk_one(path: str, rel: str, out: list[Entry], report: WalkReport) -> None
             Entry(rel, FILE, stat.S_IMODE(mode), info.st_mtime_ns, info.st_size, source=path)
         )
     elif stat.S_ISDIR(mode):
+        if (info.st_dev, info.st_ino) in leave_out:
+            report.left_out.append(f"{rel}/")
+            return
         out.append(Entry(rel, DIR, stat.S_IMODE(mode), info.st_mtime_ns))
         try:
             children = sorted(os.listdir(path))
@@ -114,7 +138,7 @@ def _walk_one(path: str, rel: str, out: list[Entry], report: WalkReport) -> None
             report.unreadable.append(f"{rel}/: {exc.strerror}")
             return
         for child in children:
-            _walk_one(os.path.join(path, child), f"{rel}/{child}", out, report)
+            _walk_one(os.path.join(path, child), f"{rel}/{child}", out, report, leave_out)
     else:
         report.skipped.append(f"{rel} (not a file, directory or symlink)")
 

@@ -192,3 +192,28 @@ def test_small_files_share_bundles_and_a_tree_stored_again_dedups(
     node.retrieve_tree_file(first.block_id, "build/big.bin", big)
     assert big.getvalue() == (source / "big.bin").read_bytes()
     assert again.block_id != first.block_id
+
+
+def test_the_nodes_own_home_is_left_out_of_a_tree(
+    cli: CliRunnerFn, home: Path, tmp_path: Path
+) -> None:
+    """A backup of a directory that holds the node (its keystore, map and local
+    providers' packs) stores the rest: otherwise each backup of it would store the
+    packs of the one before."""
+    assert home.parent == tmp_path
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "notes.txt").write_text("mine")
+    stored = cli("storage", "put", str(tmp_path), "--strict", "--json")
+    assert stored.exit_code == 0, stored.stderr  # left out on purpose: not a --strict failure
+    document = json.loads(stored.stdout)
+    assert document["left_out"] == [f"{tmp_path.name}/{home.name}/"]
+    assert f"left out {tmp_path.name}/{home.name}/" in stored.stderr
+    out = tmp_path / "restored"
+    assert cli("storage", "get", document["block_id"], "-o", str(out)).exit_code == 0
+    assert sorted(p.name for p in (out / tmp_path.name).iterdir()) == ["data"]
+    assert (out / tmp_path.name / "data" / "notes.txt").read_text() == "mine"
+
+    alone = cli("storage", "put", str(home), str(tmp_path / "data"))
+    assert alone.exit_code == 0, alone.stderr
+    only_home = cli("storage", "put", str(home), "--json")
+    assert only_home.exit_code == 7 and "nothing to store" in only_home.stderr
