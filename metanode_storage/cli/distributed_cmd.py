@@ -10,11 +10,12 @@ from metanode_storage.cli import audit_cmd, console, formatting, remote
 from metanode_storage.cli.options import (
     HomeOption,
     JsonOption,
+    local_home,
     open_node,
     parse_bool,
     read_passphrase,
 )
-from metanode_storage.config.paths import NodeLayout, resolve_home
+from metanode_storage.config.paths import NodeLayout
 from metanode_storage.config.settings import LOCAL_VENDOR, NodeSettings, load_settings
 from metanode_storage.errors import InvalidSetting
 from metanode_storage.redundancy import Redundancy
@@ -77,7 +78,6 @@ def init(
     json_output: JsonOption = False,
 ) -> None:
     """Create a node: keystore, encrypted block map and providers."""
-    remote.refuse_remote()
     from metanode_storage.engine.setup import (
         cloud_provider_defaults,
         default_local_providers,
@@ -85,7 +85,7 @@ def init(
     )
 
     vendors = [v.strip().lower() for v in providers.split(",") if v.strip()]
-    layout = NodeLayout(resolve_home(home))
+    layout = NodeLayout(local_home(home))
     chosen = (
         *default_local_providers(layout, vendors.count(LOCAL_VENDOR)),
         *cloud_provider_defaults([v for v in vendors if v != LOCAL_VENDOR]),
@@ -130,10 +130,9 @@ def join(
     """Make this machine another host of a node whose map is in PostgreSQL: the
     keystore and config come from the database, opened with the node's passphrase.
     Every host stores into the same providers and sees every block."""
-    remote.refuse_remote()
     from metanode_storage.engine.setup import join_node
 
-    layout = NodeLayout(resolve_home(home))
+    layout = NodeLayout(local_home(home))
     settings = join_node(layout.home, map_url, read_passphrase())
     _show_node(layout, settings, json_output)
 
@@ -176,10 +175,9 @@ def redundancy_command(
 ) -> None:
     """Show or change how new chunks are protected. Chunks already stored keep their
     redundancy until `metanode storage repair --rewrite` moves them to the new one."""
-    remote.refuse_remote()
     from metanode_storage.engine.setup import change_redundancy
 
-    layout = NodeLayout(resolve_home(home))
+    layout = NodeLayout(local_home(home))
     if scheme:
         settings = change_redundancy(layout.home, Redundancy.parse(scheme))
     else:

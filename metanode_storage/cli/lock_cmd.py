@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from metanode_storage.cli import console, formatting, remote
-from metanode_storage.cli.options import HomeOption, JsonOption, open_node
-from metanode_storage.config.paths import NodeLayout, resolve_home
+from metanode_storage.cli import console, formatting
+from metanode_storage.cli.options import HomeOption, JsonOption, local_home, open_node
+from metanode_storage.config.paths import NodeLayout
 from metanode_storage.config.settings import load_settings
 from metanode_storage.errors import InputError
 
@@ -24,10 +24,9 @@ app = typer.Typer(
 def status(home: HomeOption = None, json_output: JsonOption = False) -> None:
     """Who holds which lock, what for, under which fencing token, and until when.
     Needs no passphrase: leases hold nothing secret."""
-    remote.refuse_remote()
     from metanode_storage.blockmap.leases import LeaseTable
 
-    layout = NodeLayout(resolve_home(home))
+    layout = NodeLayout(local_home(home))
     settings = load_settings(layout.config)  # a home that is not a node fails here, clearly
     with closing(LeaseTable(layout.map_at(settings.map_url))) as table:
         holders = table.holders()

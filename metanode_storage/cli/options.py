@@ -43,8 +43,8 @@ def open_node(home: Path | None, read_only: bool = False) -> Node:
     work it could not audit (exit 10 after a rollback)."""
     from metanode_storage.engine.node import Node
 
-    refuse_remote()  # the five commands a service runs have gone through it already
-    node = _open_with_session(home) or Node.open(home, read_passphrase())
+    resolved = local_home(home)
+    node = _open_with_session(resolved) or Node.open(resolved, read_passphrase())
     if not read_only and node.audit.enabled:
         try:
             node.audit.ensure_extends_providers()
@@ -54,20 +54,26 @@ def open_node(home: Path | None, read_only: bool = False) -> Node:
     return node
 
 
-def _open_with_session(home: Path | None) -> Node | None:
+def local_home(home: Path | None) -> Path:
+    """The home of this machine's node that a command works on. Refused under --remote
+    (``refuse_remote``): the five commands a service runs have gone through it before."""
+    refuse_remote()
+    return resolve_home(home)
+
+
+def _open_with_session(home: Path) -> Node | None:
     """The node unlocked through this home's session agent (no Argon2id here), or None
     when the home has no live session."""
     from metanode_storage.crypto.keystore import keystore_params
     from metanode_storage.engine.node import Node
     from metanode_storage.session import client as session
 
-    resolved = resolve_home(home)
-    keystore = NodeLayout(resolved).keystore
+    keystore = NodeLayout(home).keystore
     if not keystore.exists():
         return None
-    unlock = session.SessionUnlock(resolved)
+    unlock = session.SessionUnlock(home)
     passphrase = unlock.passphrase(keystore_params(keystore))
-    return None if passphrase is None else Node.open(resolved, passphrase, unlock.derive)
+    return None if passphrase is None else Node.open(home, passphrase, unlock.derive)
 
 
 def parse_bool(value: str) -> bool:

@@ -8,9 +8,15 @@ from typing import Annotated
 
 import typer
 
-from metanode_storage.cli import console, formatting, remote
-from metanode_storage.cli.options import HomeOption, JsonOption, open_node, read_passphrase
-from metanode_storage.config.paths import NodeLayout, resolve_home
+from metanode_storage.cli import console, formatting
+from metanode_storage.cli.options import (
+    HomeOption,
+    JsonOption,
+    local_home,
+    open_node,
+    read_passphrase,
+)
+from metanode_storage.config.paths import NodeLayout
 from metanode_storage.config.settings import ProviderSettings, load_settings
 from metanode_storage.errors import ExitCode, InvalidSetting
 
@@ -66,10 +72,9 @@ def configure(
 ) -> None:
     """Add a provider or change one. The seed's --aws-region style flags add or update
     the provider named after each vendor."""
-    remote.refuse_remote()
     from metanode_storage.engine.provider_admin import configure_providers, provider_for_region
 
-    layout = NodeLayout(resolve_home(home))
+    layout = NodeLayout(local_home(home))
     settings = load_settings(layout.config)
     changes: list[ProviderSettings] = []
     seed_style = {
@@ -148,10 +153,9 @@ def _describe(provider: ProviderSettings) -> str:
 @app.command("list")
 def list_providers(home: HomeOption = None, json_output: JsonOption = False) -> None:
     """Each provider with its last measured health (run `providers test` to probe now)."""
-    remote.refuse_remote()
     from metanode_storage.providers.health import HealthBoard
 
-    layout = NodeLayout(resolve_home(home))
+    layout = NodeLayout(local_home(home))
     settings = load_settings(layout.config)
     board = HealthBoard(layout.health)
     rows = []

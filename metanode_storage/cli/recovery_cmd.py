@@ -8,9 +8,14 @@ from typing import Annotated
 
 import typer
 
-from metanode_storage.cli import console, remote
-from metanode_storage.cli.options import HomeOption, JsonOption, open_node, read_passphrase
-from metanode_storage.config.paths import resolve_home
+from metanode_storage.cli import console
+from metanode_storage.cli.options import (
+    HomeOption,
+    JsonOption,
+    local_home,
+    open_node,
+    read_passphrase,
+)
 from metanode_storage.config.settings import ProviderSettings
 from metanode_storage.errors import InvalidSetting, ProviderError
 
@@ -62,7 +67,6 @@ def recover(
     The provider's credentials come from the SDK's environment (the keystore is what is
     being recovered). Afterwards every block retrieves as before.
     """
-    remote.refuse_remote()
     from metanode_storage.crypto.xwing import XWingIdentity
     from metanode_storage.engine.backup import recover_home
     from metanode_storage.engine.node import Node
@@ -82,7 +86,7 @@ def recover(
         credentials=credentials,
     )
     settings.validate()
-    target = resolve_home(home)
+    target = local_home(home)
     key = XWingIdentity.read(identity) if identity else None
     passphrase = read_passphrase(confirm=key is not None)  # with an identity: the new one
     recovered = recover_home(target, passphrase, open_provider(settings), key, map_url)

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from metanode_storage.cli import console, remote
-from metanode_storage.cli.options import HomeOption, JsonOption, read_passphrase
-from metanode_storage.config.paths import NodeLayout, resolve_home
+from metanode_storage.cli import console
+from metanode_storage.cli.options import HomeOption, JsonOption, local_home, read_passphrase
+from metanode_storage.config.paths import NodeLayout
 from metanode_storage.errors import InputError
 
 if TYPE_CHECKING:
@@ -64,12 +64,11 @@ def start(
     json_output: JsonOption = False,
 ) -> None:
     """Check the passphrase, then hand it to a session agent for this home."""
-    remote.refuse_remote()
     from metanode_storage.crypto.keystore import read_keystore
     from metanode_storage.session import client
 
     seconds = parse_ttl(ttl)
-    resolved = resolve_home(home)
+    resolved = local_home(home)
     passphrase = read_passphrase()
     read_keystore(NodeLayout(resolved).keystore, passphrase)  # a wrong passphrase fails here
     info = client.start(resolved, passphrase, seconds)
@@ -82,10 +81,9 @@ def start(
 @app.command()
 def status(home: HomeOption = None, json_output: JsonOption = False) -> None:
     """Whether this home has a session, and until when."""
-    remote.refuse_remote()
     from metanode_storage.session import client
 
-    info = client.status(resolve_home(home))
+    info = client.status(local_home(home))
     if json_output:
         console.emit_json(_describe(info) if info else {"active": False})
         return
@@ -101,10 +99,9 @@ def status(home: HomeOption = None, json_output: JsonOption = False) -> None:
 @app.command()
 def end(home: HomeOption = None, json_output: JsonOption = False) -> None:
     """End the session now: the agent forgets the passphrase and exits."""
-    remote.refuse_remote()
     from metanode_storage.session import client
 
-    ended = client.end(resolve_home(home))
+    ended = client.end(local_home(home))
     if json_output:
         console.emit_json({"ended": ended})
         return

@@ -47,6 +47,7 @@ from metanode_storage.engine.placement import providers_for_a_store
 from metanode_storage.engine.proof import block_proof, proof_document
 from metanode_storage.engine.qlock import BLOCKS, QLock
 from metanode_storage.engine.reader import ChunkReader, ReplicaCheck
+from metanode_storage.engine.removal import remove_block
 from metanode_storage.engine.repack import RepackReport, repack
 from metanode_storage.engine.retrieval import BlockReads
 from metanode_storage.engine.shared_home import (
@@ -78,7 +79,6 @@ from metanode_storage.engine.writer import ChunkWriter
 from metanode_storage.errors import (
     InputError,
     MetanodeError,
-    ProviderError,
 )
 from metanode_storage.fileio import output_file, sync_filesystem
 from metanode_storage.providers.base import BlobStore
@@ -591,37 +591,19 @@ class Node:
         """Delete blocks (whole ids or unique prefixes), each with every blob no other
         block needs; return (whole id, blobs deleted) per block, in order, each once.
         Every id is resolved before any block is deleted, so one that names no block, or
-        more than one, leaves them all stored. A pack that still holds other chunks
-        stays: `gc` rewrites it once less than ``repack_below`` of it is in use."""
+        more than one, leaves them all stored (engine/removal.py)."""
         with self.lock.exclusive("remove blocks"):
             whole = list(dict.fromkeys(self.blockmap.resolve_block_id(b) for b in block_ids))
             removed: list[tuple[str, int]] = []
             try:
                 for block_id in whole:
-                    removed.append((block_id, self._remove_block(block_id)))
+                    removed.append(
+                        (block_id, remove_block(self.blockmap, self.providers, block_id))
+                    )
                     progress(1)
             finally:  # the deletions made, even when a later one failed
-                self.audit.record_many(
-                    [(DELETE, b, OK, {"blobs_deleted": deleted}) for b, deleted in removed]
-                )
+                self.audit.record_many([(DELETE, b, OK, {"blobs_deleted": n}) for b, n in removed])
             return removed
-
-    def _remove_block(self, block_id: str) -> int:
-        """The map forgets the block first, then its blobs go: a crash in between
-        leaves orphans for `gc`, never a listed block without its data."""
-        released = self.blockmap.delete_block(block_id)
-        own_blobs = [c for chunk in released.chunks for c in chunk.all_copies if not c.in_pack]
-        deleted = 0
-        for copy in own_blobs + released.empty_packs:
-            store = self.providers.get(copy.provider)
-            if store is None:
-                continue
-            try:
-                store.delete(copy.key)
-                deleted += 1
-            except ProviderError:
-                pass  # the map no longer names it: an orphan for `gc`
-        return deleted
 
     def collect_garbage(self, dry_run: bool = False) -> dict[str, int]:
         return collect_garbage(self, dry_run)

@@ -72,7 +72,6 @@ def pack_groups(
     batch: list[tuple[Replica | None, ChunkRecord]] = []
     batch_bytes = 0
     for record in records:
-        usable = [r for r in record.replicas if r.provider in rank]
         if record.is_erasure_coded:
             batch.append((None, record))
             batch_bytes += record.plain_size
@@ -80,6 +79,7 @@ def pack_groups(
                 coded.append(PackGroup(batch, fragments=True))
                 batch, batch_bytes = [], 0
             continue
+        usable = [r for r in record.replicas if r.provider in rank]
         if not usable or not all(r.in_pack for r in usable):
             alone.append(PackGroup([(None, record)]))
             continue

@@ -155,7 +155,7 @@ class ChunkReader:
         self, group: PackGroup, caller_hashes: bool = False
     ) -> Iterator[tuple[ChunkRecord, bytes, list[ReplicaCheck]]]:
         """Each chunk of a group with what was found on the way, reading its pack in spans
-        (one request for neighbours, across gaps up to ``_SPAN_GAP`` bytes). A chunk whose
+        (one request for neighbours: ``pack_groups.spans``). A chunk whose
         bytes there do not verify, or whose provider fails, goes through ``read`` (every
         copy, with failover), so every chunk given back is as verified as ``read`` makes
         it and a failure raises as ``read`` raises; what was wrong here is reported too.
