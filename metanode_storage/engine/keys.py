@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from metanode_storage.audit.trail import KEY_ACCEPTED, KEY_HANDOVER, handover_statement
+from metanode_storage.audit.event_check import KEY_ACCEPTED, KEY_HANDOVER, handover_statement
 from metanode_storage.blockmap.records import ChunkRecord
 from metanode_storage.config.secrets import Secret
 from metanode_storage.crypto import aead

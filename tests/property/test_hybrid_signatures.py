@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from metanode_storage.audit.event_check import KEY_HANDOVER
 from metanode_storage.audit.note import Checkpoint, NoteInvalid, open_note
-from metanode_storage.audit.trail import KEY_HANDOVER, AuditTrail
+from metanode_storage.audit.trail import AuditTrail
 from metanode_storage.crypto.batch_proof import BatchedProof, BlockFields, seal_batch
 from metanode_storage.crypto.signing import NodeSigner, PublicKey
 from metanode_storage.engine.proof import ProofChecker, load_proof, proof_document
