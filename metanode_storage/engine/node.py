@@ -441,7 +441,6 @@ class Node:
         with self.lock.shared("retrieve a tree"):
             block = self.blockmap.get_block(block_id)
             entries = tree.select(self.reads.manifest(block), only)
-            target.mkdir(parents=True, exist_ok=True)
             self.reads.tree_restore(self.io_pool).restore(block, entries, str(target), progress)
             try:
                 sync_filesystem(target)

@@ -54,8 +54,25 @@ class TreeRestore:
     def restore(
         self, block: BlockRecord, entries: Sequence[Entry], root: str, progress: Progress
     ) -> None:
-        """Directories and symlinks, then the files, then the directories' modes and
-        times (last: writing inside a directory changes its modification time)."""
+        """``root`` (created if missing), its directories and symlinks, then the files,
+        then the directories' modes and times (last: writing inside a directory changes
+        its modification time). A path that is in the way, or the disk refusing a write,
+        is an ``InputError`` naming the path; nothing already there is replaced."""
+        try:
+            os.makedirs(root, exist_ok=True)
+            self._restore(block, entries, root, progress)
+        except FileExistsError as exc:  # os.symlink names the link second
+            raise InputError(
+                f"{exc.filename2 or exc.filename} exists already and is in the way",
+                "restore into a new or empty directory",
+            ) from None
+        except OSError as exc:
+            where = exc.filename2 or exc.filename or root
+            raise InputError(f"cannot write {where}: {exc.strerror or exc}") from None
+
+    def _restore(
+        self, block: BlockRecord, entries: Sequence[Entry], root: str, progress: Progress
+    ) -> None:
         files: list[tuple[Entry, str]] = []
         made: set[str] = set()
         for entry in entries:
@@ -137,10 +154,7 @@ class TreeRestore:
                 part = data[entry.offset : entry.offset + entry.size]  # a bundle holds many
                 if not hmac.compare_digest(sha256(part).hexdigest(), entry.sha256):
                     raise IntegrityError(f"{entry.path}: the bytes do not match the manifest")
-                try:
-                    write_new_file(path, entry, part)
-                except OSError as exc:
-                    raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+                write_new_file(path, entry, part)
                 restored += len(part)
         return restored
 
@@ -187,10 +201,7 @@ def make_dir(path: str) -> None:
 
 def open_new_file(path: str) -> int:
     """A new regular file (never an existing one, never through a symlink)."""
-    try:
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        raise InputError(f"{path} exists already", "restore into an empty directory") from None
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
 
 
 def write_new_file(path: str, entry: Entry, data: bytes) -> None:

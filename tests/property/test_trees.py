@@ -114,6 +114,32 @@ def test_one_file_a_listing_and_the_proof(cli: CliRunnerFn, tmp_path: Path) -> N
     assert clash.exit_code == 7 and "exists already" in clash.stderr
 
 
+def test_a_restore_never_replaces_what_is_in_its_way(cli: CliRunnerFn, tmp_path: Path) -> None:
+    """A symlink, a file or a device named by -o, or a link already where the tree puts
+    one, is refused with a clear error (exit 7), not an internal error, and left as it was."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "data").write_bytes(b"stored")
+    (source / "link").symlink_to("data")
+    block_id = cli("storage", "put", str(source)).stdout.strip()
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"mine")
+    pointer = tmp_path / "pointer"
+    pointer.symlink_to(victim)
+    for target in (pointer, victim, Path(os.devnull)):
+        refused = cli("storage", "get", block_id, "--path", "src/data", "-o", str(target))
+        assert refused.exit_code == 7, refused.stderr
+        assert f"{target} exists already" in refused.stderr
+    assert victim.read_bytes() == b"mine" and os.readlink(pointer) == str(victim)
+    assert Path(os.devnull).is_char_device()
+    into = tmp_path / "into"
+    (into / "src").mkdir(parents=True)
+    (into / "src" / "link").symlink_to("elsewhere")  # where the tree's own link goes
+    clash = cli("storage", "get", block_id, "-o", str(into))
+    assert clash.exit_code == 7 and f"{into / 'src' / 'link'} exists already" in clash.stderr
+    assert os.readlink(into / "src" / "link") == "elsewhere"
+
+
 def test_special_files_are_skipped_and_unreadable_ones_reported(
     cli: CliRunnerFn, tmp_path: Path
 ) -> None:
