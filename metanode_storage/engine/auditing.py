@@ -23,6 +23,10 @@ _CHECKPOINT_AAD_V1 = b"metanode audit checkpoint v1"
 _CHECKPOINT_AAD = b"metanode audit checkpoint v2"
 log = logging.getLogger("metanode.audit")
 CUT_ACKNOWLEDGED = "cut_acknowledged"
+_DAMAGED = (
+    "the checkpoint blob does not open (damaged on the provider); the next command that "
+    "records an event writes a new one"
+)
 
 
 class TrailCut(IntegrityError):
@@ -44,6 +48,11 @@ def checkpoint_blob_key(keys: KeyMaterial, provider: str) -> str:
 class RemoteCheckpoint:
     note: str
     tail: dict[str, list[list[Any]]]  # audit rows no map backup on that provider holds yet
+    # The blob does not open under this node's seal key, which never changes: this node
+    # never wrote it as it is, so it is a damaged blob, not a checkpoint, and no evidence
+    # of a cut (a provider that deletes the blob shows as much). It is reported, and the
+    # next publication replaces it; one rotten blob must not stop the node.
+    damaged: bool = False
 
 
 class NodeAudit:
@@ -156,7 +165,9 @@ class NodeAudit:
         acknowledged = self._acknowledged()
         cuts = []
         for name, remote in zip(names, found, strict=True):
-            if isinstance(remote, RemoteCheckpoint) and remote.note not in acknowledged:
+            if isinstance(remote, RemoteCheckpoint) and remote.damaged:
+                log.warning("%s: %s", name, _DAMAGED)
+            elif isinstance(remote, RemoteCheckpoint) and remote.note not in acknowledged:
                 problem = self._not_extended(remote.note, mine)
                 if problem:
                     cuts.append((name, problem, remote.note))
@@ -238,7 +249,7 @@ class NodeAudit:
         store = self._providers[name]
         try:
             current = self._read(store, name)
-            if current is not None and current.note not in acknowledged:
+            if current is not None and not current.damaged and current.note not in acknowledged:
                 problem = self._not_extended(current.note, mine)
                 if problem:
                     log.warning("not publishing the checkpoint to %s: %s", name, problem)
@@ -291,7 +302,7 @@ class NodeAudit:
             note = aead.open_sealed(self._seal_key, sealed, _CHECKPOINT_AAD_V1).decode()
             return RemoteCheckpoint(note, {"events": [], "checkpoints": []})
         except (aead.OpenFailed, UnicodeDecodeError):
-            return RemoteCheckpoint("(sealed checkpoint does not open)", {})
+            return RemoteCheckpoint("", {}, damaged=True)
 
     def adopt_tail(self, name: str) -> int:
         """Recovery: add the events and checkpoint that provider ``name``'s checkpoint blob
@@ -309,15 +320,17 @@ class NodeAudit:
         self.trail.restore_rows(rows)
         return self.trail.marks()[0] - before
 
-    def remote_notes(self) -> list[tuple[str, str]]:
-        """(provider, checkpoint note) from every provider that holds one."""
+    def verify(self) -> TrailVerification:
+        """The trail checked against every checkpoint the providers hold; a damaged
+        checkpoint blob is a problem of its own."""
         names = list(self._providers)
         found = self._map(lambda n: self._read(self._providers[n], n), names)
-        return [
-            (f"provider {name}", remote.note)
-            for name, remote in zip(names, found, strict=True)
-            if remote is not None
-        ]
-
-    def verify(self) -> TrailVerification:
-        return self.trail.verify(self._keys.public_keys(), self.remote_notes())
+        notes, damaged = [], []
+        for name, remote in zip(names, found, strict=True):
+            if remote is not None and remote.damaged:
+                damaged.append(f"checkpoint on provider {name}: {_DAMAGED}")
+            elif remote is not None:
+                notes.append((f"provider {name}", remote.note))
+        report = self.trail.verify(self._keys.public_keys(), notes)
+        report.problems.extend(damaged)
+        return report

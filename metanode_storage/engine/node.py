@@ -541,14 +541,23 @@ class Node:
     def verify(self, block_id: str, progress: Progress = _no_progress) -> BlockVerification:
         """Check every replica of every chunk of the block, not just one per chunk."""
         with self.lock.shared("verify"):
-            return self.verify_record(self.blockmap.get_block(block_id), progress)
+            block = self.blockmap.get_block(block_id)
+            result = self.verify_record(block, progress)
+            self.blockmap.mark_audited([block.block_id])  # status: when it was last checked
+            return result
 
     def verify_all(self, progress: Progress = _no_progress) -> Iterator[BlockVerification]:
-        """Verify every block; their audit events are appended a group at a time."""
-        with self.lock.shared("verify"), self.audit.in_groups() as record:
-            checked: dict[bytes, list[ReplicaCheck]] = {}
-            for block in self.blockmap.blocks():
-                yield self.verify_record(block, progress, checked, record)
+        """Verify every block; their audit events are appended a group at a time. As
+        after an integrity audit, `status` then counts every block checked, once every
+        event is in the trail."""
+        with self.lock.shared("verify"):
+            done: list[str] = []
+            with self.audit.in_groups() as record:
+                checked: dict[bytes, list[ReplicaCheck]] = {}
+                for block in self.blockmap.blocks():
+                    yield self.verify_record(block, progress, checked, record)
+                    done.append(block.block_id)
+            self.blockmap.mark_audited(done)
 
     def verify_record(
         self,

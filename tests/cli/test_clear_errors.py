@@ -186,13 +186,24 @@ def test_help_reads_cleanly(cli: CliRunnerFn, command: tuple[str, ...]) -> None:
     assert "directory ." not in text and "(default: $XDG_DATA_HOME" in " ".join(text.split())
 
 
+def _never_checked(cli: CliRunnerFn) -> int:
+    report = json.loads(cli("storage", "distributed", "status", "--json").stdout)
+    return int(report["blocks_never_checked"])
+
+
 def test_status_says_how_old_its_integrity_figure_is(cli: CliRunnerFn) -> None:
-    cli("storage", "put", "-", stdin=b"one")
+    one = cli("storage", "put", "-", stdin=b"one").stdout.strip()
     cli("storage", "put", "-", stdin=b"two")
     before = cli("storage", "distributed", "status")
     assert "2 block(s) never checked" in before.stdout and "status --check" in before.stdout
     report = json.loads(cli("storage", "distributed", "status", "--json").stdout)
     assert report["blocks_never_checked"] == 2 and report["oldest_check_at"] is None
+    assert cli("storage", "verify", one).exit_code == 0  # as full a check as an audit's
+    assert _never_checked(cli) == 1
+    cli("storage", "put", "-", stdin=b"three")
+    assert cli("storage", "verify", "--all").exit_code == 0
+    assert _never_checked(cli) == 0
+    cli("storage", "put", "-", stdin=b"four")
     checked = cli("storage", "distributed", "status", "--check")
     assert checked.exit_code == 0, checked.stderr
     assert "never checked" not in checked.stdout and "oldest block check" in checked.stdout

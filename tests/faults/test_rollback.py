@@ -76,3 +76,28 @@ def test_a_rolled_back_trail_is_refused_until_acknowledged(
     assert len(events) == 1 and events[0]["detail"]["reason"].startswith("restored by mistake")
     assert set(events[0]["detail"]["notes"]) == {d.name for d in provider_dirs(home)}
     assert cli("storage", "audit", "verify").exit_code == 0
+
+
+def test_a_damaged_checkpoint_blob_is_reported_and_replaced_not_a_cut(
+    cli: CliRunnerFn, home: Path
+) -> None:
+    """A checkpoint blob that no longer opens (bit rot, a provider that alters it) is no
+    evidence of a rolled-back trail: it never stops the node. `audit verify` names it,
+    and the next command that records an event writes a good one over it."""
+    kept = cli("storage", "put", "-", stdin=os.urandom(3000)).stdout.strip()
+    disk = provider_dirs(home)[0]
+    keys = read_keystore(home / "keystore.mnk", Secret(PASSPHRASE.encode()))
+    key = checkpoint_blob_key(keys, disk.name)
+    blob = disk / key[:2] / key
+    damaged = bytearray(blob.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01
+    blob.write_bytes(bytes(damaged))
+
+    verify = cli("storage", "audit", "verify")
+    assert verify.exit_code == 10
+    assert f"checkpoint on provider {disk.name}" in verify.stdout and "damaged" in verify.stdout
+    got = cli("storage", "get", kept)
+    assert got.exit_code == 0, got.stderr
+    assert "damaged" in got.stderr  # a warning names it
+    assert blob.read_bytes() != bytes(damaged)  # replaced by this run's checkpoint
+    assert cli("storage", "audit", "verify").exit_code == 0
