@@ -65,7 +65,9 @@ def recover(
     recovery identity the node's keys were escrowed to.
 
     The provider's credentials come from the SDK's environment (the keystore is what is
-    being recovered). Afterwards every block retrieves as before.
+    being recovered). The recovered node reaches that provider where this command did
+    (--path, --bucket, --prefix, --endpoint, --account); correct the others' locations
+    with `providers configure` if they moved. Afterwards every block retrieves as before.
     """
     from metanode_storage.crypto.xwing import XWingIdentity
     from metanode_storage.engine.backup import recover_home
@@ -89,7 +91,7 @@ def recover(
     target = local_home(home)
     key = XWingIdentity.read(identity) if identity else None
     passphrase = read_passphrase(confirm=key is not None)  # with an identity: the new one
-    recovered = recover_home(target, passphrase, open_provider(settings), key, map_url)
+    recovered = recover_home(target, passphrase, open_provider(settings), key, map_url, settings)
     backups: dict[str, str] = {}
     with Node.open(target, passphrase) as node:  # proves the keystore and map open
         node.audit.adopt_tail(name)  # the events published with the newest checkpoint

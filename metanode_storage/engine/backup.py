@@ -35,6 +35,7 @@ import zstandard
 from metanode_storage.blockmap.leases import LeaseTable
 from metanode_storage.config.paths import NodeLayout
 from metanode_storage.config.secrets import Secret
+from metanode_storage.config.settings import ProviderSettings
 from metanode_storage.crypto import aead
 from metanode_storage.crypto.kdf import KdfParams, derive
 from metanode_storage.crypto.xwing import XWingIdentity
@@ -90,9 +91,12 @@ def recover_home(
     provider: BlobStore,
     identity: XWingIdentity | None = None,
     map_url: str = "",
+    reached_at: ProviderSettings | None = None,
 ) -> Recovered:
     """Rebuild a node home from the map backup on ``provider``: the incremental log
     (engine/backup_log.py), or a full bundle written by versions before 0.2.
+    ``reached_at``: where ``provider`` was reached, which the recovered config then
+    keeps for it (``relocate_recovered_provider``).
 
     With a recovery ``identity``, the backup is found through its pointer and the
     keystore opened with the identity (engine/escrow.py); ``passphrase`` is then the
@@ -131,8 +135,10 @@ def recover_home(
         raise KeystoreDamaged(f"the map backup on {provider.name} does not open with the pointer")
     with closing(LeaseTable(layout.blockmap)) as leases:
         leases.clear()  # they were the lost machine's
-    from metanode_storage.engine.setup import place_recovered_map
+    from metanode_storage.engine.setup import place_recovered_map, relocate_recovered_provider
 
+    if reached_at is not None:
+        relocate_recovered_provider(home, reached_at)
     place_recovered_map(home, passphrase, map_url)
     return recovered
 

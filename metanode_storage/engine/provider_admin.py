@@ -23,6 +23,7 @@ from metanode_storage.errors import InvalidSetting, MetanodeError, ProviderError
 from metanode_storage.fileio import atomic_write
 from metanode_storage.providers.base import BlobStore
 from metanode_storage.providers.catalogue import open_provider, vendor_named, vendor_of
+from metanode_storage.providers.health import HealthBoard
 
 GCP_CREDENTIALS_FILE = "GOOGLE_APPLICATION_CREDENTIALS"
 
@@ -147,6 +148,9 @@ def _configure_locked(
         if previous_keystore is not None:
             atomic_write(layout.keystore, previous_keystore)
         raise
+    board = HealthBoard(layout.health)
+    board.forget(names)
+    board.save()
     return updated
 
 

@@ -213,6 +213,29 @@ def join_node(home: Path, map_url: str, passphrase: Secret) -> NodeSettings:
     return load_settings(layout.config)
 
 
+# What says where a provider's blobs are; credentials and the vendor stay as configured.
+_LOCATION = ("path", "bucket", "prefix", "endpoint", "account")
+
+
+def relocate_recovered_provider(home: Path, reached: ProviderSettings) -> bool:
+    """The recovered config names the provider recovery read from as the lost machine
+    reached it; from now on it is reached where recovery found the backup (a directory
+    mounted elsewhere, a new endpoint), or the recovered node could not open it. The
+    region only when one was given. True when the config changed."""
+    layout = NodeLayout(home)
+    settings = load_settings(layout.config)
+    moved = {name: getattr(reached, name) for name in _LOCATION}
+    if reached.region:
+        moved["region"] = reached.region
+    providers = tuple(
+        replace(p, **moved) if p.name == reached.name else p for p in settings.providers
+    )
+    if providers == settings.providers:
+        return False
+    save_settings(layout.config, replace(settings, providers=providers))
+    return True
+
+
 def place_recovered_map(home: Path, passphrase: Secret, map_url: str) -> NodeSettings:
     """Where a recovered home's map goes (recovery writes it into the home as SQLite):
     into a new PostgreSQL database when ``map_url`` is given, the recovered node's first

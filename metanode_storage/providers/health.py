@@ -19,7 +19,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -100,6 +100,13 @@ class HealthBoard:
             health.last_error = error.message
             health.last_failure_at = now
             health.updated_at = now
+
+    def forget(self, names: Iterable[str]) -> None:
+        """Drop what was learned of these providers (their settings changed: a new
+        directory or endpoint is not known Offline because the old one was)."""
+        with self._lock:
+            for name in names:
+                self._health.pop(name, None)
 
     def is_offline(self, name: str) -> bool:
         """Known Offline, and too recently to be worth trying again yet."""

@@ -80,6 +80,40 @@ def test_recover_a_lost_node_from_one_local_provider(
     assert cli("storage", "verify", "--all").exit_code == 0
 
 
+def test_recover_from_disks_mounted_elsewhere(
+    cli: CliRunnerFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new machine mounts the surviving disks at other paths: the recovered node
+    reaches the one recovery read where recovery found it (it used to stop with exit 6,
+    leaving a home that a second `recover` refused), and `providers configure` moves the
+    others, which are then tried at once, not waited out as Offline."""
+    home = tmp_path / "lost-node"
+    _node_on_disks(home, tmp_path, "disk-", monkeypatch)
+    payloads = _store_some(cli)
+    shutil.rmtree(home)
+    moved = tmp_path / "mnt"
+    moved.mkdir()
+    for i in (1, 2, 3):
+        (tmp_path / f"disk-{i}").rename(moved / f"disk-{i}")
+    monkeypatch.setenv("METANODE_HOME", str(tmp_path / "new-machine"))
+    recovered = cli(
+        "storage", "recover", "--name", "disk-2", "--vendor", "local",
+        "--path", str(moved / "disk-2"), "--json",
+    )  # fmt: skip
+    assert recovered.exit_code == 0, recovered.stderr
+    assert json.loads(recovered.stdout)["audit_trail_ok"]
+    for block_id, data in payloads.items():  # from disk-2 alone, where it is now
+        assert cli("storage", "get", block_id).stdout_bytes == data
+    status = json.loads(cli("storage", "distributed", "status", "--json").stdout)
+    assert status["active_providers"] == 1
+    for name in ("disk-1", "disk-3"):
+        done = cli("storage", "providers", "configure", "--name", name, "--path", str(moved / name))
+        assert done.exit_code == 0, done.stderr
+    status = json.loads(cli("storage", "distributed", "status", "--json").stdout)
+    assert status["active_providers"] == 3
+    assert cli("storage", "verify", "--all").exit_code == 0
+
+
 def test_recovery_refuses_the_wrong_passphrase_or_provider(
     cli: CliRunnerFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
