@@ -609,6 +609,10 @@ class Node:
                         (block_id, remove_block(self.blockmap, self.providers, block_id))
                     )
                     progress(1)
+            except BaseException:
+                if removed:  # the error names the block that failed, not those that went
+                    log.warning("deleted before the failure: %s", " ".join(b for b, _ in removed))
+                raise
             finally:  # the deletions made, even when a later one failed
                 self.audit.record_many([(DELETE, b, OK, {"blobs_deleted": n}) for b, n in removed])
             return removed

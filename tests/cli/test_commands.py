@@ -103,6 +103,32 @@ def test_rm_takes_several_blocks_and_checks_every_id_first(cli: CliRunnerFn, hom
     assert blob_files(home) == []
 
 
+def test_rm_that_fails_partway_names_the_blocks_already_deleted(
+    cli: CliRunnerFn, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error names the block that failed; the blocks deleted before it are named in a
+    warning (and audited), so a script or an operator knows what is gone."""
+    from metanode_storage.engine.removal import remove_block
+    from metanode_storage.errors import LeaseLost
+
+    ids = [cli("storage", "put", "-", stdin=os.urandom(3000 + i)).stdout.strip() for i in range(3)]
+    calls: list[str] = []
+
+    def lose_the_lease_on_the_second(*args: object) -> int:
+        calls.append(str(args[-1]))
+        if len(calls) == 2:  # as if `lock break` ran now: the map refuses the write
+            raise LeaseLost("this run's QLOCK lease on 'blocks' was broken")
+        return remove_block(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("metanode_storage.engine.node.remove_block", lose_the_lease_on_the_second)
+    failed = cli("storage", "rm", *ids)
+    assert failed.exit_code != 0 and "lease" in failed.stderr
+    assert f"deleted before the failure: {ids[0]}" in failed.stderr
+    assert [b["block_id"] for b in json.loads(cli("storage", "ls", "--json").stdout)] == ids[1:]
+    events = json.loads(cli("storage", "audit", "list", "--type", "delete", "--json").stdout)
+    assert [e["block_id"] for e in events] == [ids[0]]
+
+
 def test_verify_exit_codes_follow_replica_health(cli: CliRunnerFn, home: Path) -> None:
     block_id = cli("storage", "put", "-", stdin=os.urandom(5000)).stdout.strip()
     assert cli("storage", "verify", block_id).exit_code == 0
