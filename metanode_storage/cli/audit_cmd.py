@@ -48,7 +48,8 @@ def summary(home: Path | None, json_output: bool) -> None:
 
 
 def integrity(home: Path | None, sample: int | None, quick: bool, json_output: bool) -> None:
-    """Check replicas on every provider; exit 0 clean, 10 violations, 6 unreachable."""
+    """Check replicas and map backups on every provider; exit 0 clean, 10 violations (a
+    broken map backup is written anew, and still counts), 6 unreachable."""
     from metanode_storage.engine.integrity import run_integrity_audit
 
     with open_node(home) as node:
@@ -68,6 +69,8 @@ def integrity(home: Path | None, sample: int | None, quick: bool, json_output: b
             )
         for provider in report.unreachable:
             console.line(f"UNREACHABLE provider {provider}")
+        for provider, outcome in report.map_backups.items():
+            console.line(f"VIOLATION map backup on {provider}: {outcome}")
         console.key_values(
             [
                 (
@@ -79,7 +82,7 @@ def integrity(home: Path | None, sample: int | None, quick: bool, json_output: b
                 ("Data Integrity", formatting.percent(report.data_integrity_percent)),
             ]
         )
-    if report.violations:
+    if report.violations or report.map_backups:
         raise typer.Exit(int(ExitCode.INTEGRITY))
     if report.unreachable:
         raise typer.Exit(int(ExitCode.PROVIDER))

@@ -311,7 +311,10 @@ def _integrity_age(report: NodeStatus) -> str:
 def audit(
     home: HomeOption = None,
     integrity: Annotated[
-        bool, typer.Option("--integrity", help="Check replicas on every provider (for cron).")
+        bool,
+        typer.Option(
+            "--integrity", help="Check replicas and map backups on every provider (for cron)."
+        ),
     ] = False,
     sample: Annotated[
         int | None,

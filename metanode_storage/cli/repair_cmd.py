@@ -44,9 +44,10 @@ def repair_command(
     """Re-create missing, corrupt and long-Offline replicas from good copies.
 
     First looks for itself: lists every provider and looks up every replica
-    (with --verify, reads and checks every replica). Exit 0 when all is whole,
-    10 when a chunk has no good copy left, 6 when a provider could not be
-    checked or could not take a replica.
+    (with --verify, reads and checks every replica), and checks each provider's
+    map backup, writing anew one that lost or damaged a piece. Exit 0 when all
+    is whole, 10 when a chunk has no good copy left, 6 when a provider could not
+    be checked or could not take a replica or map backup.
     """
     from metanode_storage.engine.repair import SURVEY_EXISTS, SURVEY_VERIFY, repair
 
@@ -81,11 +82,13 @@ def repair_command(
             )
         for provider in report.unsurveyed:
             console.line(f"provider {provider} could not be checked")
+        for provider, outcome in report.map_backups.items():
+            console.line(f"map backup on {provider}: {outcome}")
         console.line(
             f"{verb} {len(report.actions) if dry_run else report.repaired} chunk(s), "
             f"{report.failed} failed, {report.backups_cleaned} backup copies cleaned up"
         )
     if report.lost:
         raise typer.Exit(int(ExitCode.INTEGRITY))
-    if report.failed or report.unsurveyed:
+    if report.failed or report.unsurveyed or report.map_backups_failed:
         raise typer.Exit(int(ExitCode.PROVIDER))

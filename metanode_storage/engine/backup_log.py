@@ -85,6 +85,8 @@ MIN_COPIES = 2
 SQLITE_FILES = ("blockmap.sqlite", "audit.sqlite")
 PLAIN_FILES = ("config.toml", "keystore.mnk")
 MANIFEST = struct.Struct(">I")
+# What is wrong with one provider's copy of its log ("" when whole): engine/backup_check.py
+LogCheck = Callable[[BlobStore, Locator, "ProviderLog"], str]
 
 
 def _one(db: sqlite3.Connection, query: str) -> int:
@@ -347,6 +349,34 @@ class BackupLog:
         with self._state_lock:
             state.doomed[name] = remaining
         return "ok"
+
+    def forget_broken(self, check: LogCheck, dry_run: bool = False) -> dict[str, str]:
+        """Providers whose log ``check`` finds broken (engine/backup_check.py), with what is
+        wrong; unless ``dry_run`` they are forgotten, so the next write gives each a fresh
+        snapshot and deletes what is left of the old log. Under the backup lock: a log
+        another run is extending is never half seen. A provider out of reach is skipped."""
+        with self._lock.exclusive("check the map backups"):
+            state = self.state()
+            names = [
+                n
+                for n in state.logs
+                if n in self._providers and n in self._locators and not self._is_offline(n)
+            ]
+
+            def problem(name: str) -> str:
+                try:
+                    return check(self._providers[name], self._locators[name], state.logs[name])
+                except ProviderError:
+                    return ""  # an outage, not a broken log: checked again next time
+
+            found = [self._io.submit(problem, n) for n in names]
+            broken = {n: f.result() for n, f in zip(names, found, strict=True) if f.result()}
+            if broken and not dry_run:
+                for name in broken:
+                    pieces = self._pieces(self._locators[name], state.logs.pop(name))
+                    state.doomed.setdefault(name, []).extend(pieces)
+                state.save(self._state_file)
+        return broken
 
     @staticmethod
     def _deleted(store: BlobStore, key: str) -> bool:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from metanode_storage.audit.trail import FAILED, OK, VERIFY
 from metanode_storage.blockmap.records import Replica
 from metanode_storage.blockmap.store import BlockMap
+from metanode_storage.engine.maintenance import check_map_backups
 from metanode_storage.engine.node import Node
 from metanode_storage.engine.reader import CORRUPT, GOOD, MISSING, UNREACHABLE, ReplicaCheck
 from metanode_storage.engine.verification import BlockVerification
@@ -32,6 +33,9 @@ class IntegrityReport:
     replicas_checked: int = 0
     violations: list[dict[str, str]] = field(default_factory=list)
     unreachable: list[str] = field(default_factory=list)
+    # provider -> what was wrong with its map backup log (written anew at once: it is the
+    # node's own state, and a fresh snapshot replaces it whole)
+    map_backups: dict[str, str] = field(default_factory=dict)
 
     def add(self, result: BlockVerification) -> None:
         self.blocks_checked += 1
@@ -150,6 +154,8 @@ def run_integrity_audit(
                 progress(1)
         # only once every event is in the trail: a run cut short leaves them unaudited
         blockmap.mark_audited(chosen)
+        # a full audit reads the backups whole; a sample or a quick one asks their sizes
+        report.map_backups = check_map_backups(node, deep=not quick and sample is None)
     # The per-block verify events carry the violations; this one summarises the run
     # (counting its violations again would double the trail's violation count).
     node.audit.record(
@@ -161,6 +167,7 @@ def run_integrity_audit(
             "replicas_checked": report.replicas_checked,
             "violations": len(report.violations),
             "unreachable": report.unreachable,
+            "map_backups": report.map_backups,
         },
     )
     return report

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+from functools import partial
 from typing import TYPE_CHECKING
 
+from metanode_storage.audit.trail import FAILED, OK, REPAIR
 from metanode_storage.config.secrets import Secret
 from metanode_storage.crypto.keystore import KeyMaterial
 from metanode_storage.engine.backup import Locator, derive_locator
+from metanode_storage.engine.backup_check import log_problem
 from metanode_storage.engine.backup_log import BackupLog
 from metanode_storage.engine.blobformat import is_own_blob_key
 from metanode_storage.engine.keys import rewrite_keystore
-from metanode_storage.errors import KeystoreError
+from metanode_storage.errors import KeystoreError, NotEnoughProviders
 
 if TYPE_CHECKING:
     from metanode_storage.engine.node import Node
@@ -53,6 +57,31 @@ def backup_map(node: Node, try_offline: bool = False) -> dict[str, str]:
     a segment with what changed, or a snapshot where one is due. Providers known to be
     Offline are skipped, unless ``try_offline`` (an operator's explicit `backup-map`)."""
     return backup_log(node, try_offline).write()
+
+
+NOT_WRITTEN = "not written anew yet (the next backup tries again)"
+
+
+def check_map_backups(node: Node, deep: bool = False, dry_run: bool = False) -> dict[str, str]:
+    """Per provider whose map backup log is no longer whole (engine/backup_check.py):
+    what was wrong and what was done. Unless ``dry_run`` the broken logs are written
+    anew at once, as fresh snapshots, and the outcome is recorded in the audit trail."""
+    if not node.settings.backup_enabled:
+        return {}
+    backups = backup_log(node)
+    broken = backups.forget_broken(partial(log_problem, deep=deep), dry_run)
+    if not broken or dry_run:
+        return broken
+    with contextlib.suppress(NotEnoughProviders):  # what each holds now is read back below
+        backups.write()
+    current = backups.state().logs
+    found = {
+        name: f"{problem}; {'written anew' if name in current else NOT_WRITTEN}"
+        for name, problem in broken.items()
+    }
+    missed = any(name not in current for name in broken)
+    node.audit.record(REPAIR, status=FAILED if missed else OK, detail={"map_backups": found})
+    return found
 
 
 def tail_marks(node: Node) -> dict[str, tuple[int, int]]:

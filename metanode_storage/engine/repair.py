@@ -30,6 +30,7 @@ from typing import TypeVar
 from metanode_storage.audit.trail import FAILED, OK, REPAIR
 from metanode_storage.blockmap.records import ChunkRecord, Replica
 from metanode_storage.engine import blobformat
+from metanode_storage.engine.maintenance import NOT_WRITTEN, check_map_backups
 from metanode_storage.engine.node import Node
 from metanode_storage.engine.packs import PackWriter
 from metanode_storage.engine.placement import providers_for_repair
@@ -74,6 +75,9 @@ class RepairReport:
     found_missing: int = 0  # replicas the survey found missing (SURVEY_EXISTS)
     found_bad: int = 0  # replicas the survey found missing or corrupt (SURVEY_VERIFY)
     unsurveyed: list[str] = field(default_factory=list)  # providers that could not be checked
+    # provider -> what was wrong with its map backup log, and whether it was written anew
+    map_backups: dict[str, str] = field(default_factory=dict)
+    map_backups_failed: bool = False
 
     @property
     def repaired(self) -> int:
@@ -153,6 +157,11 @@ def repair(
     with node.lock.shared("repair"):
         if survey != SURVEY_NONE:
             survey_replicas(node, report, lambda _: None)
+            deep = survey == SURVEY_VERIFY
+            report.map_backups = check_map_backups(node, deep=deep, dry_run=dry_run)
+            report.map_backups_failed = not dry_run and any(
+                NOT_WRITTEN in outcome for outcome in report.map_backups.values()
+            )
         if not dry_run and node.blockmap.stats().backup_copies:
             report.backups_cleaned = _clean_backups(node)
         plan = list(plan_repairs(node, offline_grace).items())[:limit]

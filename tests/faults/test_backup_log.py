@@ -242,3 +242,57 @@ def test_a_failed_backup_is_a_warning_never_a_failed_command(
         (tmp_path / f"{name}-away").rename(tmp_path / name)
     assert cli("storage", "backup-map").exit_code == 0
     assert "LAST BACKUP FAILED" not in cli("storage", "distributed", "status").stdout
+
+
+def _recover_from(cli: CliRunnerFn, tmp_path: Path, provider: str, into: str) -> int:
+    result = cli(
+        "storage", "recover", "--name", provider, "--vendor", "local",
+        "--path", str(tmp_path / provider), "--home", str(tmp_path / into), "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    return int(json.loads(result.stdout)["blocks"])
+
+
+@pytest.mark.parametrize(
+    ("command", "damage"),
+    [
+        (("storage", "repair"), "lost"),
+        (("storage", "repair", "--verify"), "flipped"),
+        (("storage", "distributed", "audit", "--integrity", "--sample", "1"), "lost"),
+        (("storage", "distributed", "audit", "--integrity"), "flipped"),
+    ],
+)
+def test_a_provider_that_loses_or_damages_its_map_backup_gets_it_written_anew(
+    cli: CliRunnerFn, node_home: Path, tmp_path: Path, command: tuple[str, ...], damage: str
+) -> None:
+    """backup-state.json says what the node wrote, not what a provider still holds: a lost
+    or damaged piece made recovery from that provider fail while `status` still counted its
+    backup current. repair and the integrity audit (a full one, or --verify, reads every
+    piece; the others ask sizes) find it and write that provider a fresh snapshot."""
+    for size in (100, 200, 300):
+        _put(cli, os.urandom(size))
+    locator, log = _log_pieces(node_home, "disk-3")
+    part = _blob(tmp_path, "disk-3", piece_name(locator, "part", log.snapshot_id, 0))
+    if damage == "lost":
+        part.unlink()
+        expected = "its part 0 is missing"
+    else:
+        flipped = bytearray(part.read_bytes())
+        flipped[len(flipped) // 2] ^= 0x01
+        part.write_bytes(bytes(flipped))
+        expected = "its part 0 does not open"
+    quick = cli("storage", "repair", "--dry-run")  # a dry run reports, changes nothing
+    if damage == "lost":
+        assert f"map backup on disk-3: {expected}" in quick.stdout
+    assert _log_pieces(node_home, "disk-3")[1].snapshot_id == log.snapshot_id
+
+    found = cli(*command)
+    assert f"map backup on disk-3: {expected}; written anew" in found.stdout, found.stdout
+    assert found.exit_code == (10 if "audit" in command else 0), found.stderr
+    assert _log_pieces(node_home, "disk-3")[1].snapshot_id != log.snapshot_id
+    assert not part.exists()  # the broken log's pieces are deleted
+    events = json.loads(cli("storage", "audit", "list", "--type", "repair", "--json").stdout)
+    assert events[-1]["detail"]["map_backups"] == {"disk-3": f"{expected}; written anew"}
+    again = cli(*command)
+    assert "map backup" not in again.stdout and again.exit_code == 0
+    assert _recover_from(cli, tmp_path, "disk-3", "new-machine") == 3
