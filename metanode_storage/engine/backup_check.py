@@ -6,13 +6,15 @@ recovered from, yet `status` went on counting it as current. The check reads eac
 provider's head (one small GET: it must open and name the snapshot and segments the
 node wrote) and asks for every part and segment: by size, or with ``deep`` by
 downloading and opening each one (its AES-GCM tag and position), which reads the
-whole backup. A log found broken is forgotten, so the next backup writes that provider
-a fresh snapshot (engine/backup_log.py).
+whole backup. The recovery pointers the node wrote there (`keys escrow`) must be there
+too. A log found broken is forgotten, so the next backup writes that provider a fresh
+snapshot and its pointers (engine/backup_log.py).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from metanode_storage.crypto import aead
 from metanode_storage.engine.backup import Locator
@@ -28,9 +30,21 @@ from metanode_storage.errors import ObjectNotFound
 from metanode_storage.providers.base import BlobStore
 
 
-def log_problem(store: BlobStore, locator: Locator, log: ProviderLog, deep: bool) -> str:
-    """What is wrong with the provider's copy of ``log`` ("" when it is whole). A provider
-    that cannot be reached raises its ProviderError: that is an outage, not a broken log."""
+def log_problem(
+    store: BlobStore,
+    locator: Locator,
+    log: ProviderLog,
+    pointers: Sequence[str],
+    deep: bool,
+) -> str:
+    """What is wrong with the provider's copy of ``log``, or with the recovery pointers
+    (blob names) that lead to it ("" when all is whole). A provider that cannot be
+    reached raises its ProviderError: that is an outage, not a broken log."""
+    for name in pointers:  # without one, `recover --identity` finds nothing there
+        try:
+            store.size(name)
+        except ObjectNotFound:
+            return "a recovery pointer to it is missing"
     key = locator.seal_key.reveal()
     try:
         head = json.loads(aead.open_sealed(key, store.get(locator.blob_key), HEAD_AAD))

@@ -86,7 +86,8 @@ SQLITE_FILES = ("blockmap.sqlite", "audit.sqlite")
 PLAIN_FILES = ("config.toml", "keystore.mnk")
 MANIFEST = struct.Struct(">I")
 # What is wrong with one provider's copy of its log ("" when whole): engine/backup_check.py
-LogCheck = Callable[[BlobStore, Locator, "ProviderLog"], str]
+# (the provider, its locator, the log written there, the recovery pointers written there)
+LogCheck = Callable[[BlobStore, Locator, "ProviderLog", list[str]], str]
 
 
 def _one(db: sqlite3.Connection, query: str) -> int:
@@ -364,8 +365,13 @@ class BackupLog:
             ]
 
             def problem(name: str) -> str:
+                pointed = state.pointers.get(name, [])
+                pointers = [
+                    pointer_name(r, name) for r in self._recipients if r.fingerprint in pointed
+                ]
+                store, locator = self._providers[name], self._locators[name]
                 try:
-                    return check(self._providers[name], self._locators[name], state.logs[name])
+                    return check(store, locator, state.logs[name], pointers)
                 except ProviderError:
                     return ""  # an outage, not a broken log: checked again next time
 

@@ -252,6 +252,37 @@ def test_a_recovery_identity_recovers_without_the_passphrase(
         assert cli("storage", "get", block_id).stdout_bytes == data
 
 
+def test_a_lost_recovery_pointer_is_written_anew_by_repair(
+    cli: CliRunnerFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A provider that lost the pointer an identity finds the backup by: repair notices
+    and writes the provider's backup and pointer anew, and the identity recovers from it."""
+    home = tmp_path / "node-p"
+    _node_on_disks(home, tmp_path, "disk-", monkeypatch)
+    identity_file = tmp_path / "recovery.id"
+    made = json.loads(
+        cli("storage", "keys", "recipient", "new", "-o", str(identity_file), "--json").stdout
+    )
+    payloads = _store_some(cli)
+    assert cli("storage", "keys", "escrow", "--to", made["recipient"]).exit_code == 0
+    name = pointer_name(XWingIdentity.read(identity_file).recipient, "disk-1")
+    pointer = tmp_path / "disk-1" / name[:2] / name
+    pointer.unlink()
+    repaired = cli("storage", "repair")
+    assert repaired.exit_code == 0, repaired.stderr
+    assert "map backup on disk-1: a recovery pointer to it is missing; written anew" in (
+        repaired.stdout
+    )
+    assert pointer.exists()
+    shutil.rmtree(home)
+    monkeypatch.setenv("METANODE_HOME", str(tmp_path / "new-machine"))
+    monkeypatch.setenv("METANODE_PASSPHRASE", "an entirely new passphrase")
+    recovered = _recover(cli, tmp_path, "disk-1", "--identity", str(identity_file))
+    assert recovered.exit_code == 0, recovered.stderr
+    for block_id, data in payloads.items():
+        assert cli("storage", "get", block_id).stdout_bytes == data
+
+
 def test_another_identity_or_a_node_without_escrow_recovers_nothing(
     cli: CliRunnerFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
