@@ -82,6 +82,8 @@ def repair_command(
             )
         for provider in report.unsurveyed:
             console.line(f"provider {provider} could not be checked")
+        for provider in report.unconfigured:
+            console.line(f"provider {provider} is no longer configured: its replicas move")
         for provider, outcome in report.map_backups.items():
             console.line(f"map backup on {provider}: {outcome}")
         console.line(

@@ -19,7 +19,14 @@ from metanode_storage.blockmap.records import Replica
 from metanode_storage.blockmap.store import BlockMap
 from metanode_storage.engine.maintenance import check_map_backups
 from metanode_storage.engine.node import Node
-from metanode_storage.engine.reader import CORRUPT, GOOD, MISSING, UNREACHABLE, ReplicaCheck
+from metanode_storage.engine.reader import (
+    CORRUPT,
+    GOOD,
+    MISSING,
+    UNCONFIGURED,
+    UNREACHABLE,
+    ReplicaCheck,
+)
 from metanode_storage.engine.verification import BlockVerification
 from metanode_storage.errors import ObjectNotFound, ProviderError
 from metanode_storage.providers.base import BlobStore
@@ -93,7 +100,7 @@ def quick_check(
         for replica in record.replicas:
             checked += 1
             state = _size_state(sizes[(replica.provider, replica.key)].result(), replica)
-            if state in (MISSING, CORRUPT):
+            if state in (MISSING, CORRUPT, UNCONFIGURED):
                 faults.append(ReplicaCheck(replica.provider, state, "size check"))
                 blockmap.record_fault(chunk_id, replica.provider, state)
             else:
@@ -106,9 +113,9 @@ def quick_check(
 
 
 def _blob_size(store: BlobStore | None, key: str) -> int | str:
-    """The blob's size, or MISSING / UNREACHABLE."""
+    """The blob's size, or MISSING / UNREACHABLE / UNCONFIGURED."""
     if store is None:
-        return UNREACHABLE
+        return UNCONFIGURED
     try:
         return store.size(key)
     except ObjectNotFound:

@@ -52,8 +52,9 @@ class ReplicaCheck:
 
     @property
     def is_fault(self) -> bool:
-        """Missing or corrupt: the replica itself is bad, not merely out of reach."""
-        return self.state in (MISSING, CORRUPT)
+        """Missing or corrupt, or on a provider taken out of the config (it will not come
+        back): the replica itself is lost to this node, not merely out of reach."""
+        return self.state in (MISSING, CORRUPT, UNCONFIGURED)
 
 
 class ChunkReader:

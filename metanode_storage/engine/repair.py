@@ -34,7 +34,7 @@ from metanode_storage.engine.maintenance import NOT_WRITTEN, check_map_backups
 from metanode_storage.engine.node import Node
 from metanode_storage.engine.packs import PackWriter
 from metanode_storage.engine.placement import providers_for_repair
-from metanode_storage.engine.reader import MISSING, ReplicaCheck
+from metanode_storage.engine.reader import CORRUPT, MISSING, UNCONFIGURED, ReplicaCheck
 from metanode_storage.engine.repair_defaults import DEFAULT_LIMIT, DEFAULT_OFFLINE_GRACE
 from metanode_storage.engine.writer import Piece
 from metanode_storage.errors import (
@@ -51,6 +51,7 @@ SURVEY_NONE, SURVEY_EXISTS, SURVEY_VERIFY = "none", "exists", "verify"
 # providers are (an outage: retry later).
 NO_GOOD_COPY, NO_TARGET = "no_good_copy", "no_target"
 _GONE = "the chunk is no longer in the map"  # removed since the plan: nothing to record
+_LOST = (CORRUPT, MISSING, UNCONFIGURED)  # copies dropped from the map once replaced
 _BATCH = 256  # chunks read (and rewritten) together: bounds memory
 _BATCH_BYTES = 16 << 20  # and at most this much plaintext in one batch read
 _Item = TypeVar("_Item")
@@ -75,6 +76,8 @@ class RepairReport:
     found_missing: int = 0  # replicas the survey found missing (SURVEY_EXISTS)
     found_bad: int = 0  # replicas the survey found missing or corrupt (SURVEY_VERIFY)
     unsurveyed: list[str] = field(default_factory=list)  # providers that could not be checked
+    # providers no longer in the config that the map still names replicas on (SURVEY_EXISTS)
+    unconfigured: list[str] = field(default_factory=list)
     # provider -> what was wrong with its map backup log, and whether it was written anew
     map_backups: dict[str, str] = field(default_factory=dict)
     map_backups_failed: bool = False
@@ -104,6 +107,7 @@ def survey_replicas(node: Node, report: RepairReport, progress: Callable[[int], 
         report.found_bad += sum(c.is_fault for checks in checked.values() for c in checks)
         return
     listed: dict[str, set[str]] = {}
+    gone = set()  # providers taken out of the config: their replicas must move
     for name, store in node.providers.items():
         try:
             store.check_reachable()  # an empty listing must mean empty, not unmounted
@@ -116,6 +120,11 @@ def survey_replicas(node: Node, report: RepairReport, progress: Callable[[int], 
             if keys is not None and replica.key not in keys:
                 node.blockmap.record_fault(record.chunk_id, replica.provider, MISSING)
                 report.found_missing += 1
+            elif replica.provider not in node.providers:
+                node.blockmap.record_fault(record.chunk_id, replica.provider, UNCONFIGURED)
+                gone.add(replica.provider)
+                report.found_missing += 1
+    report.unconfigured = sorted(gone)
 
 
 def plan_repairs(node: Node, offline_grace: float) -> dict[bytes, dict[str, str]]:
@@ -370,7 +379,7 @@ def _stage_chunk(
         new,
         len(pieces),
         to_backup=[r for r in record.replicas if reasons.get(r.provider) == "offline"],
-        to_drop=[r for r in record.replicas if reasons.get(r.provider) in ("corrupt", "missing")],
+        to_drop=[r for r in record.replicas if reasons.get(r.provider) in _LOST],
     )
 
 

@@ -196,3 +196,43 @@ def test_repairing_one_chunk_of_a_pack_keeps_the_other_chunks_copies(
     assert victim not in repaired.replicas
     node.collect_garbage()
     assert {p.name for p in blob_files(home)} == named_blob_keys(node)
+
+
+def test_replicas_on_a_provider_taken_out_of_the_config_move(
+    cli: CliRunnerFn, home: Path, tmp_path: Path
+) -> None:
+    """There is no command to drop a provider, so an operator edits config.toml (after
+    adding a spare). The map still named replicas there: status counted them healthy,
+    every chunk had one copy fewer than it said, and repair left them alone. Now verify
+    and repair's survey call them lost, and repair writes them on the other providers."""
+    from dataclasses import replace
+
+    from metanode_storage.config.settings import ProviderSettings, load_settings, save_settings
+
+    payloads = {
+        cli("storage", "put", "-", stdin=data).stdout.strip(): data
+        for data in (os.urandom(30_000), os.urandom(2_000_000), b"small")
+    }
+    settings = load_settings(home / "config.toml")
+    (tmp_path / "spare").mkdir()
+    spare = ProviderSettings("spare", "local", str(tmp_path / "spare"), "local")
+    dropped = settings.providers[1].name
+    kept = tuple(p for p in settings.providers if p.name != dropped)
+    save_settings(home / "config.toml", replace(settings, providers=(*kept, spare)))
+
+    checked = cli("storage", "verify", "--all")
+    assert checked.exit_code == 10 and f"replica on {dropped} is unconfigured" in checked.stdout
+    status = json.loads(cli("storage", "distributed", "status", "--json").stdout)
+    assert status["faulty_replicas"] == status["replicas"] // 3
+    repaired = cli("storage", "repair", "--json")
+    assert repaired.exit_code == 0, repaired.stdout
+    report = json.loads(repaired.stdout)
+    assert report["unconfigured"] == [dropped] and report["failed"] == 0
+    assert {a["reasons"][dropped] for a in report["actions"]} == {"unconfigured"}
+    status = json.loads(cli("storage", "distributed", "status", "--json").stdout)
+    assert status["faulty_replicas"] == 0 and status["survivable_losses"] == 2
+    listing = json.loads(cli("storage", "ls", "--json").stdout)
+    assert all(dropped not in block["providers"] for block in listing)
+    assert cli("storage", "verify", "--all").exit_code == 0
+    for block_id, data in payloads.items():
+        assert cli("storage", "get", block_id).stdout_bytes == data
