@@ -165,6 +165,8 @@ def checkpoint(
     from metanode_storage.audit.note import Checkpoint
 
     with open_node(home, read_only=True) as node:
+        if output is not None:
+            node.refuse_own_state(output)
         note = node.audit.trail.checkpoint()
         if since is None:
             text = note

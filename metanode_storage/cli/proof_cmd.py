@@ -40,6 +40,8 @@ def export(
     from metanode_storage.engine.proof import bundle_document
 
     with open_node(home) as node:
+        if output is not None:
+            node.refuse_own_state(output)
         documents = node.export_proofs(block_ids)
     document = documents[0] if len(documents) == 1 else bundle_document(documents)
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"

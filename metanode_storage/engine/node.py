@@ -384,8 +384,7 @@ class Node:
         directory that holds them would otherwise store the node's packs inside itself,
         and every later one the packs of the one before."""
         report = tree.WalkReport()
-        own = [self.layout.home, *(Path(p.path) for p in self.settings.providers if p.is_local)]
-        entries = tree.walk(roots, report, tree.directory_ids(own))
+        entries = tree.walk(roots, report, self._own_directories())
         if not entries and report.left_out:
             raise InputError(
                 "nothing to store: the paths given are this node's own home or providers",
@@ -416,6 +415,21 @@ class Node:
             (view,) = self.stores.commit(written, [whole_tree], started)
             return view, report
 
+    def _own_directories(self) -> set[tree.DirectoryId]:
+        """This node's home and its local providers' directories."""
+        own = [self.layout.home, *(Path(p.path) for p in self.settings.providers if p.is_local)]
+        return tree.directory_ids(own)
+
+    def refuse_own_state(self, output: Path | str) -> None:
+        """Output the user names may go anywhere but into this node's home or a local
+        provider's directory: `get -o` there replaced the keystore, the map or a pack
+        (cp's rule, writing over an existing file, then destroys the node)."""
+        if tree.lies_within(Path(output), self._own_directories()):
+            raise InputError(
+                f"{output} lies inside this node's home or a local provider's directory",
+                "write the output somewhere else",
+            )
+
     def size_and_kind(self, block_id: str) -> tuple[int, bool]:
         """(size in bytes, whether it is a directory tree): what a read needs to know
         first, without gathering every chunk's locations as ``describe`` does."""
@@ -438,6 +452,7 @@ class Node:
         """Restore a tree block (or the entry ``only`` and what is below it) into the
         directory ``target``, created if missing; every file checked against the manifest,
         and all of them on disk when this returns, as ``retrieve_to_path`` leaves a file."""
+        self.refuse_own_state(target)
         with self.lock.shared("retrieve a tree"):
             block = self.blockmap.get_block(block_id)
             entries = tree.select(self.reads.manifest(block), only)
@@ -533,6 +548,7 @@ class Node:
     ) -> ContainerBlock:
         """Retrieve into ``path`` as ``cp`` would write it (fileio.output_file): a regular
         file through a temp file and a rename, so a failed read leaves no partial file."""
+        self.refuse_own_state(path)
         with output_file(path) as fh:
             return self.retrieve(block_id, fh, progress)
 

@@ -93,6 +93,20 @@ def directory_ids(paths: Iterable[Path]) -> set[DirectoryId]:
     return found
 
 
+def lies_within(path: Path, directories: Collection[DirectoryId]) -> bool:
+    """Whether ``path``, followed through symlinks, is one of ``directories`` or below one
+    (it need not exist yet: its nearest existing ancestor decides)."""
+    real = Path(os.path.realpath(path))
+    for candidate in (real, *real.parents):
+        try:
+            info = os.stat(candidate)
+        except OSError:
+            continue
+        if (info.st_dev, info.st_ino) in directories:
+            return True
+    return False
+
+
 def walk(
     roots: Sequence[Path], report: WalkReport, leave_out: Collection[DirectoryId] = ()
 ) -> list[Entry]:

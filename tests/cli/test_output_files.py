@@ -137,6 +137,39 @@ def test_a_directory_is_refused(cli: CliRunnerFn, out_dir: Path) -> None:
     assert list(out_dir.iterdir()) == []
 
 
+def test_output_never_goes_into_the_nodes_own_home_or_providers(
+    cli: CliRunnerFn, home: Path, tmp_path: Path
+) -> None:
+    """cp's rule (an existing file is replaced) let `get -o HOME/keystore.mnk` destroy the
+    node. The node's home and local provider directories are refused however they are
+    named (through a symlink, with ..), for a file, a tree and the other -o commands."""
+    block_id = _store(cli, os.urandom(5000))
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "f").write_bytes(b"x")
+    tree_id = cli("storage", "put", str(tree)).stdout.strip()
+    keystore = (home / "keystore.mnk").read_bytes()
+    link = tmp_path / "to-home"
+    link.symlink_to(home)
+    blob = next(p for p in (home / "providers").rglob("*") if p.is_file())
+    for args in (
+        _get(block_id, home / "keystore.mnk"),
+        _get(block_id, link / "blockmap.sqlite"),
+        _get(block_id, home / "providers" / ".." / "config.toml"),
+        _get(block_id, blob),
+        _get(tree_id, home / "restored"),
+        ("storage", "get", tree_id, "--path", "tree/f", "-o", str(home / "providers")),
+        _proof(block_id, home / "config.toml"),
+        ("storage", "audit", "checkpoint", "-o", str(home / "audit.sqlite")),
+    ):
+        refused = cli(*args)
+        assert refused.exit_code == 7, (args, refused.stderr)
+        assert "inside this node's home" in refused.stderr
+    assert (home / "keystore.mnk").read_bytes() == keystore
+    assert not (home / "restored").exists()
+    assert cli("storage", "verify", "--all").exit_code == 0  # every blob as it was
+
+
 def test_a_slow_write_is_handed_to_the_disk_as_it_goes_and_ends_whole(tmp_path: Path) -> None:
     """A long write syncs its pages every 0.2 s on a thread of its own (the final fsync
     then has little left); the thread ends with the write, failed or not."""
