@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -105,6 +106,7 @@ def init_node(
         raise AlreadyInitialised(
             f"a node already exists at {home}", "use it, or choose another --home"
         )
+    _refuse_a_node_that_lost_its_config(layout)
     node_id = str(uuid.uuid4())
     scheme = redundancy or Redundancy.replicas(replication_factor)
     chosen = tuple(
@@ -164,6 +166,43 @@ def _making(home: Path) -> Iterator[None]:
             f"cannot create the node at {home}: {exc.strerror}",
             "check the path and its permissions",
         ) from None
+
+
+def _refuse_a_node_that_lost_its_config(layout: NodeLayout) -> None:
+    """A home without config.toml is an interrupted init (rerun it: what it left holds
+    nothing) or a node whose config was lost, which an init would replace with a new,
+    empty node, its keystore first. Blocks in the map, events in the trail or blobs in
+    the home's providers say which; the counts need no key."""
+    held = [
+        f"{count:,} {what}"
+        for count, what in (
+            (_rows(layout.blockmap, "blocks"), "block(s) in its map"),
+            (_rows(layout.audit, "events"), "audit event(s)"),
+            (sum(p.is_file() for p in layout.local_providers.rglob("*")), "provider blob(s)"),
+        )
+        if count
+    ]
+    if held:
+        raise AlreadyInitialised(
+            f"{layout.home} holds a node whose config.toml is missing ({', '.join(held)})",
+            "restore config.toml, or rebuild the home from a provider's map backup: "
+            "`metanode storage recover --home` pointing at it; init would replace its keystore",
+        )
+
+
+def _rows(database: Path, table: str) -> int:
+    """Rows in ``table`` of an SQLite file (0 when there is no such file or table)."""
+    if not database.exists():
+        return 0
+    try:  # not read-only: rows still in the write-ahead log count too
+        with closing(sqlite3.connect(database)) as db:
+            return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return 0  # an init killed before it made its tables
+        return 1  # unreadable: not known to be empty, so not an init's leftover
+    except sqlite3.DatabaseError:
+        return 1
 
 
 def _refuse_a_database_in_use(url: DatabaseUrl) -> None:

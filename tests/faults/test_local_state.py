@@ -134,3 +134,39 @@ def test_damaged_local_state_never_ends_in_an_internal_error(
         elif result.exit_code != 0:
             assert result.exit_code in (9, 10), (args, result.exit_code, result.stderr)
             assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_init_over_a_node_that_lost_its_config_is_refused(
+    cli: CliRunnerFn, default_home: Path
+) -> None:
+    """A home whose config.toml went missing still holds the node: `init` there replaced
+    its keystore, map and trail with a new, empty node's. Now init refuses, naming what the
+    home holds, and `recover` into that same home brings the node back."""
+    block = cli("storage", "put", "-", stdin=b"kept").stdout.strip()
+    keystore = (default_home / "keystore.mnk").read_bytes()
+    blobs = _provider_state(default_home)
+    (default_home / "config.toml").unlink()
+    refused = cli("storage", "distributed", "init")
+    assert refused.exit_code == 1, refused.stderr
+    assert "config.toml is missing (1 block(s) in its map" in refused.stderr
+    assert (default_home / "keystore.mnk").read_bytes() == keystore
+    assert _provider_state(default_home) == blobs
+    provider = provider_dirs(default_home)[0]
+    recovered = cli(
+        "storage", "recover", "--name", provider.name, "--vendor", "local",
+        "--path", str(provider), "--home", str(default_home),
+    )  # fmt: skip
+    assert recovered.exit_code == 0, recovered.stderr
+    assert cli("storage", "get", block).stdout_bytes == b"kept"
+
+
+def test_an_interrupted_init_can_be_run_again(cli: CliRunnerFn, tmp_path: Path) -> None:
+    """What an init killed before its config leaves (keystore, empty map and trail) holds
+    nothing: init again makes the node."""
+    home = tmp_path / "half-made"
+    init_node(home, Secret(PASSPHRASE.encode()), kdf=cheap_kdf())
+    (home / "config.toml").unlink()
+    again = cli("storage", "distributed", "init", "--home", str(home))
+    assert again.exit_code == 0, again.stderr
+    block = cli("storage", "put", "-", "--home", str(home), stdin=b"new").stdout.strip()
+    assert cli("storage", "get", block, "--home", str(home)).stdout_bytes == b"new"
