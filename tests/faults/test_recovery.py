@@ -96,10 +96,7 @@ def test_recover_from_disks_mounted_elsewhere(
     for i in (1, 2, 3):
         (tmp_path / f"disk-{i}").rename(moved / f"disk-{i}")
     monkeypatch.setenv("METANODE_HOME", str(tmp_path / "new-machine"))
-    recovered = cli(
-        "storage", "recover", "--name", "disk-2", "--vendor", "local",
-        "--path", str(moved / "disk-2"), "--json",
-    )  # fmt: skip
+    recovered = _recover(cli, moved, "disk-2")  # --path MOVED/disk-2
     assert recovered.exit_code == 0, recovered.stderr
     assert json.loads(recovered.stdout)["audit_trail_ok"]
     for block_id, data in payloads.items():  # from disk-2 alone, where it is now
