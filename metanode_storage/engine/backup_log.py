@@ -375,8 +375,9 @@ class BackupLog:
                 except ProviderError:
                     return ""  # an outage, not a broken log: checked again next time
 
-            found = [self._io.submit(problem, n) for n in names]
-            broken = {n: f.result() for n, f in zip(names, found, strict=True) if f.result()}
+            checks = [self._io.submit(problem, n) for n in names]
+            found = {n: check.result() for n, check in zip(names, checks, strict=True)}
+            broken = {n: why for n, why in found.items() if why}
             if broken and not dry_run:
                 for name in broken:
                     pieces = self._pieces(self._locators[name], state.logs.pop(name))

@@ -80,7 +80,6 @@ class RepairReport:
     unconfigured: list[str] = field(default_factory=list)
     # provider -> what was wrong with its map backup log, and whether it was written anew
     map_backups: dict[str, str] = field(default_factory=dict)
-    map_backups_failed: bool = False
 
     @property
     def repaired(self) -> int:
@@ -89,6 +88,11 @@ class RepairReport:
     @property
     def failed(self) -> int:
         return sum(1 for a in self.actions if a.error)
+
+    @property
+    def map_backups_failed(self) -> bool:
+        """A provider's broken map backup could not be written anew."""
+        return any(NOT_WRITTEN in outcome for outcome in self.map_backups.values())
 
     @property
     def lost(self) -> int:
@@ -168,9 +172,6 @@ def repair(
             survey_replicas(node, report, lambda _: None)
             deep = survey == SURVEY_VERIFY
             report.map_backups = check_map_backups(node, deep=deep, dry_run=dry_run)
-            report.map_backups_failed = not dry_run and any(
-                NOT_WRITTEN in outcome for outcome in report.map_backups.values()
-            )
         if not dry_run and node.blockmap.stats().backup_copies:
             report.backups_cleaned = _clean_backups(node)
         plan = list(plan_repairs(node, offline_grace).items())[:limit]

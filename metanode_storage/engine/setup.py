@@ -256,11 +256,11 @@ def join_node(home: Path, map_url: str, passphrase: Secret) -> NodeSettings:
 _LOCATION = ("path", "bucket", "prefix", "endpoint", "account")
 
 
-def relocate_recovered_provider(home: Path, reached: ProviderSettings) -> bool:
+def relocate_recovered_provider(home: Path, reached: ProviderSettings) -> None:
     """The recovered config names the provider recovery read from as the lost machine
     reached it; from now on it is reached where recovery found the backup (a directory
     mounted elsewhere, a new endpoint), or the recovered node could not open it. The
-    region only when one was given. True when the config changed."""
+    region only when one was given."""
     layout = NodeLayout(home)
     settings = load_settings(layout.config)
     moved = {name: getattr(reached, name) for name in _LOCATION}
@@ -269,10 +269,8 @@ def relocate_recovered_provider(home: Path, reached: ProviderSettings) -> bool:
     providers = tuple(
         replace(p, **moved) if p.name == reached.name else p for p in settings.providers
     )
-    if providers == settings.providers:
-        return False
-    save_settings(layout.config, replace(settings, providers=providers))
-    return True
+    if providers != settings.providers:
+        save_settings(layout.config, replace(settings, providers=providers))
 
 
 def place_recovered_map(home: Path, passphrase: Secret, map_url: str) -> NodeSettings:
