@@ -186,7 +186,29 @@ def _known(table: Any, cls: type, where: str) -> dict[str, Any]:
     unknown = sorted(set(table) - allowed)
     if unknown:
         raise ValueError(f"unknown setting {unknown[0]!r} in {where}")
+    for setting in fields(cls):  # a value of the wrong kind, named here, not deep inside
+        value = table.get(setting.name)
+        wanted = _KINDS.get(str(setting.type))
+        if value is not None and wanted and not _is_kind(value, wanted[0]):
+            raise ValueError(f"{setting.name} = {value!r} in {where} is not {wanted[1]}")
     return dict(table)
+
+
+# The setting types the config holds (annotations are strings here), and how to say them.
+_KINDS: dict[str, tuple[type, str]] = {
+    "str": (str, "text in quotes"),
+    "int": (int, "a whole number"),
+    "float": (float, "a number"),
+    "bool": (bool, "true or false"),
+}
+
+
+def _is_kind(value: object, kind: type) -> bool:
+    if kind is float:  # TOML's 5 is as good as 5.0; true is no number
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
 
 
 def load_settings(path: Path) -> NodeSettings:

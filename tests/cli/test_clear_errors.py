@@ -96,6 +96,32 @@ def test_config_with_an_unknown_setting_is_named(cli: CliRunnerFn, home: Path) -
     assert "unknown setting 'backtp_enabled' in [node]" in line and "__init__" not in line
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "named"),
+    [
+        (
+            "replication_factor = 3",
+            'replication_factor = "3"',
+            "replication_factor = '3' in [node]",
+        ),
+        ("encryption = true", "encryption = 1", "encryption = 1 in [node] is not true or false"),
+        ('vendor = "local"', "vendor = 7", "vendor = 7 in [[providers]] #1 is not text"),
+        ("repack_below = 0.5", "repack_below = true", "repack_below = True in [node]"),
+    ],
+)
+def test_config_with_a_value_of_the_wrong_kind_is_named(
+    cli: CliRunnerFn, home: Path, old: str, new: str, named: str
+) -> None:
+    """A hand edit that puts text where a number goes ended in an internal error."""
+    config = home / "config.toml"
+    text = config.read_text()
+    assert old in text
+    config.write_text(text.replace(old, new, 1))
+    result = cli("storage", "ls")
+    assert result.exit_code == 3, result.stderr
+    assert named in _one_line(result.stderr)
+
+
 @pytest.mark.parametrize("name", ["config.toml", "keystore.mnk"])
 def test_unreadable_config_or_keystore(cli: CliRunnerFn, home: Path, name: str) -> None:
     target = home / name
