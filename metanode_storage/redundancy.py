@@ -44,6 +44,12 @@ class Redundancy:
                 "use replicas:N (for example replicas:3) or ec:K+M (for example ec:3+2)",
             )
         count, data, parity = match.groups()
+        if data is not None and int(data) < 2:  # ec:1+M is M+1 replicas; ec:0+M was read as 1
+            raise InvalidSetting(
+                f"erasure code {text.strip()} is out of range",
+                f"use K >= 2 data and M >= 1 parity fragments, K+M at most {MAX_FRAGMENTS}, "
+                "or replicas:N",
+            )
         chosen = cls.replicas(int(count)) if count else cls.erasure(int(data), int(parity))
         chosen.validate()
         return chosen
