@@ -68,7 +68,10 @@ def check_map_backups(node: Node, deep: bool = False, dry_run: bool = False) -> 
     anew at once, as fresh snapshots, and the outcome is recorded in the audit trail."""
     if not node.settings.backup_enabled:
         return {}
-    backups = backup_log(node)
+    try:
+        backups = backup_log(node)
+    except KeystoreError:  # no passphrase to derive a new provider's locator: nothing written
+        return {}
     broken = backups.forget_broken(partial(log_problem, deep=deep), dry_run)
     if not broken or dry_run:
         return broken
