@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from metanode_storage.errors import InputError, MetanodeError
 
@@ -78,17 +80,28 @@ def _err() -> Console:
     return Console(file=sys.stderr, highlight=False, soft_wrap=True)
 
 
+# Control characters (C0 but tab and newline, DEL, C1). A name or path may hold escape
+# sequences that recolour, retitle or rewrite the operator's terminal: they print as
+# \xNN, as `ls -b` shows them. JSON output escapes them itself.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """``text`` with its control characters shown as escapes."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found[0]):02x}", text)
+
+
 def line(text: str) -> None:
     """A plain line on stdout (no markup: ids and paths print as they are)."""
-    _out().print(text, markup=False)
+    _out().print(visible(text), markup=False)
 
 
 def note(text: str) -> None:
-    _err().print(text, markup=False)
+    _err().print(visible(text), markup=False)
 
 
 def warn(text: str) -> None:
-    _err().print(f"metanode: warning: {text}", markup=False)
+    _err().print(f"metanode: warning: {visible(text)}", markup=False)
 
 
 def emit_json(document: Any) -> None:
@@ -109,7 +122,8 @@ def fatal(text: str) -> None:
 
 
 def _escape(text: str) -> str:
-    return text.replace("[", "\\[")
+    """For a string inside markup: its own brackets and control characters inert."""
+    return visible(text).replace("[", "\\[")
 
 
 def table(
@@ -126,15 +140,15 @@ def table(
             grid.add_column(column, no_wrap=True, min_width=max(widest, len(column)))
         else:
             grid.add_column(column)
-    for row in rows:
-        grid.add_row(*row)
+    for row in rows:  # Text, not markup: a block named "[/x]" broke every `ls`
+        grid.add_row(*(Text(visible(cell).replace("\n", "\\n")) for cell in row))
     _out().print(grid)
 
 
 def key_values(pairs: Sequence[tuple[str, str]]) -> None:
     out = _out()
     for key, value in pairs:
-        out.print(f"{key}: {value}", markup=False)
+        out.print(visible(f"{key}: {value}"), markup=False)
 
 
 class ByteProgress:
@@ -207,7 +221,7 @@ class _Lines(logging.Formatter):
         record.level = record.levelname.lower()
         if not self._tracebacks and (record.exc_info or record.exc_text):
             record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None})
-        return super().format(record)
+        return visible(super().format(record))
 
 
 def _ours(record: logging.LogRecord) -> bool:

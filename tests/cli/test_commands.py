@@ -281,3 +281,32 @@ def test_python_dash_m_runs_the_same_cli(home: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
+
+
+def test_names_cannot_steer_the_terminal_or_break_ls(
+    cli: CliRunnerFn, home: Path, tmp_path: Path
+) -> None:
+    """A stored name is data: one holding escape sequences printed raw (recolouring or
+    retitling the operator's terminal), and one like "[/x]" was read as rich markup and
+    made every `ls` an internal error. Names now print with control characters escaped
+    and brackets as they are; --json keeps them exact."""
+    from metanode_storage import Node, Secret
+
+    with Node.open(home, Secret(PASSPHRASE.encode())) as node:
+        node.store_bytes(b"a", name="[/x]")
+        node.store_bytes(b"b", name="[bold red]bold")
+    tree = tmp_path / "artifacts"
+    tree.mkdir()
+    hostile = "evil\x1b]0;retitled\x07\x1b[31mred"
+    (tree / hostile).write_bytes(b"c")
+    tree_id = cli("storage", "put", str(tree)).stdout.strip()
+
+    listed = cli("storage", "ls")
+    assert listed.exit_code == 0, listed.stderr
+    assert "[/x]" in listed.stdout and "[bold" in listed.stdout  # not eaten as markup
+    files = cli("storage", "ls", tree_id)
+    assert files.exit_code == 0, files.stderr
+    assert "\x1b" not in files.stdout and "\x07" not in files.stdout
+    assert "evil\\x1b]0;retitled\\x07\\x1b[31mred" in files.stdout
+    entries = json.loads(cli("storage", "ls", tree_id, "--json").stdout)
+    assert f"artifacts/{hostile}" in [e["path"] for e in entries]
