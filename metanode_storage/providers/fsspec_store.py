@@ -169,7 +169,16 @@ class LocalBlobStore(FsspecBlobStore):
                 "remount or restore it; metanode will not recreate it",
             )
         if not os.access(self.root, os.R_OK | os.W_OK | os.X_OK):
-            raise ProviderUnavailable(self.name, f"directory {self.root} is not accessible")
+            try:
+                read_only = bool(os.statvfs(self.root).f_flag & os.ST_RDONLY)
+            except OSError:
+                read_only = False
+            raise ProviderUnavailable(
+                self.name,
+                f"directory {self.root} is "
+                + ("on a read-only file system" if read_only else "not accessible"),
+                "remount it read-write" if read_only else "check its owner and permissions",
+            )
 
     def create_bucket(self) -> None:
         os.makedirs(self.root, mode=0o700, exist_ok=True)

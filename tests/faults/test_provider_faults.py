@@ -94,6 +94,20 @@ def test_full_provider_is_replaced_by_a_spare(tmp_path: Path, small_disk: Path) 
         assert node.verify(block.block_id).ok
 
 
+def test_a_provider_on_a_read_only_file_system_says_so(tmp_path: Path, small_disk: Path) -> None:
+    """A disk remounted read-only (as the kernel does after I/O errors) was 'not
+    accessible': the operator was sent to check permissions. Now it is named."""
+    home = _node_with(tmp_path, small_disk, 3)
+    remounted = subprocess.run(
+        ["mount", "-o", "remount,ro", str(small_disk)], capture_output=True, check=False
+    )
+    assert remounted.returncode == 0, remounted.stderr
+    with Node.open(home, Secret(PASSPHRASE.encode())) as node:
+        with pytest.raises(NotEnoughProviders, match=r"full-1.*on a read-only file system"):
+            node.store_bytes(b"nowhere to go on full-1")
+        assert node.status().active_providers == 2
+
+
 def test_under_replication_when_allowed_is_visible(tmp_path: Path) -> None:
     home = tmp_path / "node"
     init_node(home, Secret(PASSPHRASE.encode()), allow_under_replication=True, kdf=cheap_kdf())
