@@ -288,6 +288,12 @@ def _map_backup_line(report: NodeStatus) -> str:
     line = f"current on {len(backup.current)}/{len(report.providers)} providers"
     if backup.last_written_at:
         line += f", written {formatting.ago(int(backup.last_written_at))}"
+    if backup.current:
+        line += (
+            f", checked {formatting.ago(int(backup.last_checked_at))}"
+            if backup.last_checked_at
+            else ", not all checked since (`repair` or an integrity audit checks)"
+        )
     if backup.last_failure and backup.last_failure_at:
         line += (
             f"; LAST BACKUP FAILED {formatting.ago(int(backup.last_failure_at))}: "

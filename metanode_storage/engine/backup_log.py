@@ -140,6 +140,8 @@ class ProviderLog:
     checkpoints_mark: int = 0  # checkpoints up to this size are carried
     files: dict[str, str] = field(default_factory=dict)  # config/keystore SHA-256 carried
     written_at: float = 0.0
+    # when the provider was last found to hold every piece (engine/backup_check.py)
+    checked_at: float = 0.0
     # the next backup must replace the whole log (and delete it): what it holds must go
     replace: bool = False
 
@@ -364,7 +366,7 @@ class BackupLog:
                 if n in self._providers and n in self._locators and not self._is_offline(n)
             ]
 
-            def problem(name: str) -> str:
+            def problem(name: str) -> str | None:
                 pointed = state.pointers.get(name, [])
                 pointers = [
                     pointer_name(r, name) for r in self._recipients if r.fingerprint in pointed
@@ -373,12 +375,16 @@ class BackupLog:
                 try:
                     return check(store, locator, state.logs[name], pointers)
                 except ProviderError:
-                    return ""  # an outage, not a broken log: checked again next time
+                    return None  # an outage, not a broken log: checked again next time
 
             checks = [self._io.submit(problem, n) for n in names]
             found = {n: check.result() for n, check in zip(names, checks, strict=True)}
             broken = {n: why for n, why in found.items() if why}
-            if broken and not dry_run:
+            if not dry_run:
+                now = time.time()
+                for name, why in found.items():
+                    if why == "":  # found whole: `status` says how recently
+                        state.logs[name].checked_at = now
                 for name in broken:
                     pieces = self._pieces(self._locators[name], state.logs.pop(name))
                     state.doomed.setdefault(name, []).extend(pieces)

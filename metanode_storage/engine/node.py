@@ -727,10 +727,12 @@ class Node:
     def _map_backup_status(self) -> MapBackupStatus:
         state = self.backup_log_state()
         written = [log.written_at for log in state.logs.values()]
+        checked = [log.checked_at for log in state.logs.values()]
         return MapBackupStatus(
             enabled=self.settings.backup_enabled,
             current=sorted(state.logs),
             last_written_at=max(written) if written else None,
+            last_checked_at=min(checked) if checked and all(checked) else None,
             last_failure=state.last_failure,
             last_failure_at=state.last_failure_at or None,
         )

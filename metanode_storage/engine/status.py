@@ -34,6 +34,10 @@ class MapBackupStatus:
     last_written_at: float | None
     last_failure: str  # why the last backup reached fewer than two providers ("" if it did)
     last_failure_at: float | None
+    # when the least recently checked of those providers was found to hold its whole
+    # backup; None while one has not been checked since its backup was written (and from
+    # a service too old to say)
+    last_checked_at: float | None = None
 
 
 @dataclass(frozen=True)

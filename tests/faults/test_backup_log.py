@@ -293,6 +293,11 @@ def test_a_provider_that_loses_or_damages_its_map_backup_gets_it_written_anew(
     assert not part.exists()  # the broken log's pieces are deleted
     events = json.loads(cli("storage", "audit", "list", "--type", "repair", "--json").stdout)
     assert events[-1]["detail"]["map_backups"] == {"disk-3": f"{expected}; written anew"}
+    status = json.loads(cli("storage", "distributed", "status", "--json").stdout)
+    assert status["map_backup"]["last_checked_at"] is None  # disk-3's new log: not yet
     again = cli(*command)
     assert "map backup" not in again.stdout and again.exit_code == 0
+    status = json.loads(cli("storage", "distributed", "status", "--json").stdout)
+    assert status["map_backup"]["last_checked_at"] is not None
+    assert ", checked " in cli("storage", "distributed", "status").stdout
     assert _recover_from(cli, tmp_path, "disk-3", "new-machine") == 3
