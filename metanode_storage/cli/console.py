@@ -82,13 +82,15 @@ def _err() -> Console:
 
 # Control characters (C0 but tab and newline, DEL, C1). A name or path may hold escape
 # sequences that recolour, retitle or rewrite the operator's terminal: they print as
-# \xNN, as `ls -b` shows them. JSON output escapes them itself.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# \xNN, as `ls -b` shows them. So do the bytes of a file name that is not UTF-8 (Python
+# holds them as lone surrogates, which a strict UTF-8 stdout refuses to encode). JSON
+# output escapes both itself.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\udc80-\udcff]")
 
 
 def visible(text: str) -> str:
-    """``text`` with its control characters shown as escapes."""
-    return _CONTROL.sub(lambda found: f"\\x{ord(found[0]):02x}", text)
+    """``text`` with its control characters and undecodable bytes shown as escapes."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found[0]) & 0xFF:02x}", text)
 
 
 def line(text: str) -> None:

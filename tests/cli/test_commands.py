@@ -299,6 +299,7 @@ def test_names_cannot_steer_the_terminal_or_break_ls(
     tree.mkdir()
     hostile = "evil\x1b]0;retitled\x07\x1b[31mred"
     (tree / hostile).write_bytes(b"c")
+    (tree / os.fsdecode(b"latin1-\xe9t\xe9")).write_bytes(b"d")  # a name that is not UTF-8
     tree_id = cli("storage", "put", str(tree)).stdout.strip()
 
     listed = cli("storage", "ls")
@@ -308,5 +309,6 @@ def test_names_cannot_steer_the_terminal_or_break_ls(
     assert files.exit_code == 0, files.stderr
     assert "\x1b" not in files.stdout and "\x07" not in files.stdout
     assert "evil\\x1b]0;retitled\\x07\\x1b[31mred" in files.stdout
+    assert "latin1-\\xe9t\\xe9" in files.stdout  # a strict UTF-8 stdout refused it raw
     entries = json.loads(cli("storage", "ls", tree_id, "--json").stdout)
     assert f"artifacts/{hostile}" in [e["path"] for e in entries]
