@@ -18,7 +18,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from metanode_storage.errors import NodeBusy
+from metanode_storage.errors import LocalStateError, NodeBusy
 
 
 class Rows:
@@ -61,6 +61,11 @@ def translator(what: str, path: Path | str, damaged: Callable[[str, str], Except
     def translate(exc: Exception) -> Exception:
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             return NodeBusy(f"the {what} is locked by another run", "retry in a moment")
+        if getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL":  # the file is fine
+            return LocalStateError(
+                f"the disk holding the {what} {path} is full; nothing was written",
+                "free space on it and run the command again",
+            )
         return damaged(
             f"{what} {path} cannot be used: {describe(exc)}",
             "restore the node from its map backup with `metanode storage recover` into a "

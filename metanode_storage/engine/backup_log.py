@@ -50,9 +50,9 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from hashlib import sha256
 from pathlib import Path
@@ -70,6 +70,7 @@ from metanode_storage.engine.qlock import QLock
 from metanode_storage.engine.recovery_pointer import pointer_name, seal_pointer
 from metanode_storage.engine.shared_home import HomeFile
 from metanode_storage.errors import (
+    LocalStateError,
     NotEnoughProviders,
     ProviderError,
 )
@@ -88,6 +89,15 @@ MANIFEST = struct.Struct(">I")
 # What is wrong with one provider's copy of its log ("" when whole): engine/backup_check.py
 # (the provider, its locator, the log written there, the recovery pointers written there)
 LogCheck = Callable[[BlobStore, Locator, "ProviderLog", list[str]], str]
+
+
+def _not_staged(home: Path, exc: Exception) -> LocalStateError:
+    """Staging a snapshot failed (the home's disk is full): the command's own work stands;
+    the backup is a warning and the next change retries it (Node.housekeeping)."""
+    return LocalStateError(
+        f"the map backup's snapshot could not be staged in {home}: {exc}",
+        "free space on that disk; the next change, or `backup-map`, writes it",
+    )
 
 
 def _one(db: sqlite3.Connection, query: str) -> int:
@@ -287,8 +297,11 @@ class BackupLog:
         need_snapshot = [
             n for n in targets if n not in state.logs or state.logs[n].wants_snapshot()
         ]
-        with tempfile.TemporaryDirectory(dir=self._layout.home, prefix=".backup-") as tmp:
-            snapshot = self._take_snapshot(Path(tmp)) if need_snapshot else None
+        with self._staging() as tmp:
+            try:
+                snapshot = self._take_snapshot(tmp) if need_snapshot else None
+            except (OSError, sqlite3.Error) as exc:
+                raise _not_staged(self._layout.home, exc) from None
             segments: dict[tuple[int, int, int, tuple[tuple[str, str], ...]], _Segment | None] = {}
             jobs = {
                 name: self._io.submit(self._write_provider, name, state, snapshot, segments)
@@ -404,6 +417,17 @@ class BackupLog:
         return parts + [
             piece_name(locator, "segment", log.snapshot_id, i) for i in range(len(log.segments))
         ]
+
+    @contextmanager
+    def _staging(self) -> Iterator[Path]:
+        """A private temporary directory in the home, where a snapshot is put together
+        before it is uploaded (removed afterwards)."""
+        try:
+            staging = tempfile.TemporaryDirectory(dir=self._layout.home, prefix=".backup-")
+        except OSError as exc:
+            raise _not_staged(self._layout.home, exc) from None
+        with staging as tmp:
+            yield Path(tmp)
 
     # -- snapshots
 

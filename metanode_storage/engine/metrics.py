@@ -141,11 +141,12 @@ class Metrics:
 
     def _give_up(self, exc: Exception) -> None:
         """Stop counting for this run, with one warning; the command goes on."""
+        full = getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL"
         log.warning(
-            "metrics are not being recorded: %s cannot be used (%s); "
-            "move it aside to start counting afresh",
+            "metrics are not being recorded: %s cannot be used (%s); %s",
             self.path,
             exc,
+            "free space on its disk" if full else "move it aside to start counting afresh",
         )
         if self._db is not None:
             with contextlib.suppress(sqlite3.Error):

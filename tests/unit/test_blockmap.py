@@ -180,3 +180,23 @@ def test_ed25519_only_proofs_are_kept_whole(blockmap: BlockMap) -> None:
     blockmap.commit_block(block, [chunk])
     assert _seal_rows(blockmap) == []
     assert blockmap.get_block(block.block_id).proof == block.proof
+
+
+def test_a_full_disk_is_said_to_be_full_not_a_damaged_map(tmp_path: Path) -> None:
+    """SQLite's 'database or disk is full' was translated as a damaged map, with the advice
+    to recover the node. SQLite's own page limit gives the same error without a full
+    disk."""
+    from metanode_storage.database.sqlite import SharedConnection, translator
+    from metanode_storage.errors import LocalStateError
+
+    path = tmp_path / "map.sqlite"
+    db = SharedConnection(
+        path, create=True, translate=translator("block map", path, BlockMapDamaged)
+    )
+    db.execute("CREATE TABLE t (x BLOB)")
+    db.execute("PRAGMA max_page_count = 4")
+    with pytest.raises(LocalStateError, match="is full; nothing was written") as raised:
+        for _ in range(10):
+            db.execute("INSERT INTO t VALUES (?)", (os.urandom(4000),))
+    assert not isinstance(raised.value, BlockMapDamaged)
+    db.close()
