@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -182,7 +181,7 @@ def checkpoint(
                 + "\n"
             )
     if output is None:
-        sys.stdout.write(text)
+        console.text(text)
         return
     with output_file(output) as fh:
         fh.write(text.encode())

@@ -93,9 +93,20 @@ def visible(text: str) -> str:
     return _CONTROL.sub(lambda found: f"\\x{ord(found[0]) & 0xFF:02x}", text)
 
 
+@contextmanager
+def _writing_stdout() -> Iterator[None]:
+    """Text for stdout: a full disk or a closed pipe behind it is a clear input/output
+    error (exit 7), as it is for `get`'s bytes, not an internal error."""
+    try:
+        yield
+    except OSError as exc:
+        raise InputError(f"cannot write the output: {exc.strerror or exc}") from None
+
+
 def line(text: str) -> None:
     """A plain line on stdout (no markup: ids and paths print as they are)."""
-    _out().print(visible(text), markup=False)
+    with _writing_stdout():
+        _out().print(visible(text), markup=False)
 
 
 def note(text: str) -> None:
@@ -107,8 +118,16 @@ def warn(text: str) -> None:
 
 
 def emit_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
-    sys.stdout.flush()
+    with _writing_stdout():
+        sys.stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        sys.stdout.flush()
+
+
+def text(content: str) -> None:
+    """Text as it is (a checkpoint note), on stdout."""
+    with _writing_stdout():
+        sys.stdout.write(content)
+        sys.stdout.flush()
 
 
 def error(exc: MetanodeError) -> None:
@@ -144,13 +163,15 @@ def table(
             grid.add_column(column)
     for row in rows:  # Text, not markup: a block named "[/x]" broke every `ls`
         grid.add_row(*(Text(visible(cell).replace("\n", "\\n")) for cell in row))
-    _out().print(grid)
+    with _writing_stdout():
+        _out().print(grid)
 
 
 def key_values(pairs: Sequence[tuple[str, str]]) -> None:
     out = _out()
-    for key, value in pairs:
-        out.print(visible(f"{key}: {value}"), markup=False)
+    with _writing_stdout():
+        for key, value in pairs:
+            out.print(visible(f"{key}: {value}"), markup=False)
 
 
 class ByteProgress:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -168,6 +170,32 @@ def test_output_never_goes_into_the_nodes_own_home_or_providers(
     assert (home / "keystore.mnk").read_bytes() == keystore
     assert not (home / "restored").exists()
     assert cli("storage", "verify", "--all").exit_code == 0  # every blob as it was
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("storage", "ls", "--json"),
+        ("storage", "ls"),
+        ("storage", "distributed", "status"),
+        ("storage", "audit", "checkpoint"),
+    ],
+)
+def test_text_output_to_a_full_disk_is_an_output_error(
+    cli: CliRunnerFn, home: Path, args: tuple[str, ...]
+) -> None:
+    """`get > /dev/full` said 'cannot write the output' (exit 7); `ls`, `status` and the
+    other text commands ended in an internal OSError (exit 70)."""
+    _store(cli, b"something")
+    env = {**os.environ, "METANODE_HOME": str(home)}
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "metanode_storage", *args],
+            stdout=full, stderr=subprocess.PIPE, env=env, timeout=120, check=False,
+        )  # fmt: skip
+    assert done.returncode == 7, done.stderr
+    assert b"cannot write the output: No space left on device" in done.stderr
+    assert b"Exception ignored" not in done.stderr
 
 
 def test_a_slow_write_is_handed_to_the_disk_as_it_goes_and_ends_whole(tmp_path: Path) -> None:
