@@ -10,7 +10,7 @@ import typer
 
 from metanode_storage.cli import console, formatting, remote
 from metanode_storage.cli.options import HomeOption, JsonOption, open_node
-from metanode_storage.errors import ExitCode, InvalidSetting
+from metanode_storage.errors import ExitCode, InputError, InvalidSetting
 
 if TYPE_CHECKING:
     from metanode_storage.engine.verification import BlockVerification
@@ -80,17 +80,20 @@ def put(
                 console.warn(f"left out {own}: this node's own home or provider directory")
             for problem in problems:
                 console.warn(f"not stored: {problem}")
-    if json_output:
-        console.emit_json(
-            {
-                **block.to_dict(),
-                "not_stored": problems,
-                "skipped": skipped,
-                "left_out": left_out,
-            }
-        )
-    else:
-        console.line(block.block_id)
+    try:
+        if json_output:
+            console.emit_json(
+                {
+                    **block.to_dict(),
+                    "not_stored": problems,
+                    "skipped": skipped,
+                    "left_out": left_out,
+                }
+            )
+        else:
+            console.line(block.block_id)
+    except InputError as exc:  # stored, but stdout refused the id: say it where it can be read
+        raise InputError(f"stored as {block.block_id}, but {exc.message}") from None
     if problems:
         raise typer.Exit(int(ExitCode.INPUT))
 

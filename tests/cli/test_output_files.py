@@ -185,17 +185,31 @@ def test_text_output_to_a_full_disk_is_an_output_error(
     cli: CliRunnerFn, home: Path, args: tuple[str, ...]
 ) -> None:
     """`get > /dev/full` said 'cannot write the output' (exit 7); `ls`, `status` and the
-    other text commands ended in an internal OSError (exit 70)."""
+    other text commands ended in an internal OSError (exit 70). A `put` whose id cannot
+    be printed names the id on stderr: the block is stored."""
     _store(cli, b"something")
-    env = {**os.environ, "METANODE_HOME": str(home)}
-    with open("/dev/full", "wb") as full:
-        done = subprocess.run(
-            [sys.executable, "-m", "metanode_storage", *args],
-            stdout=full, stderr=subprocess.PIPE, env=env, timeout=120, check=False,
-        )  # fmt: skip
+    done = _run_into_dev_full(home, args)
     assert done.returncode == 7, done.stderr
     assert b"cannot write the output: No space left on device" in done.stderr
     assert b"Exception ignored" not in done.stderr
+
+
+def test_a_put_whose_id_cannot_be_printed_names_it_on_stderr(cli: CliRunnerFn, home: Path) -> None:
+    done = _run_into_dev_full(home, ("storage", "put", "-"), b"kept anyway")
+    assert done.returncode == 7, done.stderr
+    block_id = done.stderr.split(b"stored as ")[1].split(b",")[0].decode()
+    assert cli("storage", "get", block_id).stdout_bytes == b"kept anyway"
+
+
+def _run_into_dev_full(
+    home: Path, args: tuple[str, ...], stdin: bytes = b""
+) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "METANODE_HOME": str(home)}
+    with open("/dev/full", "wb") as full:
+        return subprocess.run(
+            [sys.executable, "-m", "metanode_storage", *args], input=stdin,
+            stdout=full, stderr=subprocess.PIPE, env=env, timeout=120, check=False,
+        )  # fmt: skip
 
 
 def test_a_slow_write_is_handed_to_the_disk_as_it_goes_and_ends_whole(tmp_path: Path) -> None:
