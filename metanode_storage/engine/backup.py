@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import struct
 from contextlib import closing
 from dataclasses import dataclass
@@ -124,6 +125,7 @@ def recover_home(
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     head = open_head(provider, locator, sealed)
     if head is not None:
+        _refuse_another_nodes_home(layout, str(head.get("node_id", "")))
         reseal = None
         if identity is not None:
             reseal = lambda raw: reseal_for_new_passphrase(raw, identity, passphrase)  # noqa: E731
@@ -141,6 +143,27 @@ def recover_home(
         relocate_recovered_provider(home, reached_at)
     place_recovered_map(home, passphrase, map_url)
     return recovered
+
+
+def _refuse_another_nodes_home(layout: NodeLayout, node_id: str) -> None:
+    """Recovering into a home whose config.toml was lost rebuilds that node in place; a
+    home that holds another node (its trail's checkpoints name another origin) would lose
+    its keystore and map to the recovered ones. Read without the key."""
+    from metanode_storage.audit.trail import audit_origin
+
+    if not layout.audit.exists():
+        return
+    try:  # not read-only: checkpoints still in the write-ahead log count too
+        with closing(sqlite3.connect(layout.audit)) as db:
+            row = db.execute("SELECT note FROM checkpoints LIMIT 1").fetchone()
+    except sqlite3.Error:
+        return  # no trail there that can be read: nothing of another node to lose
+    origin = str(row[0]).split("\n", 1)[0] if row else ""
+    if origin and origin != audit_origin(node_id):
+        raise AlreadyInitialised(
+            f"{layout.home} holds another node ({origin}) whose config.toml is missing",
+            "recover into an empty --home",
+        )
 
 
 def _recover_bundle(home: Path, provider: BlobStore, locator: Locator, sealed: bytes) -> Recovered:

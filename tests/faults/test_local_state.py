@@ -170,3 +170,24 @@ def test_an_interrupted_init_can_be_run_again(cli: CliRunnerFn, tmp_path: Path) 
     assert again.exit_code == 0, again.stderr
     block = cli("storage", "put", "-", "--home", str(home), stdin=b"new").stdout.strip()
     assert cli("storage", "get", block, "--home", str(home)).stdout_bytes == b"new"
+
+
+def test_recover_refuses_a_home_that_holds_another_node(
+    cli: CliRunnerFn, default_home: Path, tmp_path: Path
+) -> None:
+    """Rebuilding a node in its own home is what `recover --home` is for once config.toml
+    is lost; recovering a different node there replaced this one's keystore and map."""
+    cli("storage", "put", "-", stdin=b"this node's")
+    other = tmp_path / "other-node"
+    init_node(other, Secret(PASSPHRASE.encode()), kdf=cheap_kdf())
+    cli("storage", "put", "-", "--home", str(other), stdin=b"the other node's")
+    keystore = (default_home / "keystore.mnk").read_bytes()
+    (default_home / "config.toml").unlink()
+    source = provider_dirs(other)[0]
+    refused = cli(
+        "storage", "recover", "--name", source.name, "--vendor", "local",
+        "--path", str(source), "--home", str(default_home),
+    )  # fmt: skip
+    assert refused.exit_code == 1, refused.stderr
+    assert "holds another node" in refused.stderr
+    assert (default_home / "keystore.mnk").read_bytes() == keystore
