@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from metanode_storage import Secret, init_node
-from tests.conftest import PASSPHRASE, CliRunnerFn, cheap_kdf, provider_dirs
+from tests.conftest import PASSPHRASE, CliResult, CliRunnerFn, cheap_kdf, provider_dirs
 
 
 @pytest.fixture
@@ -151,11 +151,7 @@ def test_init_over_a_node_that_lost_its_config_is_refused(
     assert "config.toml is missing (1 block(s) in its map" in refused.stderr
     assert (default_home / "keystore.mnk").read_bytes() == keystore
     assert _provider_state(default_home) == blobs
-    provider = provider_dirs(default_home)[0]
-    recovered = cli(
-        "storage", "recover", "--name", provider.name, "--vendor", "local",
-        "--path", str(provider), "--home", str(default_home),
-    )  # fmt: skip
+    recovered = _recover_into(cli, default_home, provider_dirs(default_home)[0])
     assert recovered.exit_code == 0, recovered.stderr
     assert cli("storage", "get", block).stdout_bytes == b"kept"
 
@@ -183,11 +179,15 @@ def test_recover_refuses_a_home_that_holds_another_node(
     cli("storage", "put", "-", "--home", str(other), stdin=b"the other node's")
     keystore = (default_home / "keystore.mnk").read_bytes()
     (default_home / "config.toml").unlink()
-    source = provider_dirs(other)[0]
-    refused = cli(
-        "storage", "recover", "--name", source.name, "--vendor", "local",
-        "--path", str(source), "--home", str(default_home),
-    )  # fmt: skip
+    refused = _recover_into(cli, default_home, provider_dirs(other)[0])
     assert refused.exit_code == 1, refused.stderr
     assert "holds another node" in refused.stderr
     assert (default_home / "keystore.mnk").read_bytes() == keystore
+
+
+def _recover_into(cli: CliRunnerFn, home: Path, provider: Path) -> CliResult:
+    """`recover --home HOME` from the local provider directory ``provider``."""
+    return cli(
+        "storage", "recover", "--name", provider.name, "--vendor", "local",
+        "--path", str(provider), "--home", str(home),
+    )  # fmt: skip
