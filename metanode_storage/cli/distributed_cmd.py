@@ -292,7 +292,7 @@ def _map_backup_line(report: NodeStatus) -> str:
         line += (
             f", checked {formatting.ago(int(backup.last_checked_at))}"
             if backup.last_checked_at
-            else ", not all checked since (`repair` or an integrity audit checks)"
+            else ", not yet checked on every provider (`repair` or `audit --integrity` does)"
         )
     if backup.last_failure and backup.last_failure_at:
         line += (
