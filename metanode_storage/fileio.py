@@ -141,7 +141,13 @@ def write_out(sink: BinaryIO, data: bytes) -> None:
     try:
         sink.write(data)
     except OSError as exc:
-        raise InputError(f"cannot write the output: {exc.strerror or exc}") from None
+        raise output_refused(exc) from None
+
+
+def output_refused(exc: OSError) -> InputError:
+    """What the user hears when the output they named (a file, a pipe, stdout) refused a
+    write: a full disk, a closed pipe."""
+    return InputError(f"cannot write the output: {exc.strerror or exc}")
 
 
 def _new_file_mode() -> int:

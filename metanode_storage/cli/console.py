@@ -32,6 +32,7 @@ from rich.table import Table
 from rich.text import Text
 
 from metanode_storage.errors import InputError, MetanodeError
+from metanode_storage.fileio import output_refused
 
 
 class ClosedOutput(io.TextIOBase):
@@ -100,7 +101,7 @@ def _writing_stdout() -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise InputError(f"cannot write the output: {exc.strerror or exc}") from None
+        raise output_refused(exc) from None
 
 
 def line(text: str) -> None:

@@ -49,6 +49,12 @@ def describe(exc: Exception) -> str:
     return f"{name}: {shown}" if shown else name
 
 
+def is_disk_full(exc: Exception) -> bool:
+    """SQLite could not write because the disk (or its page limit) is full: nothing is
+    wrong with the file itself."""
+    return getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL"
+
+
 # A damaged file can also make SQLite's own error text undecodable.
 _DAMAGE = (sqlite3.DatabaseError, UnicodeDecodeError)
 Translate = Callable[[Exception], Exception]
@@ -61,7 +67,7 @@ def translator(what: str, path: Path | str, damaged: Callable[[str, str], Except
     def translate(exc: Exception) -> Exception:
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             return NodeBusy(f"the {what} is locked by another run", "retry in a moment")
-        if getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL":  # the file is fine
+        if is_disk_full(exc):  # the file is fine
             return LocalStateError(
                 f"the disk holding the {what} {path} is full; nothing was written",
                 "free space on it and run the command again",

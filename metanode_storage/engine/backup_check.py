@@ -18,14 +18,7 @@ from collections.abc import Sequence
 
 from metanode_storage.crypto import aead
 from metanode_storage.engine.backup import Locator
-from metanode_storage.engine.backup_log import (
-    HEAD_AAD,
-    PART_AAD,
-    SEGMENT_AAD,
-    ProviderLog,
-    piece_name,
-    position,
-)
+from metanode_storage.engine.backup_log import HEAD_AAD, ProviderLog, log_pieces, position
 from metanode_storage.errors import ObjectNotFound
 from metanode_storage.providers.base import BlobStore
 
@@ -58,10 +51,7 @@ def log_problem(
         log.segments,
     ):
         return "its head names another log than the one this node wrote"
-    pieces = [("part", PART_AAD, i) for i in range(log.parts)]
-    pieces += [("segment", SEGMENT_AAD, i) for i in range(len(log.segments))]
-    for kind, aad, index in pieces:
-        name = piece_name(locator, kind, log.snapshot_id, index)
+    for kind, aad, index, name in log_pieces(locator, log):
         try:
             if deep:
                 aead.open_sealed(key, store.get(name), position(aad, log.snapshot_id, index))

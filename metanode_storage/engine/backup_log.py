@@ -117,6 +117,16 @@ def piece_name(locator: Locator, kind: str, snapshot_id: str, index: int) -> str
     return digest[:16].hex()
 
 
+def log_pieces(locator: Locator, log: ProviderLog) -> list[tuple[str, bytes, int, str]]:
+    """Every part, then every segment, of ``log``: (kind, AEAD label, index, blob name)."""
+    parts = [("part", PART_AAD, i) for i in range(log.parts)]
+    segments = [("segment", SEGMENT_AAD, i) for i in range(len(log.segments))]
+    return [
+        (kind, aad, i, piece_name(locator, kind, log.snapshot_id, i))
+        for kind, aad, i in parts + segments
+    ]
+
+
 def position(aad: bytes, snapshot_id: str, index: int) -> bytes:
     return aad + b"\0" + snapshot_id.encode() + b"\0" + index.to_bytes(8, "big")
 
@@ -412,11 +422,9 @@ class BackupLog:
         except ProviderError:
             return False
 
-    def _pieces(self, locator: Locator, log: ProviderLog) -> list[str]:
-        parts = [piece_name(locator, "part", log.snapshot_id, i) for i in range(log.parts)]
-        return parts + [
-            piece_name(locator, "segment", log.snapshot_id, i) for i in range(len(log.segments))
-        ]
+    @staticmethod
+    def _pieces(locator: Locator, log: ProviderLog) -> list[str]:
+        return [name for _, _, _, name in log_pieces(locator, log)]
 
     @contextmanager
     def _staging(self) -> Iterator[Path]:

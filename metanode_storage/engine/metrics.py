@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from metanode_storage.blockmap.store import MapStats
+from metanode_storage.database.sqlite import is_disk_full
 
 COUNTERS = (
     "store_ops",
@@ -141,7 +142,7 @@ class Metrics:
 
     def _give_up(self, exc: Exception) -> None:
         """Stop counting for this run, with one warning; the command goes on."""
-        full = getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL"
+        full = is_disk_full(exc)
         log.warning(
             "metrics are not being recorded: %s cannot be used (%s); %s",
             self.path,
