@@ -33,7 +33,7 @@ Formats (all JSON inside AES-256-GCM under the provider's locator key)::
              "segments": [sha256 hex, ...], "written_at"}      aad HEAD_AAD
     part i  zstd(the stream's bytes i*PART_SIZE ..)           aad PART_AAD|id|i
     stream  u32 manifest length | manifest JSON {"files": [{"name", "size", "sha256"}]}
-            | the files back to back
+            | the files back to back          (engine/backup_snapshot.py)
     seg i   pad(zstd(JSON {"snapshot", "index", "prev"} "\n" JSON {"v": 1, "map": [[table,
             key, row|null]], "audit": {"events", "checkpoints"}, "files": {name: bytes}}))
                                                              aad SEGMENT_AAD|id|i
@@ -43,19 +43,13 @@ Bytes inside JSON are written as {"b": base64}. Reading it back: engine/backup_r
 from __future__ import annotations
 
 import json
-import shutil
-import sqlite3
-import struct
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
-from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from hashlib import sha256
-from pathlib import Path
 
 import zstandard
 
@@ -65,12 +59,12 @@ from metanode_storage.config.paths import NodeLayout
 from metanode_storage.crypto import aead
 from metanode_storage.crypto.xwing import XWingRecipient
 from metanode_storage.engine.backup import Locator
+from metanode_storage.engine.backup_snapshot import PLAIN_FILES, Snapshot, staging, take_snapshot
 from metanode_storage.engine.blobformat import padme
 from metanode_storage.engine.qlock import QLock
 from metanode_storage.engine.recovery_pointer import pointer_name, seal_pointer
 from metanode_storage.engine.shared_home import HomeFile
 from metanode_storage.errors import (
-    LocalStateError,
     NotEnoughProviders,
     ProviderError,
 )
@@ -83,25 +77,9 @@ SEGMENT_AAD = b"metanode map backup segment v2"
 PART_SIZE = 4 * 1024 * 1024
 MAX_SEGMENTS = 64
 MIN_COPIES = 2
-SQLITE_FILES = ("blockmap.sqlite", "audit.sqlite")
-PLAIN_FILES = ("config.toml", "keystore.mnk")
-MANIFEST = struct.Struct(">I")
 # What is wrong with one provider's copy of its log ("" when whole): engine/backup_check.py
 # (the provider, its locator, the log written there, the recovery pointers written there)
 LogCheck = Callable[[BlobStore, Locator, "ProviderLog", list[str]], str]
-
-
-def _not_staged(home: Path, exc: Exception) -> LocalStateError:
-    """Staging a snapshot failed (the home's disk is full): the command's own work stands;
-    the backup is a warning and the next change retries it (Node.housekeeping)."""
-    return LocalStateError(
-        f"the map backup's snapshot could not be staged in {home}: {exc}",
-        "free space on that disk; the next change, or `backup-map`, writes it",
-    )
-
-
-def _one(db: sqlite3.Connection, query: str) -> int:
-    return int(db.execute(query).fetchone()[0])
 
 
 # -- names and sealing ----------------------------------------------------------------------
@@ -221,19 +199,6 @@ class _Segment:
     files: dict[str, str]  # SHA-256 of the config and keystore as carried
 
 
-@dataclass
-class _Snapshot:
-    """A snapshot stream written once to a local temp file, uploaded to each provider."""
-
-    path: Path
-    size: int
-    sha256: str
-    change_mark: int
-    events_mark: int
-    checkpoints_mark: int
-    files: dict[str, str]
-
-
 class BackupLog:
     def __init__(
         self,
@@ -307,11 +272,12 @@ class BackupLog:
         need_snapshot = [
             n for n in targets if n not in state.logs or state.logs[n].wants_snapshot()
         ]
-        with self._staging() as tmp:
-            try:
-                snapshot = self._take_snapshot(tmp) if need_snapshot else None
-            except (OSError, sqlite3.Error) as exc:
-                raise _not_staged(self._layout.home, exc) from None
+        with staging(self._layout.home) as tmp:
+            snapshot = (
+                take_snapshot(self._layout, self._blockmap, self._trail, tmp)
+                if need_snapshot
+                else None
+            )
             segments: dict[tuple[int, int, int, tuple[tuple[str, str], ...]], _Segment | None] = {}
             jobs = {
                 name: self._io.submit(self._write_provider, name, state, snapshot, segments)
@@ -330,7 +296,7 @@ class BackupLog:
         self,
         name: str,
         state: BackupState,
-        snapshot: _Snapshot | None,
+        snapshot: Snapshot | None,
         segments: dict[tuple[int, int, int, tuple[tuple[str, str], ...]], _Segment | None],
     ) -> str:
         store, locator = self._providers[name], self._locators[name]
@@ -426,66 +392,10 @@ class BackupLog:
     def _pieces(locator: Locator, log: ProviderLog) -> list[str]:
         return [name for _, _, _, name in log_pieces(locator, log)]
 
-    @contextmanager
-    def _staging(self) -> Iterator[Path]:
-        """A private temporary directory in the home, where a snapshot is put together
-        before it is uploaded (removed afterwards)."""
-        try:
-            staging = tempfile.TemporaryDirectory(dir=self._layout.home, prefix=".backup-")
-        except OSError as exc:
-            raise _not_staged(self._layout.home, exc) from None
-        with staging as tmp:
-            yield Path(tmp)
-
     # -- snapshots
 
-    def _take_snapshot(self, tmp: Path) -> _Snapshot:
-        copies = {name: tmp / name for name in SQLITE_FILES}
-        # consistent SQLite copies, whether the node keeps its map in the home or shares
-        # it in PostgreSQL: a snapshot restores into either
-        self._blockmap.copy_to(copies["blockmap.sqlite"])
-        self._trail.copy_to(copies["audit.sqlite"])
-        for name in PLAIN_FILES:
-            copies[name] = Path(shutil.copyfile(self._layout.home / name, tmp / name))
-        with closing(sqlite3.connect(copies["blockmap.sqlite"])) as db:
-            change_mark = _one(db, "SELECT COALESCE(MAX(seq), 0) FROM changes")
-        with closing(sqlite3.connect(copies["audit.sqlite"])) as db:
-            events_mark = _one(db, "SELECT COALESCE(MAX(seq) + 1, 0) FROM events")
-            checkpoints_mark = _one(db, "SELECT COALESCE(MAX(size), 0) FROM checkpoints")
-        manifest = []
-        for name in (*PLAIN_FILES, *SQLITE_FILES):
-            digest = sha256()
-            with open(copies[name], "rb") as fh:
-                for piece in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(piece)
-            manifest.append(
-                {"name": name, "size": copies[name].stat().st_size, "sha256": digest.hexdigest()}
-            )
-        files = {str(e["name"]): str(e["sha256"]) for e in manifest if e["name"] in PLAIN_FILES}
-        head = json.dumps({"files": manifest}).encode()
-        stream = tmp / "stream"
-        whole = sha256()
-        with open(stream, "wb") as out:
-            for piece in (MANIFEST.pack(len(head)), head):
-                out.write(piece)
-                whole.update(piece)
-            for entry in manifest:
-                with open(copies[str(entry["name"])], "rb") as fh:
-                    for piece in iter(lambda: fh.read(1 << 20), b""):
-                        out.write(piece)
-                        whole.update(piece)
-        return _Snapshot(
-            stream,
-            stream.stat().st_size,
-            whole.hexdigest(),
-            change_mark,
-            events_mark,
-            checkpoints_mark,
-            files,
-        )
-
     def _upload_snapshot(
-        self, store: BlobStore, locator: Locator, snapshot: _Snapshot
+        self, store: BlobStore, locator: Locator, snapshot: Snapshot
     ) -> ProviderLog:
         snapshot_id = uuid.uuid4().hex
         key = locator.seal_key.reveal()

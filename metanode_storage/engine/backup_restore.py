@@ -25,16 +25,14 @@ from metanode_storage.crypto import aead
 from metanode_storage.engine.backup import Locator
 from metanode_storage.engine.backup_log import (
     HEAD_AAD,
-    MANIFEST,
     PART_AAD,
     PART_SIZE,
-    PLAIN_FILES,
     SEGMENT_AAD,
-    SQLITE_FILES,
     piece_name,
     position,
     unpad,
 )
+from metanode_storage.engine.backup_snapshot import MANIFEST, PLAIN_FILES, SQLITE_FILES
 from metanode_storage.errors import KeystoreDamaged, ObjectNotFound
 from metanode_storage.fileio import install_files
 from metanode_storage.jsonbytes import decode
