@@ -21,7 +21,6 @@ live copy is left in it (`gc` rewrites it sooner when mostly dead).
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -35,6 +34,7 @@ from metanode_storage.engine.node import Node
 from metanode_storage.engine.packs import PackWriter
 from metanode_storage.engine.placement import providers_for_repair
 from metanode_storage.engine.reader import CORRUPT, MISSING, UNCONFIGURED, ReplicaCheck
+from metanode_storage.engine.removal import delete_quietly
 from metanode_storage.engine.repair_defaults import DEFAULT_LIMIT, DEFAULT_OFFLINE_GRACE
 from metanode_storage.engine.writer import Piece
 from metanode_storage.errors import (
@@ -259,7 +259,7 @@ def _repair_chunks(
     emptied = node.blockmap.update_chunks(changes)
     # Dropped copies with a blob of their own go now; a pack goes once nothing in it is live.
     own = [r for s in staged if s.action.new_replicas for r in s.to_drop if not r.in_pack]
-    _delete_quietly(node, own + emptied)
+    delete_quietly(node.providers, own + emptied)
     node.audit.record_many(
         [
             (
@@ -451,8 +451,8 @@ def _rewrite_chunks(
             action.new_replicas = [r.provider for r in new.replicas]
             action.cleaned = [r.provider for r in old.all_copies]
         emptied = node.blockmap.update_chunks(changes)
-        _delete_quietly(node, [c for old, _ in changes for c in old.all_copies if not c.in_pack])
-        _delete_quietly(node, emptied)
+        own = [c for old, _ in changes for c in old.all_copies if not c.in_pack]
+        delete_quietly(node.providers, own + emptied)
     if not report.dry_run:
         node.audit.record_many(
             [
@@ -465,15 +465,6 @@ def _rewrite_chunks(
                 for a in rewrites
             ]
         )
-
-
-def _delete_quietly(node: Node, copies: list[Replica]) -> None:
-    """Best effort: what cannot be deleted now is no longer named, an orphan for `gc`."""
-    for copy in copies:
-        store = node.providers.get(copy.provider)
-        if store is not None:
-            with contextlib.suppress(ProviderError):
-                store.delete(copy.key)
 
 
 def _clean_backups(node: Node) -> int:
@@ -499,5 +490,5 @@ def _clean_backups(node: Node) -> int:
                 remaining.append(backup)
         if len(remaining) != len(record.backups):
             changes.append((record, replace(record, backups=tuple(remaining))))
-    _delete_quietly(node, node.blockmap.update_chunks(changes))
+    delete_quietly(node.providers, node.blockmap.update_chunks(changes))
     return cleaned
