@@ -40,7 +40,9 @@ def put(
     strict: Annotated[
         bool,
         typer.Option(
-            "--strict", help="Trees: fail on an unreadable or special file instead of skipping."
+            "--strict",
+            help="Trees: fail on an unreadable or special file, or one written to while "
+            "it was read, instead of going on.",
         ),
     ] = False,
     home: HomeOption = None,
@@ -51,16 +53,17 @@ def put(
     A tree keeps names, modes, modification times, symlinks and empty
     directories. Devices, sockets and FIFOs are skipped with a warning; an
     unreadable file is reported, the rest is stored, and the exit code is 7.
+    A file written to while it was read is stored as read, with a warning.
     The node's own home and local provider directories are left out.
     """
     through = remote.service()
     if through is not None:
         remote.put(through, paths, json_output)
         return
+    from metanode_storage.engine.tree import WalkReport
+
     single = len(paths) == 1 and (paths[0] == "-" or not Path(paths[0]).is_dir())
-    problems: list[str] = []
-    skipped: list[str] = []
-    left_out: list[str] = []
+    report = WalkReport()  # a single file's stays empty
     with open_node(home) as node:
         if single and paths[0] == "-":
             with console.byte_progress("storing", None) as bar:
@@ -73,28 +76,30 @@ def put(
                 raise InvalidSetting("- (standard input) cannot be part of a tree")
             with console.byte_progress("storing", None) as bar:
                 block, report = node.store_tree([Path(p) for p in paths], bar.advance, strict)
-            problems, skipped, left_out = report.unreadable, report.skipped, report.left_out
-            for entry in skipped:
+            for entry in report.skipped:
                 console.warn(f"skipped {entry}")
-            for own in left_out:
+            for own in report.left_out:
                 console.warn(f"left out {own}: this node's own home or provider directory")
-            for problem in problems:
+            for changed in report.changed:
+                console.warn(f"{changed} changed while it was read: stored as read")
+            for problem in report.unreadable:
                 console.warn(f"not stored: {problem}")
     try:
         if json_output:
             console.emit_json(
                 {
                     **block.to_dict(),
-                    "not_stored": problems,
-                    "skipped": skipped,
-                    "left_out": left_out,
+                    "not_stored": report.unreadable,
+                    "skipped": report.skipped,
+                    "left_out": report.left_out,
+                    "changed": report.changed,
                 }
             )
         else:
             console.line(block.block_id)
     except InputError as exc:  # stored, but stdout refused the id: say it where it can be read
         raise InputError(f"stored as {block.block_id}, but {exc.message}") from None
-    if problems:
+    if report.unreadable:
         raise typer.Exit(int(ExitCode.INPUT))
 
 

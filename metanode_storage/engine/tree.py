@@ -76,6 +76,7 @@ class WalkReport:
     skipped: list[str] = field(default_factory=list)  # devices, sockets, FIFOs
     unreadable: list[str] = field(default_factory=list)  # reported; the rest is stored
     left_out: list[str] = field(default_factory=list)  # the node's own directories
+    changed: list[str] = field(default_factory=list)  # written to while they were read
 
 
 DirectoryId = tuple[int, int]  # (st_dev, st_ino): the same directory by any path to it

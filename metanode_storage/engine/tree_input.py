@@ -16,7 +16,7 @@ import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from metanode_storage.engine.bundles import Bundle, Bundler, BundleSizes
 from metanode_storage.engine.chunker import AVG_CHUNK, MAX_CHUNK, MIN_CHUNK
@@ -70,13 +70,14 @@ class TreeInput:
                 continue
             assert entry.source is not None
             if entry.size <= BUNDLED_UP_TO:
-                data = next(contents)
-                if isinstance(data, OSError):
-                    self._unreadable(entry, data)
+                read = next(contents)
+                if isinstance(read, OSError):
+                    self._unreadable(entry, read)
                     continue
-                if data is not None:  # else it grew: read it as a large file
+                if read.data is not None:  # else it grew: read it as a large file
+                    self._check_unchanged(entry, read.status)
                     self.stored.append(entry)
-                    yield from self._bundled(self._bundler.add(entry, data))
+                    yield from self._bundled(self._bundler.add(entry, read.data))
                     continue
             try:
                 # never through a symlink: it was listed as a regular file
@@ -87,7 +88,8 @@ class TreeInput:
             with open(fd, "rb") as fh:
                 self.stored.append(entry)
                 self._written_as.append(entry)
-                yield fh
+                yield fh  # the store reads it to its end before it asks for the next
+                self._check_unchanged(entry, os.fstat(fd))
         yield from self._bundled(self._bundler.close())
         for done, (first, chunks, sha256, size) in zip(self._written_as, self._heard, strict=True):
             if isinstance(done, Bundle):
@@ -107,9 +109,24 @@ class TreeInput:
             raise InputError(f"cannot read {entry.path}: {exc.strerror}") from None
         self._report.unreadable.append(f"{entry.path}: {exc.strerror}")
 
+    def _check_unchanged(self, entry: Entry, read: os.stat_result) -> None:
+        """A file written to while it was listed and read may be stored half old, half
+        new (as tar and borg warn): report it, or under ``strict`` store nothing."""
+        if (read.st_size, read.st_mtime_ns) == (entry.size, entry.mtime_ns):
+            return
+        if self._strict:
+            raise InputError(
+                f"{entry.path} changed while it was read", "store it again once it is written"
+            )
+        self._report.changed.append(entry.path)
 
-# a small file's bytes, None if it grew past BUNDLED_UP_TO, or why it could not be read
-SmallRead = bytes | OSError | None
+
+class SmallFile(NamedTuple):
+    data: bytes | None  # None: it has grown past BUNDLED_UP_TO since it was listed
+    status: os.stat_result  # once read: what tells whether it changed meanwhile
+
+
+SmallRead = SmallFile | OSError  # or why it could not be read
 
 
 def read_small_files(
@@ -159,9 +176,9 @@ def _batches(
         yield entries[start:]
 
 
-def read_small(path: str) -> bytes | None:
-    """A file of at most BUNDLED_UP_TO bytes, whole; None if it has grown past that
-    since it was listed. Never through a symlink: it was listed as a regular file."""
+def read_small(path: str) -> SmallFile:
+    """A file of at most BUNDLED_UP_TO bytes, whole (no data if it has grown past that
+    since it was listed). Never through a symlink: it was listed as a regular file."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         parts = []
@@ -170,7 +187,7 @@ def read_small(path: str) -> bytes | None:
             parts.append(part)
             total += len(part)
             if total > BUNDLED_UP_TO:
-                return None
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+                return SmallFile(None, os.fstat(fd))
+        return SmallFile(parts[0] if len(parts) == 1 else b"".join(parts), os.fstat(fd))
     finally:
         os.close(fd)

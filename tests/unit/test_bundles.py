@@ -4,6 +4,7 @@ big bundles get, that the same files make the same bundles, and the manifest's f
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import random
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from metanode_storage.engine import tree, tree_input
 from metanode_storage.engine.bundles import Bundler
 from metanode_storage.engine.chunker import MAX_CHUNK, MIN_CHUNK
-from metanode_storage.errors import IntegrityError
+from metanode_storage.errors import InputError, IntegrityError
 
 _KEY = bytes(range(32))
 
@@ -86,12 +87,14 @@ def test_bundles_are_about_a_chunk_and_resynchronise_after_an_insert() -> None:
 def test_a_small_file_is_read_whole_and_one_that_grew_is_not(tmp_path: Path) -> None:
     small = tmp_path / "small"
     small.write_bytes(b"a" * tree_input.BUNDLED_UP_TO)
-    assert tree_input.read_small(str(small)) == b"a" * tree_input.BUNDLED_UP_TO
+    read = tree_input.read_small(str(small))
+    assert read.data == b"a" * tree_input.BUNDLED_UP_TO
+    assert read.status.st_size == tree_input.BUNDLED_UP_TO
     grown = tmp_path / "grown"
     grown.write_bytes(b"b" * (tree_input.BUNDLED_UP_TO + 1))
-    assert tree_input.read_small(str(grown)) is None
+    assert tree_input.read_small(str(grown)).data is None
     (tmp_path / "empty").write_bytes(b"")
-    assert tree_input.read_small(str(tmp_path / "empty")) == b""
+    assert tree_input.read_small(str(tmp_path / "empty")).data == b""
     (tmp_path / "link").symlink_to(small)
     with pytest.raises(OSError):  # listed as a file, now a symlink: never followed
         tree_input.read_small(str(tmp_path / "link"))
@@ -126,10 +129,11 @@ def test_small_files_are_read_ahead_in_order_with_their_failures(tmp_path: Path)
         found = list(tree_input.read_small_files(entries, pool))
     assert len(found) == 300
     assert isinstance(found[13], FileNotFoundError)
-    assert found[200] is None
-    for i, data in enumerate(found):
+    assert isinstance(found[200], tree_input.SmallFile) and found[200].data is None
+    for i, read in enumerate(found):
         if i not in (13, 200):
-            assert data == i.to_bytes(2, "big") * (1 + i % 7)
+            assert isinstance(read, tree_input.SmallFile)
+            assert read.data == i.to_bytes(2, "big") * (1 + i % 7)
     sizes = [tree.Entry("big", tree.FILE, size=MAX_CHUNK // 2) for _ in range(7)]
     assert [len(b) for b in tree_input._batches(sizes)] == [2, 2, 2, 1]  # a few MiB read ahead
 
@@ -152,3 +156,41 @@ def test_a_file_replaced_by_a_symlink_after_the_walk_is_reported_not_followed(
     assert len(streams) == 1  # the manifest alone
     assert [line.split(":")[0] for line in report.unreadable] == ["small", "large"]
     assert reading.stored == []
+
+
+def _listed(path: Path) -> tree.Entry:
+    info = path.stat()
+    return tree.Entry(path.name, tree.FILE, 0o644, info.st_mtime_ns, info.st_size, source=str(path))
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_file_written_to_while_it_is_read_is_reported(tmp_path: Path, strict: bool) -> None:
+    """Stored as read, half old and half new perhaps: tar and borg warn of it, and so do
+    we; --strict stores nothing. A small file is caught by the status of the descriptor
+    it was read through, a large one once the store has read it to its end."""
+    small, large, calm = tmp_path / "small", tmp_path / "large", tmp_path / "calm"
+    small.write_bytes(b"s" * 100)
+    large.write_bytes(b"L" * (tree_input.BUNDLED_UP_TO + 1))
+    calm.write_bytes(b"c" * 10)
+    entries = [_listed(small), _listed(large), _listed(calm)]
+    os.utime(small, ns=(0, entries[0].mtime_ns + 1))  # written after it was listed
+    report = tree.WalkReport()
+    with ThreadPoolExecutor(2) as pool:
+        reading = tree_input.TreeInput(entries, report, strict=strict, cut_key=_KEY, pool=pool)
+        streams = reading.streams()
+        if strict:
+            with pytest.raises(InputError, match="small changed while it was read"):
+                next(streams)
+            return
+        stream = next(streams)
+        assert not isinstance(stream, bytes)
+        assert stream.read() == b"L" * (tree_input.BUNDLED_UP_TO + 1)
+        with large.open("ab") as more:  # while the store still has it open
+            more.write(b"+")
+        reading.heard(0, 1, "00" * 32, tree_input.BUNDLED_UP_TO + 1)  # as the store would
+        bundle = next(streams)
+        assert bundle == b"s" * 100 + b"c" * 10
+        reading.heard(1, 1, "", len(bundle))
+        assert isinstance(next(streams), io.BytesIO)  # the manifest
+    assert report.changed == ["small", "large"]
+    assert [e.path for e in reading.stored] == ["small", "large", "calm"]  # stored as read
