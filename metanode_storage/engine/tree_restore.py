@@ -9,8 +9,10 @@ files pays per call.
 
 from __future__ import annotations
 
+import errno
 import hmac
 import os
+import stat
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future
@@ -57,9 +59,13 @@ class TreeRestore:
         """``root`` (created if missing), its directories and symlinks, then the files,
         then the directories' modes and times (last: writing inside a directory changes
         its modification time). A path that is in the way, or the disk refusing a write,
-        is an ``InputError`` naming the path; nothing already there is replaced."""
+        is an ``InputError`` naming the path; nothing already there is replaced, and
+        one found in the way before the restore begins fails it before it writes."""
         try:
             os.makedirs(root, exist_ok=True)
+            with os.scandir(root) as listing:
+                if next(listing, None) is not None:  # a new or empty root: nothing to meet
+                    refuse_what_is_in_the_way(entries, root)
             self._restore(block, entries, root, progress)
         except FileExistsError as exc:  # os.symlink names the link second
             raise InputError(
@@ -168,6 +174,21 @@ class TreeRestore:
             out.flush()
             set_mode_and_time(out.fileno(), entry)
         return entry.size
+
+
+def refuse_what_is_in_the_way(entries: Sequence[Entry], root: str) -> None:
+    """Raise the ``FileExistsError`` the restore would meet partway, before it writes:
+    any existing path but a directory where the tree has one."""
+    for entry in entries:
+        path = os.path.join(root, safe_path(entry.path))
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            continue
+        except NotADirectoryError:  # a parent is a file: the tree has a directory there
+            mode = 0
+        if not (entry.type == DIR and stat.S_ISDIR(mode)):
+            raise FileExistsError(errno.EEXIST, "in the way", path)
 
 
 def create_parents(target: str, rel: str, made: set[str]) -> str:

@@ -140,6 +140,28 @@ def test_a_restore_never_replaces_what_is_in_its_way(cli: CliRunnerFn, tmp_path:
     assert os.readlink(into / "src" / "link") == "elsewhere"
 
 
+def test_a_restore_refused_for_a_path_in_its_way_writes_nothing(
+    cli: CliRunnerFn, tmp_path: Path
+) -> None:
+    """A file where the tree puts one, found partway, left the files restored before it
+    behind: a half-restored tree to clean up by hand. The clash is now found first."""
+    source = tmp_path / "tt"
+    (source / "a" / "b").mkdir(parents=True)
+    (source / "a" / "b" / "f").write_bytes(b"1")
+    (source / "g").write_bytes(b"2")
+    block_id = cli("storage", "put", str(source)).stdout.strip()
+    into = tmp_path / "into"
+    (into / "tt").mkdir(parents=True)
+    (into / "tt" / "g").write_bytes(b"mine")
+    clash = cli("storage", "get", block_id, "-o", str(into))
+    assert clash.exit_code == 7 and f"{into / 'tt' / 'g'} exists already" in clash.stderr
+    assert sorted(p.name for p in into.rglob("*")) == ["g", "tt"]
+    assert (into / "tt" / "g").read_bytes() == b"mine"
+    (into / "tt" / "g").unlink()  # the directories already there are restored into
+    assert cli("storage", "get", block_id, "-o", str(into)).exit_code == 0
+    assert _snapshot(into / "tt") == _snapshot(source)
+
+
 def test_special_files_are_skipped_and_unreadable_ones_reported(
     cli: CliRunnerFn, tmp_path: Path
 ) -> None:
