@@ -385,9 +385,11 @@ class Node:
         and every later one the packs of the one before."""
         report = tree.WalkReport()
         entries = tree.walk(roots, report, self._own_directories())
-        if not entries and report.left_out:
+        if not entries:  # an empty tree block would pass for a backup of them
             raise InputError(
-                "nothing to store: the paths given are this node's own home or providers",
+                "nothing to store: the paths given are this node's own home or providers"
+                if report.left_out
+                else "nothing to store: " + "; ".join(report.unreadable + report.skipped),
                 "store the directories that hold your data",
             )
         if strict and (report.unreadable or report.skipped):

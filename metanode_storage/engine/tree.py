@@ -129,33 +129,36 @@ def _walk_one(
     path: str, rel: str, out: list[Entry], report: WalkReport, leave_out: Collection[DirectoryId]
 ) -> None:
     """``path`` on disk, ``rel`` its name in the tree (strings: pathlib costs more than
-    the lstat on a tree of many small files)."""
-    try:
-        info = os.lstat(path)
-    except OSError as exc:
-        report.unreadable.append(f"{rel}: {exc.strerror}")
-        return
-    mode = info.st_mode
-    if stat.S_ISLNK(mode):
-        out.append(Entry(rel, SYMLINK, target=os.readlink(path)))
-    elif stat.S_ISREG(mode):
-        out.append(
-            Entry(rel, FILE, stat.S_IMODE(mode), info.st_mtime_ns, info.st_size, source=path)
-        )
-    elif stat.S_ISDIR(mode):
-        if (info.st_dev, info.st_ino) in leave_out:
-            report.left_out.append(f"{rel}/")
-            return
-        out.append(Entry(rel, DIR, stat.S_IMODE(mode), info.st_mtime_ns))
+    the lstat on a tree of many small files). Depth first with a stack of its own, not
+    by recursion: a tree may be deeper than Python's recursion limit."""
+    pending = [(path, rel)]
+    while pending:
+        path, rel = pending.pop()
         try:
-            children = sorted(os.listdir(path))
+            info = os.lstat(path)
         except OSError as exc:
-            report.unreadable.append(f"{rel}/: {exc.strerror}")
-            return
-        for child in children:
-            _walk_one(os.path.join(path, child), f"{rel}/{child}", out, report, leave_out)
-    else:
-        report.skipped.append(f"{rel} (not a file, directory or symlink)")
+            report.unreadable.append(f"{rel}: {exc.strerror}")
+            continue
+        mode = info.st_mode
+        if stat.S_ISLNK(mode):
+            out.append(Entry(rel, SYMLINK, target=os.readlink(path)))
+        elif stat.S_ISREG(mode):
+            out.append(
+                Entry(rel, FILE, stat.S_IMODE(mode), info.st_mtime_ns, info.st_size, source=path)
+            )
+        elif stat.S_ISDIR(mode):
+            if (info.st_dev, info.st_ino) in leave_out:
+                report.left_out.append(f"{rel}/")
+                continue
+            out.append(Entry(rel, DIR, stat.S_IMODE(mode), info.st_mtime_ns))
+            try:
+                children = sorted(os.listdir(path), reverse=True)  # popped in order
+            except OSError as exc:
+                report.unreadable.append(f"{rel}/: {exc.strerror}")
+                continue
+            pending.extend((os.path.join(path, c), f"{rel}/{c}") for c in children)
+        else:
+            report.skipped.append(f"{rel} (not a file, directory or symlink)")
 
 
 def manifest_bytes(entries: Sequence[Entry]) -> bytes:

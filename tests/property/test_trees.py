@@ -162,6 +162,41 @@ def test_a_restore_refused_for_a_path_in_its_way_writes_nothing(
     assert _snapshot(into / "tt") == _snapshot(source)
 
 
+def test_a_tree_deeper_than_the_recursion_limit(node: Node, tmp_path: Path) -> None:
+    """The walk recursed once per directory level: a tree 1,200 levels deep (a path of
+    2,400 characters, well within PATH_MAX) ended in an internal RecursionError."""
+    source = tmp_path / "deep"
+    chain = [str(source)]
+    for _ in range(1200):
+        chain.append(os.path.join(chain[-1], "d"))
+    for directory in chain:
+        os.mkdir(directory)
+    Path(chain[-1], "f").write_bytes(b"at the bottom")
+    block, report = node.store_tree([source])
+    assert report == type(report)()  # nothing skipped, unreadable or changed
+    entries = node.tree_entries(block.block_id)
+    assert len(entries) == 1 + 1200 + 1 and entries[-1].path.endswith("/d/f")
+    out = tmp_path / "out"
+    node.retrieve_tree(block.block_id, out)
+    restored = [os.path.join(out, os.path.relpath(d, tmp_path)) for d in chain]
+    assert Path(restored[-1], "f").read_bytes() == b"at the bottom"
+    for copy in (chain, restored):  # pytest's clean-up recurses too
+        os.unlink(os.path.join(copy[-1], "f"))
+        for directory in reversed(copy):
+            os.rmdir(directory)
+
+
+def test_paths_that_hold_nothing_to_store_are_refused(cli: CliRunnerFn, tmp_path: Path) -> None:
+    """Two paths that do not exist were stored as an empty tree block (exit 7 for the
+    unreadable paths, yet a block listed as if it were their backup)."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    refused = cli("storage", "put", str(tmp_path / "gone"), str(fifo))
+    assert refused.exit_code == 7 and "nothing to store: gone:" in refused.stderr
+    assert "fifo (not a file, directory or symlink)" in refused.stderr
+    assert json.loads(cli("storage", "ls", "--json").stdout) == []
+
+
 def test_special_files_are_skipped_and_unreadable_ones_reported(
     cli: CliRunnerFn, tmp_path: Path
 ) -> None:
