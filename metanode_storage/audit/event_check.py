@@ -39,7 +39,7 @@ def check_event(
         written = doc.pop("sig") if "sig" in doc else None
         signature = None if written is None else bytes.fromhex(written)
         version = doc.get("v", 1)
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return "its body is not an event (edited)", False
     if signature is not None and written != signature.hex():
         # the same signature in other hex (upper case): a body edited, signature intact

@@ -229,7 +229,7 @@ def _verify_since(kept: Path, newer: Path, public_key: list[str] | None, json_ou
         document = json.loads(_read_text(newer))
         proof = [bytes.fromhex(h) for h in document["proof"]]
         note = str(document["checkpoint"])
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise InputError(f"{newer} is not a checkpoint with a proof: {exc}") from None
     result = check_extension(_read_text(kept), note, proof, keys)
     if json_output:

@@ -81,7 +81,7 @@ def verify(
     for path in proofs:
         try:
             parsed = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise InputError(f"cannot read the proof {path}: {exc}") from None
         members = proof_documents(parsed)
         documents += [

@@ -237,6 +237,14 @@ def test_integrity_audit_reports_an_unreachable_provider(cli: CliRunnerFn, home:
     assert json.loads(result.stdout)["unreachable"] == ["local-1"]
 
 
+def test_a_file_nested_past_the_json_parser_s_depth_is_not_a_proof(tmp_path: Path) -> None:
+    """A third party's file of 100,000 nested lists ended in an internal error (exit 70)."""
+    nested = tmp_path / "nested.json"
+    nested.write_text("[" * 100_000 + "]" * 100_000)
+    checked = _third_party(str(nested), "--public-key", "00" * 32, cwd=tmp_path)
+    assert checked.returncode == 7 and "cannot read the proof" in checked.stderr
+
+
 def test_a_proof_re_signed_with_a_throwaway_key_does_not_pass(
     exported: tuple[Path, Path, str], tmp_path: Path
 ) -> None:
@@ -278,6 +286,9 @@ def test_an_auditor_checks_a_newer_checkpoint_against_a_kept_one(
     forged = cli("storage", *args, "--public-key", key)
     assert forged.exit_code == 10 and "does not extend" in forged.stdout
     assert cli("storage", *args).exit_code == 2  # no trusted key: refused, never 0
+    newer.write_text("[" * 100_000 + "]" * 100_000)  # past the JSON parser's depth
+    nested = cli("storage", *args, "--public-key", key)
+    assert nested.exit_code == 7 and "is not a checkpoint with a proof" in nested.stderr
 
 
 def test_keys_rotate_pq_upgrades_an_ed25519_node(

@@ -63,6 +63,12 @@ def _insert_copy(db: sqlite3.Connection) -> None:
     db.execute("INSERT INTO events VALUES (2, 0, 'store', '', 'ok', ?, ?)", (body, leaf))
 
 
+def _nest_past_the_parser(db: sqlite3.Connection) -> None:
+    """A body the JSON parser gives up on (RecursionError), its leaf redone."""
+    body = b"[" * 100_000 + b"]" * 100_000
+    db.execute("UPDATE events SET body=?, leaf=? WHERE seq=2", (body, leaf_hash(body)))
+
+
 def _edit_indexed_column(db: sqlite3.Connection) -> None:
     db.execute("UPDATE events SET status='violation' WHERE seq=1")
 
@@ -81,6 +87,7 @@ TAMPERINGS: dict[str, tuple[Tamper, str]] = {
     "reordered events": (_swap_two, "event #1: it says it is #2"),
     "inserted event": (_insert_copy, "event #2: it says it is #1: an event was inserted"),
     "edited query column": (_edit_indexed_column, "event #1: its indexed columns differ"),
+    "body nested too deep": (_nest_past_the_parser, "event #2: its body is not an event"),
     "altered checkpoint": (_alter_checkpoint, "local checkpoint at size"),
 }
 

@@ -88,3 +88,18 @@ def test_any_change_or_cut_is_refused(draw: st.DataObject) -> None:
             opener.head()
         else:
             _open(key, raw)
+
+
+def test_a_head_nested_past_the_parser_s_depth_is_refused() -> None:
+    """Anyone may seal to the service's public key, before any token is checked: a head
+    of 100,000 nested lists raised RecursionError out of the service's handler."""
+    key = os.urandom(32)
+    sealer = FrameSealer(key, b"up")
+    body = b"[" * 100_000 + b"]" * 100_000
+    whole = len(body).to_bytes(4, "big") + body
+    raw = b"".join(
+        sealer.frame(whole[i : i + FRAME], last=i + FRAME >= len(whole))
+        for i in range(0, len(whole), FRAME)
+    )
+    with pytest.raises(SealedStreamBroken, match="not a JSON object"):
+        FrameOpener(io.BytesIO(raw).read, key, b"up").head()
