@@ -233,12 +233,17 @@ def _repair_chunks(
                 ahead = written / max_bytes_per_second - (time.monotonic() - started)
                 if ahead > 0:
                     time.sleep(ahead)
-    failed = {(f.pack.provider, f.pack.key) for f in writer.finish()}
+    failed = {(f.pack.provider, f.pack.key): f.error for f in writer.finish()}
     changes = []
     for stage in staged:
         new = [r for r in stage.new if (r.provider, r.key) not in failed]
+        why = "; ".join(  # the disk full, the bucket gone: what the operator must fix
+            f"{r.provider}: {failed[r.provider, r.key]}"
+            for r in stage.new
+            if (r.provider, r.key) in failed
+        )
         if not new:
-            stage.action.error = "no healthy provider could take a new replica"
+            stage.action.error = f"no new replica could be written ({why})"
             stage.action.cause = NO_TARGET
             continue
         changes.append(
@@ -254,7 +259,10 @@ def _repair_chunks(
         stage.action.new_replicas = [r.provider for r in new]
         stage.action.cleaned = [r.provider for r in stage.to_drop]
         if len(new) < stage.needed:
-            stage.action.error = f"only {len(new)} of {stage.needed} new replicas could be written"
+            stage.action.error = (
+                f"only {len(new)} of {stage.needed} new replicas could be written"
+                + (f" ({why})" if why else "")
+            )
             stage.action.cause = NO_TARGET
     emptied = node.blockmap.update_chunks(changes)
     # Dropped copies with a blob of their own go now; a pack goes once nothing in it is live.

@@ -11,6 +11,7 @@ from pathlib import Path
 from metanode_storage import Node, Secret, init_node
 from metanode_storage.engine.batch_input import BATCH_BUNDLED_UP_TO
 from metanode_storage.engine.repair import repair
+from metanode_storage.errors import QuotaExceeded
 from tests.conftest import (
     PASSPHRASE,
     CliRunnerFn,
@@ -21,6 +22,7 @@ from tests.conftest import (
     named_blob_keys,
     provider_dirs,
 )
+from tests.wrapped_store import PassThrough
 
 
 def test_a_corrupt_replica_is_replaced_and_deleted(cli: CliRunnerFn, home: Path) -> None:
@@ -196,6 +198,33 @@ def test_repairing_one_chunk_of_a_pack_keeps_the_other_chunks_copies(
     assert victim not in repaired.replicas
     node.collect_garbage()
     assert {p.name for p in blob_files(home)} == named_blob_keys(node)
+
+
+class FullDisk(PassThrough):
+    """A real provider whose disk is full: every write refused as the local provider
+    refuses one on ENOSPC."""
+
+    def put(self, key: str, data: bytes) -> None:
+        raise QuotaExceeded(self.name, "write: no space left", "free space or add a provider")
+
+
+def test_a_repair_that_cannot_write_says_why(node: Node, home: Path) -> None:
+    """A missing replica whose only possible new home had a full disk was reported as
+    'no healthy provider could take a new replica': the operator was not told to free
+    space on that provider."""
+    block = node.store_bytes(os.urandom(30_000))
+    record = node.blockmap.get_chunk(node.blockmap.get_block(block.block_id).chunk_ids[0])
+    assert record is not None
+    lost = record.replicas[0]
+    next(p for p in blob_files(home) if p.name == lost.key).unlink()
+    node.providers[lost.provider] = FullDisk(node.providers[lost.provider])
+    report = repair(node)
+    assert report.repaired == 0 and report.failed == 1
+    (action,) = report.actions
+    assert action.error == (
+        f"no new replica could be written ({lost.provider}: provider '{lost.provider}': "
+        "write: no space left (free space or add a provider))"
+    )
 
 
 def test_replicas_on_a_provider_taken_out_of_the_config_move(
