@@ -38,6 +38,9 @@ VENDORS = (
 )
 
 
+LOCATION_FIELDS = ("path", "bucket", "prefix", "endpoint", "account")
+
+
 @dataclass(frozen=True)
 class ProviderSettings:
     """One configured storage location (a directory, bucket or container)."""
@@ -60,6 +63,11 @@ class ProviderSettings:
     @property
     def is_local(self) -> bool:
         return self.vendor == LOCAL_VENDOR
+
+    def location(self) -> tuple[str, ...]:
+        """What decides which blobs the provider reaches (the region does not: a bucket
+        stays where it is)."""
+        return (self.vendor, *(getattr(self, f) for f in LOCATION_FIELDS))
 
     def validate(self) -> None:
         if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +27,7 @@ from metanode_storage.providers.catalogue import open_provider, vendor_named, ve
 from metanode_storage.providers.health import HealthBoard
 
 GCP_CREDENTIALS_FILE = "GOOGLE_APPLICATION_CREDENTIALS"
+log = logging.getLogger("metanode.providers")
 
 
 def provider_for_region(settings: NodeSettings, vendor: str, region: str) -> ProviderSettings:
@@ -134,6 +136,8 @@ def _configure_locked(
                 f"directory {provider.path} does not exist",
                 "create it, or pass --create-bucket",
             )
+    for provider in chosen:
+        _warn_if_moved_to_nothing(settings, provider, found.get(provider.name))
     previous_keystore = layout.keystore.read_bytes() if store_credentials and keyed else None
     if previous_keystore is not None and secret is not None:
 
@@ -152,6 +156,36 @@ def _configure_locked(
     board.forget(names)
     board.save()
     return updated
+
+
+def _warn_if_moved_to_nothing(
+    settings: NodeSettings, provider: ProviderSettings, credentials: Mapping[str, Secret] | None
+) -> None:
+    """A provider pointed somewhere else (a disk mounted elsewhere, another bucket) is
+    taken to hold its blobs there: its replicas stay counted until a verify or a repair
+    looks. A mistyped path moved them all out of reach without a word; where the old
+    location holds blobs and the new one none, the operator is told now."""
+    before = next((p for p in settings.providers if p.name == provider.name), None)
+    if before is None or before.location() == provider.location():
+        return
+    held = _holds_blobs(before, credentials)
+    if held and _holds_blobs(provider, credentials) is False:
+        log.warning(
+            "%s now points at a location that holds no blobs, and the blobs it held are "
+            "still where it pointed before. Move them there, or run `metanode storage "
+            "repair` to re-create its replicas from the other providers",
+            provider.name,
+        )
+
+
+def _holds_blobs(
+    provider: ProviderSettings, credentials: Mapping[str, Secret] | None
+) -> bool | None:
+    """Whether the location holds any blob; None when it cannot be asked."""
+    try:
+        return next(iter(open_provider(provider, credentials).list_keys()), None) is not None
+    except MetanodeError:
+        return None
 
 
 @dataclass(frozen=True)

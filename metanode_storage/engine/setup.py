@@ -17,6 +17,7 @@ from metanode_storage.config.paths import NodeLayout
 from metanode_storage.config.secrets import Secret
 from metanode_storage.config.settings import (
     LOCAL_VENDOR,
+    LOCATION_FIELDS,
     NodeSettings,
     ProviderSettings,
     load_settings,
@@ -253,9 +254,6 @@ def join_node(home: Path, map_url: str, passphrase: Secret) -> NodeSettings:
 
 
 # What says where a provider's blobs are; credentials and the vendor stay as configured.
-_LOCATION = ("path", "bucket", "prefix", "endpoint", "account")
-
-
 def relocate_recovered_provider(home: Path, reached: ProviderSettings) -> None:
     """The recovered config names the provider recovery read from as the lost machine
     reached it; from now on it is reached where recovery found the backup (a directory
@@ -263,7 +261,7 @@ def relocate_recovered_provider(home: Path, reached: ProviderSettings) -> None:
     region only when one was given."""
     layout = NodeLayout(home)
     settings = load_settings(layout.config)
-    moved = {name: getattr(reached, name) for name in _LOCATION}
+    moved = {name: getattr(reached, name) for name in LOCATION_FIELDS}
     if reached.region:
         moved["region"] = reached.region
     providers = tuple(

@@ -6,6 +6,7 @@ real clouds' endpoints, so those tests only write and read configuration."""
 from __future__ import annotations
 
 import json
+import shutil
 import tomllib
 import uuid
 from pathlib import Path
@@ -214,6 +215,31 @@ def test_configure_adds_a_local_directory_provider(
     assert added.exit_code == 0, added.stderr
     assert _config(home)["disk-4"]["path"] == str(target.resolve())
     assert cli("storage", "providers", "test", "disk-4").exit_code == 0
+
+
+def test_pointing_a_provider_at_an_empty_location_warns(
+    cli: CliRunnerFn, home: Path, tmp_path: Path
+) -> None:
+    """A provider moved to a mistyped or empty directory took its replicas out of reach
+    without a word: status went on counting them healthy. A copy of its blobs, or a
+    change that does not move it, is not warned of."""
+    block_id = cli("storage", "put", "-", stdin=b"kept on three providers").stdout.strip()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    moved = cli("storage", "providers", "configure", "--name", "local-3", "--path", str(empty))
+    assert moved.exit_code == 0, moved.stderr
+    assert "local-3 now points at a location that holds no blobs" in moved.stderr
+    assert "`metanode storage repair`" in moved.stderr
+    copied = tmp_path / "copied"
+    shutil.copytree(home / "providers" / "local-2", copied)
+    for change in (
+        ("--name", "local-2", "--path", str(copied)),
+        ("--name", "local-1", "--timeout", "7"),
+    ):
+        quiet = cli("storage", "providers", "configure", *change)
+        assert quiet.exit_code == 0 and "warning" not in quiet.stderr, quiet.stderr
+    assert cli("storage", "repair").exit_code == 0  # as the warning says
+    assert cli("storage", "verify", block_id).exit_code == 0
 
 
 @pytest.mark.parametrize("region", ["us-east-1", "eu-west-1"])
