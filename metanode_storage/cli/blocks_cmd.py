@@ -75,7 +75,8 @@ def put(
             if "-" in paths:
                 raise InvalidSetting("- (standard input) cannot be part of a tree")
             with console.byte_progress("storing", None) as bar:
-                block, report = node.store_tree([Path(p) for p in paths], bar.advance, strict)
+                roots = [Path(p) for p in paths]
+                block, report = node.store_tree(roots, bar.advance, strict, bar.set_total)
             for entry in report.skipped:
                 console.warn(f"skipped {entry}")
             for own in report.left_out:

@@ -186,6 +186,11 @@ class ByteProgress:
         if self._progress is not None:
             self._progress.advance(self._task, amount)
 
+    def set_total(self, total: int) -> None:
+        """Known only once the work began (a tree's size, once it is walked)."""
+        if self._progress is not None:
+            self._progress.update(self._task, total=total)
+
 
 @contextmanager
 def byte_progress(description: str, total: int | None) -> Iterator[ByteProgress]:

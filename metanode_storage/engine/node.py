@@ -375,14 +375,19 @@ class Node:
     # -- directory trees (engine/tree.py) ----------------------------------------------
 
     def store_tree(
-        self, roots: Sequence[Path], progress: Progress = _no_progress, strict: bool = False
+        self,
+        roots: Sequence[Path],
+        progress: Progress = _no_progress,
+        strict: bool = False,
+        listed: Progress = _no_progress,
     ) -> tuple[ContainerBlock, tree.WalkReport]:
         """Store files, directories, symlinks and empty directories below ``roots`` as one
         block. Devices, sockets and FIFOs are skipped; an unreadable entry is reported in
         the returned report and the rest is stored, unless ``strict``. This node's home
         and local providers' directories are left out (and reported): a backup of a
         directory that holds them would otherwise store the node's packs inside itself,
-        and every later one the packs of the one before."""
+        and every later one the packs of the one before. ``listed`` hears the bytes of
+        the files found, once the tree is walked (a progress bar's total)."""
         report = tree.WalkReport()
         entries = tree.walk(roots, report, self._own_directories())
         if not entries:  # an empty tree block would pass for a backup of them
@@ -397,6 +402,7 @@ class Node:
                 "cannot store everything: " + "; ".join(report.unreadable + report.skipped),
                 "fix the paths, or leave --strict off to store the rest",
             )
+        listed(sum(e.size for e in tree.files_of(entries)))  # what progress will count to
         cut_key = keyed_hash(self.keys.dedup_key.reveal(), b"tree bundle cuts")
         reading = TreeInput(entries, report, strict=strict, cut_key=cut_key, pool=self.io_pool)
         with self.lock.shared("store a tree"):

@@ -186,6 +186,17 @@ def test_a_tree_deeper_than_the_recursion_limit(node: Node, tmp_path: Path) -> N
             os.rmdir(directory)
 
 
+def test_a_tree_store_tells_its_progress_bar_the_total(node: Node, tmp_path: Path) -> None:
+    """`put DIR` drew a bar with no total, so no share done and no time left."""
+    source = tmp_path / "src"
+    _build(source, {"a": os.urandom(MIN_CHUNK + 10), "d": {"b": b"small", "c": b""}})
+    totals: list[int] = []
+    done: list[int] = []
+    node.store_tree([source], done.append, listed=totals.append)
+    assert totals == [MIN_CHUNK + 10 + 5]
+    assert sum(done) >= totals[0]  # the files, then the manifest
+
+
 def test_paths_that_hold_nothing_to_store_are_refused(cli: CliRunnerFn, tmp_path: Path) -> None:
     """Two paths that do not exist were stored as an empty tree block (exit 7 for the
     unreadable paths, yet a block listed as if it were their backup)."""
