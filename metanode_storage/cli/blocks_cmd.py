@@ -87,15 +87,7 @@ def put(
                 console.warn(f"not stored: {problem}")
     try:
         if json_output:
-            console.emit_json(
-                {
-                    **block.to_dict(),
-                    "not_stored": report.unreadable,
-                    "skipped": report.skipped,
-                    "left_out": report.left_out,
-                    "changed": report.changed,
-                }
-            )
+            console.emit_json({**block.to_dict(), **report.to_dict()})
         else:
             console.line(block.block_id)
     except InputError as exc:  # stored, but stdout refused the id: say it where it can be read

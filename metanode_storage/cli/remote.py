@@ -114,6 +114,8 @@ class _Counted:
 
 
 def put(remote: RemoteService, paths: list[str], json_output: bool) -> None:
+    from metanode_storage.engine.tree import WalkReport
+
     if len(paths) != 1 or Path(paths[0]).is_dir():
         raise InvalidSetting("through --remote, store one file (or -) at a time")
     path = paths[0]
@@ -130,7 +132,7 @@ def put(remote: RemoteService, paths: list[str], json_output: bool) -> None:
         block = remote.put(cast(BinaryIO, _Counted(source, bar.advance)), name)
     block.pop("proof", None)
     if json_output:
-        console.emit_json({**block, "not_stored": []})
+        console.emit_json({**block, **WalkReport().to_dict()})  # as a local put's
     else:
         console.line(block["block_id"])
 

@@ -78,6 +78,15 @@ class WalkReport:
     left_out: list[str] = field(default_factory=list)  # the node's own directories
     changed: list[str] = field(default_factory=list)  # written to while they were read
 
+    def to_dict(self) -> dict[str, list[str]]:
+        """As `put --json` gives it, for a single file (all empty) too."""
+        return {
+            "not_stored": self.unreadable,
+            "skipped": self.skipped,
+            "left_out": self.left_out,
+            "changed": self.changed,
+        }
+
 
 DirectoryId = tuple[int, int]  # (st_dev, st_ino): the same directory by any path to it
 

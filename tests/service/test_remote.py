@@ -63,6 +63,8 @@ def test_a_ci_runner_stores_lists_verifies_and_retrieves_over_tls(
     assert put.exit_code == 0, put.stderr
     block = json.loads(put.stdout)
     assert block["size_bytes"] == 3_000_001 and block["name"] == "build.tar"
+    report = ("not_stored", "skipped", "left_out", "changed")  # the keys of a local put
+    assert {key: block[key] for key in report} == {key: [] for key in report}
     block_id = block["block_id"]
     out = tmp_path / "fetched.tar"
     got = _cli("get", block_id[:8], "-o", str(out))
