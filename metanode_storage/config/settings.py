@@ -38,6 +38,7 @@ VENDORS = (
 )
 
 
+# With the vendor, what says where a provider's blobs are
 LOCATION_FIELDS = ("path", "bucket", "prefix", "endpoint", "account")
 
 

@@ -253,12 +253,11 @@ def join_node(home: Path, map_url: str, passphrase: Secret) -> NodeSettings:
     return load_settings(layout.config)
 
 
-# What says where a provider's blobs are; credentials and the vendor stay as configured.
 def relocate_recovered_provider(home: Path, reached: ProviderSettings) -> None:
     """The recovered config names the provider recovery read from as the lost machine
     reached it; from now on it is reached where recovery found the backup (a directory
     mounted elsewhere, a new endpoint), or the recovered node could not open it. The
-    region only when one was given."""
+    region only when one was given; credentials and the vendor stay as configured."""
     layout = NodeLayout(home)
     settings = load_settings(layout.config)
     moved = {name: getattr(reached, name) for name in LOCATION_FIELDS}
