@@ -243,7 +243,7 @@ def status(
             ),
             ("Average Latency", formatting.millis(report.average_latency_ms)),
             ("Redundancy", _redundancy_line(report)),
-            ("Replicas Healthy", f"{report.healthy_replicas:,}/{report.replicas:,}"),
+            ("Replicas Healthy", _replicas_line(report)),
             ("Under-replicated Chunks", f"{report.short_chunks:,}"),
             (
                 "Stored Data",
@@ -267,6 +267,13 @@ def status(
             for p in report.providers
         ],
     )
+
+
+def _replicas_line(report: NodeStatus) -> str:
+    line = f"{report.healthy_replicas:,}/{report.replicas:,}"
+    if report.unreachable_replicas:
+        line += f" ({report.unreachable_replicas:,} on Offline providers: out of reach now)"
+    return line
 
 
 def _redundancy_line(report: NodeStatus) -> str:

@@ -65,8 +65,8 @@ from metanode_storage.engine.status import (
     MapBackupStatus,
     NodeStatus,
     Protection,
+    exposure,
     measure_status,
-    survivable_losses,
 )
 from metanode_storage.engine.storing import BlockStores, NewBlock
 from metanode_storage.engine.tree_input import TreeInput
@@ -723,7 +723,7 @@ class Node:
             self.blockmap.audit_coverage(),
             self._map_backup_status(),
             Protection.of(self.keys.signer, len(self.keys.recovery_recipients)),
-            partial(survivable_losses, self.blockmap, stats),
+            partial(exposure, self.blockmap, stats),
         )
         self.health.save()
         return report

@@ -92,6 +92,9 @@ class NodeStatus:
     oldest_check_at: int | None  # when the least recently checked block was checked
     map_backup: MapBackupStatus
     tlsls: Protection
+    # replicas on providers that did not answer now: not known bad, but out of reach
+    # (0 from a service too old to say)
+    unreachable_replicas: int = 0
 
     @property
     def active_providers(self) -> int:
@@ -134,27 +137,36 @@ class NodeStatus:
         return doc
 
 
-def survivable_losses(
-    blockmap: BlockMap, stats: MapStats, unavailable: Collection[str]
-) -> int | None:
-    """Further provider losses every chunk survives now. The map's totals answer while
-    no copy is known bad and every provider answers; otherwise each chunk is looked at."""
+@dataclass(frozen=True)
+class Exposure:
+    """What the providers that do not answer now take away."""
+
+    survivable_losses: int | None  # see NodeStatus
+    unreachable_replicas: int  # replicas (or fragments) on those providers
+
+
+def exposure(blockmap: BlockMap, stats: MapStats, unavailable: Collection[str]) -> Exposure:
+    """Further provider losses every chunk survives now, and the replicas out of reach.
+    The map's totals answer while no copy is known bad and every provider answers;
+    otherwise each chunk is looked at."""
     if not stats.chunks:
-        return None
+        return Exposure(None, 0)
     if not stats.faulty_replicas and not unavailable:
-        return stats.least_margin
+        return Exposure(stats.least_margin, 0)
     bad = {(chunk_id, provider) for chunk_id, provider, _ in blockmap.faults()}
     least: int | None = None
+    unreachable = 0
     for record in blockmap.chunks():
         good = [
             r
             for r in record.replicas
             if r.provider not in unavailable and (record.chunk_id, r.provider) not in bad
         ]
+        unreachable += sum(r.provider in unavailable for r in record.replicas)
         pieces = len({r.fragment for r in good}) if record.is_erasure_coded else len(good)
         margin = pieces - record.needed
         least = margin if least is None else min(least, margin)
-    return least
+    return Exposure(least, unreachable)
 
 
 def _probe(store: BlobStore) -> tuple[float | None, str]:
@@ -175,14 +187,14 @@ def measure_status(
     coverage: tuple[int, int | None],
     map_backup: MapBackupStatus,
     protection: Protection,
-    losses: Callable[[Collection[str]], int | None],
+    exposed: Callable[[Collection[str]], Exposure],
 ) -> NodeStatus:
     """Probe every provider now (in parallel); the probes also update the health board.
 
     A provider known Offline within the health board's retry window is not probed:
     a provider that is down costs nothing once it is known down (a hung one would
     cost a full timeout per probe). It is probed again once the window has passed.
-    ``losses`` tells the survivable losses given the providers that did not answer.
+    ``exposed`` tells what the providers that did not answer take away.
     """
     probed = {n: s for n, s in providers.items() if probe_offline or not health.is_offline(n)}
     with ThreadPoolExecutor(max(1, len(probed))) as pool:
@@ -209,13 +221,14 @@ def measure_status(
     active = sum(r.state == ACTIVE for r in rows)
     reachable = sum(r.state != OFFLINE for r in rows)
     state = ACTIVE if active == len(rows) else (OFFLINE if reachable == 0 else DEGRADED)
+    exposure_now = exposed({r.name for r in rows if r.state == OFFLINE})
     return NodeStatus(
         state=state,
         node_id=settings.node_id,
         map=settings.map_url or "home",
         replication_factor=settings.replication_factor,
         redundancy=settings.scheme.text(),
-        survivable_losses=losses({r.name for r in rows if r.state == OFFLINE}),
+        survivable_losses=exposure_now.survivable_losses,
         providers=rows,
         blocks=stats.blocks,
         logical_bytes=stats.logical_bytes,
@@ -228,4 +241,5 @@ def measure_status(
         oldest_check_at=coverage[1],
         map_backup=map_backup,
         tlsls=protection,
+        unreachable_replicas=exposure_now.unreachable_replicas,
     )

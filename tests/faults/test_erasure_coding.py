@@ -115,6 +115,8 @@ def test_any_two_providers_down_reads_stay_exact_and_repair_makes_it_whole(
         status = node.status(probe_offline=True)
         assert status.redundancy == "ec:3+2"
         assert status.survivable_losses == 0  # two down: one more loss would lose data
+        out_of_reach = sum(r.provider in down for c in node.blockmap.chunks() for r in c.replicas)
+        assert status.unreachable_replicas == out_of_reach > 0  # 'healthy' alone said all
     for name in down:
         _bring_back(ec_home, name, servers)
     with _open(ec_home) as node:
@@ -130,6 +132,7 @@ def test_any_two_providers_down_reads_stay_exact_and_repair_makes_it_whole(
             assert node.retrieve_bytes(block_id) == data
         status = node.status(probe_offline=True)
         assert status.survivable_losses == 2 and status.short_chunks == 0
+        assert status.unreachable_replicas == 0
         if "s3" in down:  # the restarted S3 server came back empty: its share was rebuilt
             assert report.repaired >= 1 and report.found_missing >= 1
             assert {r.provider for c in node.blockmap.chunks() for r in c.replicas} >= {"s3"}
