@@ -30,6 +30,7 @@ class ExitCode(IntEnum):
     DATABASE = 12  # the shared map's database (PostgreSQL) did not answer: retry later
     INTERNAL = 70  # a bug: an unexpected exception (EX_SOFTWARE)
     INTERRUPTED = 130  # Ctrl-C
+    TERMINATED = 143  # SIGTERM (timeout, systemd, kill): the same clean stop as Ctrl-C
 
 
 class MetanodeError(Exception):

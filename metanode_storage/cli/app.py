@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 import sys
+import threading
 import traceback
 from types import MethodType
 from typing import Annotated, Any
@@ -127,8 +129,46 @@ def _classic_usage(command: Any) -> None:
             _classic_usage(sub)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt is: the same clean-up runs."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def _stopped_by(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM that ``exc`` was raised while handling, if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _stopped(stop: KeyboardInterrupt) -> int:
+    if isinstance(stop, _Terminated):
+        console.fatal("terminated")
+        return int(ExitCode.TERMINATED)
+    console.fatal("interrupted")
+    return int(ExitCode.INTERRUPTED)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (the console script exits with it)."""
+    # `timeout`, cron and systemd stop a run with SIGTERM: it would die where it stood,
+    # leaving temporary pack files and its lease behind, where Ctrl-C removes them
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)  # only the main thread may set a signal handler
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     _tune_malloc()
     args = list(sys.argv[1:] if argv is None else argv)
     console.guard_standard_streams()
@@ -140,10 +180,13 @@ def main(argv: list[str] | None = None) -> int:
         # and ends with SystemExit; our own errors come through as exceptions.
         command.main(args=args, prog_name="metanode", standalone_mode=True)
     except SystemExit as exc:
+        # Typer turns KeyboardInterrupt into a silent exit 130
+        stop = _stopped_by(exc) if exc.code == ExitCode.INTERRUPTED else None
+        if stop is not None:
+            return _stopped(stop)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except KeyboardInterrupt:
-        console.fatal("interrupted")
-        return int(ExitCode.INTERRUPTED)
+    except KeyboardInterrupt as exc:
+        return _stopped(exc)
     except MetanodeError as exc:
         if _debug_requested(args):
             traceback.print_exc()

@@ -57,11 +57,16 @@ _WHOLE_BELOW = 2 * MAX_CHUNK
 
 
 def _read_up_to(stream: BinaryIO, n: int) -> bytes:
-    """``n`` bytes, or fewer only at the end: a pipe or socket may return short reads."""
+    """``n`` bytes, or fewer only at the end: a pipe or socket may return short reads.
+    Read as it comes (``read1``: one read of the file or pipe), not in one ``read(n)``:
+    a buffered ``read(n)`` gathers a pipe's pieces in C, where a signal that lands
+    between two of them is not acted on until ``n`` bytes or the end arrive, so
+    Ctrl-C or SIGTERM during `producer | put -` waited for the producer to finish."""
+    read = getattr(stream, "read1", stream.read)
     parts: list[bytes] = []
     wanted = n
     while wanted > 0:
-        part = stream.read(wanted)
+        part = read(wanted)
         if not part:
             break
         parts.append(part)
@@ -78,6 +83,6 @@ class _Prefixed:
 
     def read(self, n: int) -> bytes:
         if self._head is None:
-            return self._stream.read(n)
+            return _read_up_to(self._stream, n)
         part, self._head = self._head[:n], self._head[n:] or None
         return bytes(part)

@@ -1,4 +1,5 @@
-"""Kill `put` with SIGKILL at random moments: the map stays sound and nothing half-stored shows."""
+"""Kill `put` with SIGKILL at random moments: the map stays sound and nothing half-stored
+shows. Ctrl-C and SIGTERM stop it cleanly."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import time
 from hashlib import sha256
 from pathlib import Path
 
+import pytest
+
 from metanode_storage import Node, Secret
+from metanode_storage.blockmap.leases import LeaseTable
 from metanode_storage.engine.batch_input import BATCH_BUNDLED_UP_TO
 from tests.conftest import PASSPHRASE, blob_files, named_blob_keys
 from tests.kill_runs import assert_only_whole_blocks, kill_stores_at_random
@@ -26,6 +30,9 @@ def _put(home: Path, source: Path) -> subprocess.Popen[bytes]:
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        # as from a terminal: a runner started in the background ignores SIGINT, and
+        # Python keeps an ignored SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
@@ -42,6 +49,43 @@ def test_sigkill_during_put_never_leaves_a_partial_block(home: Path, tmp_path: P
         fresh = os.urandom(100_000)
         block = node.store_bytes(fresh)
         assert node.retrieve_bytes(block.block_id) == fresh
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "said"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+    ids=["SIGINT", "SIGTERM"],
+)
+def test_ctrl_c_and_sigterm_stop_a_put_cleanly(
+    home: Path, tmp_path: Path, signum: int, code: int, said: str
+) -> None:
+    """`timeout`, cron and systemd stop a run with SIGTERM. A put died where it stood:
+    no message, its lease left for the next run to take over, temporary pack files left
+    for gc. It now stops as Ctrl-C does. The put reads a pipe, so it is mid-store when
+    the signal comes, whatever the machine's speed."""
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    put = _put(home, pipe)
+    leases = LeaseTable(home / "blockmap.sqlite")
+    try:
+        with pipe.open("wb") as feed:
+            feed.write(os.urandom(12 * 1024 * 1024))  # packs written; the store waits for more
+            deadline = time.monotonic() + 60
+            while not leases.leases():  # the store holds the blocks lock: it has begun
+                assert time.monotonic() < deadline and put.poll() is None
+                time.sleep(0.02)
+            put.send_signal(signum)
+            _, err = put.communicate(timeout=60)
+        assert put.returncode == code, err
+        assert f"metanode: {said}" in err.decode()
+        assert leases.leases() == []  # let go, not left to a takeover
+    finally:
+        leases.close()
+        if put.poll() is None:
+            put.kill()
+    assert not [p for p in (home / "providers").rglob("*") if p.name.startswith(".partial")]
+    with Node.open(home, Secret(PASSPHRASE.encode())) as node:
+        assert list(node.blocks()) == []
 
 
 def test_sigkill_during_a_tree_put_leaves_whole_trees_only(home: Path, tmp_path: Path) -> None:

@@ -51,6 +51,7 @@ def test_exit_code_values_are_stable() -> None:
         "DATABASE": 12,
         "INTERNAL": 70,
         "INTERRUPTED": 130,
+        "TERMINATED": 143,
     }
 
 
