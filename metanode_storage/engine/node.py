@@ -479,8 +479,15 @@ class Node:
         with self.lock.shared("retrieve a file of a tree"):
             block = self.blockmap.get_block(block_id)
             found = [e for e in self.reads.manifest(block) if e.path == path.strip("/")]
-            if not found or found[0].type != tree.FILE:
+            if not found:
                 raise InputError(f"the tree holds no file {path!r}", "give -o DIR for more")
+            if found[0].type != tree.FILE:
+                link = found[0].type == tree.SYMLINK
+                kind = f"a symlink to {found[0].target!r}" if link else "a directory"
+                raise InputError(
+                    f"{path!r} is {kind} in the tree, not a file",
+                    f"restore it with -o DIR --path {path}",
+                )
             self.reads.tree_restore(self.io_pool).copy_file(block, found[0], sink, progress)
             self.audit.record(RETRIEVE, block.block_id, OK, {"tree_entries": 1})
             return found[0]

@@ -202,14 +202,18 @@ def safe_path(text: str) -> str:
 
 
 def select(entries: Sequence[Entry], only: str | None) -> list[Entry]:
-    """All entries, or the one named ``only`` (a file or symlink) or that directory's subtree."""
+    """All entries, or the one named ``only`` (a file or symlink) or that directory's
+    subtree, with the directories above it: restored with their own modes and times,
+    not left private as a restore first makes them."""
     if only is None:
         return list(entries)
     wanted = str(PurePosixPath(only))
     chosen = [e for e in entries if e.path == wanted or e.path.startswith(wanted + "/")]
     if not chosen:
         raise InputError(f"the tree holds no {only!r}", "list it with `metanode storage ls ID`")
-    return chosen
+    above = {e.path for e in entries if e.type == DIR and wanted.startswith(e.path + "/")}
+    keep = above | {e.path for e in chosen}
+    return [e for e in entries if e.path in keep]
 
 
 def files_of(entries: Sequence[Entry]) -> Iterator[Entry]:

@@ -114,6 +114,31 @@ def test_one_file_a_listing_and_the_proof(cli: CliRunnerFn, tmp_path: Path) -> N
     assert clash.exit_code == 7 and "exists already" in clash.stderr
 
 
+def test_one_entry_restores_the_directories_above_it_as_stored(
+    cli: CliRunnerFn, tmp_path: Path
+) -> None:
+    """`get --path a/b/f -o DIR` left DIR/a and DIR/a/b private (0700, the mode a restore
+    makes them with until the end), since only the chosen entry's own modes were set.
+    A symlink or a directory asked for on stdout was called 'no file' in the tree."""
+    source = tmp_path / "a"
+    (source / "b").mkdir(parents=True)
+    (source / "b" / "f").write_bytes(b"deep")
+    (source / "b" / "link").symlink_to("f")
+    os.chmod(source / "b", 0o751)
+    os.chmod(source, 0o755)
+    block_id = cli("storage", "put", str(source)).stdout.strip()
+    out = tmp_path / "out"
+    assert cli("storage", "get", block_id, "--path", "a/b/f", "-o", str(out)).exit_code == 0
+    assert (out / "a" / "b" / "f").read_bytes() == b"deep"
+    for restored, stored in ((out / "a", source), (out / "a" / "b", source / "b")):
+        assert stat.S_IMODE(restored.stat().st_mode) == stat.S_IMODE(stored.stat().st_mode)
+    assert sorted(p.name for p in (out / "a" / "b").iterdir()) == ["f"]  # nothing else
+    link = cli("storage", "get", block_id, "--path", "a/b/link")
+    assert link.exit_code == 7 and "'a/b/link' is a symlink to 'f' in the tree" in link.stderr
+    directory = cli("storage", "get", block_id, "--path", "a/b")
+    assert directory.exit_code == 7 and "'a/b' is a directory in the tree" in directory.stderr
+
+
 def test_a_restore_never_replaces_what_is_in_its_way(cli: CliRunnerFn, tmp_path: Path) -> None:
     """A symlink, a file or a device named by -o, or a link already where the tree puts
     one, is refused with a clear error (exit 7), not an internal error, and left as it was."""
