@@ -81,17 +81,20 @@ class TreeRestore:
     ) -> None:
         files: list[tuple[Entry, str]] = []
         made: set[str] = set()
+        created: set[str] = set()  # only these get the stored modes and times: a
+        # directory that was there already is the user's, and stays as it is
         for entry in entries:
             path = create_parents(root, safe_path(entry.path), made)
             if entry.type == DIR:
-                make_dir(path)
+                if make_dir(path):
+                    created.add(entry.path)
             elif entry.type == SYMLINK:
                 os.symlink(entry.target, path)
             else:
                 files.append((entry, path))
         self._restore_files(block, files, progress)  # each file's mode and time set
         for entry in reversed(entries):
-            if entry.type == DIR:
+            if entry.path in created:
                 finish_dir(os.path.join(root, entry.path), entry)
 
     def copy_file(
@@ -213,13 +216,16 @@ def create_parents(target: str, rel: str, made: set[str]) -> str:
     return os.path.join(target, rel)
 
 
-def make_dir(path: str) -> None:
-    """A directory (private until its mode is set at the end), or the one already there."""
+def make_dir(path: str) -> bool:
+    """A directory (private until its mode is set at the end), or the one already there;
+    whether it was made now."""
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
         if not os.path.isdir(path):
             raise
+        return False
+    return True
 
 
 def open_new_file(path: str) -> int:

@@ -183,7 +183,13 @@ def test_a_restore_refused_for_a_path_in_its_way_writes_nothing(
     assert sorted(p.name for p in into.rglob("*")) == ["g", "tt"]
     assert (into / "tt" / "g").read_bytes() == b"mine"
     (into / "tt" / "g").unlink()  # the directories already there are restored into
+    os.chmod(into / "tt", 0o700)
     assert cli("storage", "get", block_id, "-o", str(into)).exit_code == 0
+    # and keep their own mode: they are the user's (their mtime moves, as any
+    # directory's does when entries are added)
+    assert stat.S_IMODE((into / "tt").stat().st_mode) == 0o700
+    os.chmod(into / "tt", stat.S_IMODE(source.stat().st_mode))
+    os.utime(into / "tt", ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns))
     assert _snapshot(into / "tt") == _snapshot(source)
 
 
