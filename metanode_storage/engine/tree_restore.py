@@ -9,6 +9,7 @@ files pays per call.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hmac
 import os
@@ -168,14 +169,15 @@ class TreeRestore:
         return restored
 
     def _restore_file(self, block: BlockRecord, entry: Entry, path: str) -> int:
-        with os.fdopen(open_new_file(path), "wb") as out:
-            try:
+        fd = open_new_file(path)  # only a file this made is removed below
+        try:
+            with os.fdopen(fd, "wb") as out:
                 self.copy_file(block, entry, out, lambda _: None)
-            except IntegrityError:
-                os.unlink(path)  # never leave bytes that failed verification
-                raise
-            out.flush()
-            set_mode_and_time(out.fileno(), entry)
+                out.flush()
+                set_mode_and_time(out.fileno(), entry)
+        except BaseException:
+            _remove_part(path)
+            raise
         return entry.size
 
 
@@ -241,8 +243,18 @@ def write_new_file(path: str, entry: Entry, data: bytes) -> None:
         while view:
             view = view[os.write(fd, view) :]
         set_mode_and_time(fd, entry)
+    except BaseException:
+        _remove_part(path)
+        raise
     finally:
         os.close(fd)
+
+
+def _remove_part(path: str) -> None:
+    """A file this restore made (O_EXCL) and could not finish: bytes that failed
+    verification, or a part cut short by a full disk, never stay as if restored."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def set_mode_and_time(fd: int, entry: Entry) -> None:

@@ -9,6 +9,8 @@ import json
 import os
 import socket
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 
 from metanode_storage import Node
 from metanode_storage.engine.chunker import MIN_CHUNK
-from tests.conftest import CliRunnerFn
+from tests.conftest import PASSPHRASE, CliRunnerFn
 
 _NAME = st.text(
     alphabet=st.characters(
@@ -137,6 +139,46 @@ def test_one_entry_restores_the_directories_above_it_as_stored(
     assert link.exit_code == 7 and "'a/b/link' is a symlink to 'f' in the tree" in link.stderr
     directory = cli("storage", "get", block_id, "--path", "a/b")
     assert directory.exit_code == 7 and "'a/b' is a directory in the tree" in directory.stderr
+
+
+_RESTORE_UNDER_A_FILE_SIZE_LIMIT = """
+import resource, sys
+from pathlib import Path
+from metanode_storage import Node, Secret
+from metanode_storage.errors import InputError
+with Node.open(sys.argv[1], Secret(sys.argv[2].encode())) as node:
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[5]), hard))  # writes past it fail
+    try:
+        node.retrieve_tree(sys.argv[3], Path(sys.argv[4]))
+    except InputError as exc:
+        print(exc.message)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # the node's own writes at close
+"""
+
+
+@pytest.mark.parametrize("size", [300_000, 5_000_000], ids=["one chunk", "several chunks"])
+def test_a_restore_cut_short_by_the_disk_leaves_no_part_of_a_file(
+    node: Node, home: Path, tmp_path: Path, size: int
+) -> None:
+    """A file restored into a full disk stayed, cut short and exit 7, among the files
+    that were whole: a truncated copy that looked restored. (RLIMIT_FSIZE stands in for
+    the full disk: a write past it fails with EFBIG, as one on a full disk with ENOSPC.)"""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "big").write_bytes(os.urandom(size))
+    (source / "small").write_bytes(b"whole")
+    block, _ = node.store_tree([source])
+    out = tmp_path / "out"
+    script = _RESTORE_UNDER_A_FILE_SIZE_LIMIT
+    args = [str(home), PASSPHRASE, block.block_id, str(out), str(size // 2)]
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0 and "File too large" in done.stdout, done.stdout + done.stderr
+    assert not (out / "src" / "big").exists()  # no part of it
+    small = out / "src" / "small"  # whole, or not there if the failure stopped it first
+    assert not small.exists() or small.read_bytes() == b"whole"
 
 
 def test_a_restore_never_replaces_what_is_in_its_way(cli: CliRunnerFn, tmp_path: Path) -> None:
