@@ -169,15 +169,11 @@ class TreeRestore:
         return restored
 
     def _restore_file(self, block: BlockRecord, entry: Entry, path: str) -> int:
-        fd = open_new_file(path)  # only a file this made is removed below
-        try:
-            with os.fdopen(fd, "wb") as out:
-                self.copy_file(block, entry, out, lambda _: None)
-                out.flush()
-                set_mode_and_time(out.fileno(), entry)
-        except BaseException:
-            _remove_part(path)
-            raise
+        fd = open_new_file(path)
+        with _whole_or_removed(path), os.fdopen(fd, "wb") as out:
+            self.copy_file(block, entry, out, lambda _: None)
+            out.flush()
+            set_mode_and_time(out.fileno(), entry)
         return entry.size
 
 
@@ -238,23 +234,29 @@ def open_new_file(path: str) -> int:
 def write_new_file(path: str, entry: Entry, data: bytes) -> None:
     """A new file holding ``data``, with the entry's mode and modification time."""
     fd = open_new_file(path)
+    with _whole_or_removed(path):
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            set_mode_and_time(fd, entry)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def _whole_or_removed(path: str) -> Iterator[None]:
+    """Around the writing of a file this restore made (O_EXCL): one it could not
+    finish, bytes that failed verification or a part cut short by a full disk, never
+    stays as if restored. A write error names the file (``os.write`` names none)."""
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        set_mode_and_time(fd, entry)
-    except BaseException:
-        _remove_part(path)
+        yield
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        if isinstance(exc, OSError) and exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, path) from None
         raise
-    finally:
-        os.close(fd)
-
-
-def _remove_part(path: str) -> None:
-    """A file this restore made (O_EXCL) and could not finish: bytes that failed
-    verification, or a part cut short by a full disk, never stay as if restored."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
 
 
 def set_mode_and_time(fd: int, entry: Entry) -> None:
