@@ -123,7 +123,9 @@ def walk(
     """Every entry below the given paths, in a stable order (parents before children).
     Each root appears under its own name; two roots of the same name are refused. A
     directory in ``leave_out`` is left out with all it holds, and named in the report."""
-    names = [root.name or root.resolve().name for root in roots]  # "." is its directory's name
+    # "." and ".." (which pathlib leaves as a name) are their directories' own names: a
+    # tree whose root was called ".." could never be restored (an unsafe path)
+    names = [root.name if root.name not in ("", "..") else _real_name(root) for root in roots]
     if not all(names):
         raise InputError("the file-system root cannot be stored as a tree", "name a directory")
     if len(set(names)) != len(names):
@@ -132,6 +134,10 @@ def walk(
     for root, name in zip(roots, names, strict=True):
         _walk_one(str(root), name, entries, report, leave_out)
     return entries
+
+
+def _real_name(path: Path) -> str:
+    return Path(os.path.realpath(path)).name
 
 
 def _walk_one(

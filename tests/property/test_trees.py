@@ -270,6 +270,23 @@ def test_a_tree_store_tells_its_progress_bar_the_total(node: Node, tmp_path: Pat
     assert sum(done) >= totals[0]  # the files, then the manifest
 
 
+def test_a_tree_given_as_dot_dot_is_stored_under_its_real_name(
+    node: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`put ..` stored a tree whose root was named "..": the manifest then named an
+    unsafe path, and the block could be neither listed nor restored (exit 10)."""
+    (tmp_path / "project" / "inner").mkdir(parents=True)
+    (tmp_path / "project" / "notes").write_text("kept")
+    monkeypatch.chdir(tmp_path / "project" / "inner")
+    for written in ("..", "../", ".", "../inner/.."):
+        block, _ = node.store_tree([Path(written)])
+        root = node.tree_entries(block.block_id)[0].path
+        assert root == ("inner" if written == "." else "project"), written
+    out = tmp_path / "out"
+    node.retrieve_tree(block.block_id, out)
+    assert (out / "project" / "notes").read_text() == "kept"
+
+
 def test_paths_that_hold_nothing_to_store_are_refused(cli: CliRunnerFn, tmp_path: Path) -> None:
     """Two paths that do not exist were stored as an empty tree block (exit 7 for the
     unreadable paths, yet a block listed as if it were their backup)."""
