@@ -119,13 +119,11 @@ def warn(text: str) -> None:
 
 
 def emit_json(document: Any) -> None:
-    with _writing_stdout():
-        sys.stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
-        sys.stdout.flush()
+    text(json.dumps(document, indent=2, sort_keys=True) + "\n")
 
 
 def text(content: str) -> None:
-    """Text as it is (a checkpoint note), on stdout."""
+    """Text as it is (a checkpoint note, a JSON document), on stdout."""
     with _writing_stdout():
         sys.stdout.write(content)
         sys.stdout.flush()
