@@ -49,7 +49,8 @@ def repair_command(
     is whole, 10 when a chunk has no good copy left, 6 when a provider could not
     be checked or could not take a replica or map backup.
     """
-    from metanode_storage.engine.repair import SURVEY_EXISTS, SURVEY_VERIFY, repair
+    from metanode_storage.engine.repair import repair
+    from metanode_storage.engine.repair_report import SURVEY_EXISTS, SURVEY_VERIFY
 
     with open_node(home) as node, console.count_progress("repairing chunks", None) as bar:
         report = repair(

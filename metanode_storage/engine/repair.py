@@ -22,82 +22,39 @@ live copy is left in it (`gc` rewrites it sooner when mostly dead).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 
 from metanode_storage.audit.trail import FAILED, OK, REPAIR
 from metanode_storage.blockmap.records import ChunkRecord, Replica
 from metanode_storage.engine import blobformat
-from metanode_storage.engine.maintenance import NOT_WRITTEN, check_map_backups
+from metanode_storage.engine.maintenance import check_map_backups
 from metanode_storage.engine.node import Node
 from metanode_storage.engine.packs import PackWriter
 from metanode_storage.engine.placement import providers_for_repair
 from metanode_storage.engine.reader import CORRUPT, MISSING, UNCONFIGURED, ReplicaCheck
 from metanode_storage.engine.removal import delete_quietly
 from metanode_storage.engine.repair_defaults import DEFAULT_LIMIT, DEFAULT_OFFLINE_GRACE
+from metanode_storage.engine.repair_report import (
+    NO_GOOD_COPY,
+    NO_TARGET,
+    SURVEY_EXISTS,
+    SURVEY_NONE,
+    SURVEY_VERIFY,
+    RepairAction,
+    RepairReport,
+)
+from metanode_storage.engine.rewrite import BATCH, by_size, rewrite_chunks
 from metanode_storage.engine.writer import Piece
 from metanode_storage.errors import (
     IntegrityError,
     MetanodeError,
-    NotEnoughProviders,
     ProviderError,
 )
 from metanode_storage.providers.health import OFFLINE
-from metanode_storage.redundancy import Redundancy
 
-SURVEY_NONE, SURVEY_EXISTS, SURVEY_VERIFY = "none", "exists", "verify"
-# Why a chunk could not be repaired: the data is lost (integrity), or only the
-# providers are (an outage: retry later).
-NO_GOOD_COPY, NO_TARGET = "no_good_copy", "no_target"
 _GONE = "the chunk is no longer in the map"  # removed since the plan: nothing to record
 _LOST = (CORRUPT, MISSING, UNCONFIGURED)  # copies dropped from the map once replaced
-_BATCH = 256  # chunks read (and rewritten) together: bounds memory
-_BATCH_BYTES = 16 << 20  # and at most this much plaintext in one batch read
-_Item = TypeVar("_Item")
-
-
-@dataclass
-class RepairAction:
-    chunk: str  # first 12 hex digits of the chunk's keyed address
-    reasons: dict[str, str]  # provider -> missing / corrupt / offline / short
-    new_replicas: list[str] = field(default_factory=list)  # providers written to
-    cleaned: list[str] = field(default_factory=list)  # providers whose old copy was deleted
-    error: str = ""
-    cause: str = ""  # NO_GOOD_COPY or NO_TARGET when error is set
-
-
-@dataclass
-class RepairReport:
-    dry_run: bool
-    actions: list[RepairAction] = field(default_factory=list)
-    backups_cleaned: int = 0
-    survey: str = SURVEY_NONE
-    found_missing: int = 0  # replicas the survey found missing (SURVEY_EXISTS)
-    found_bad: int = 0  # replicas the survey found missing or corrupt (SURVEY_VERIFY)
-    unsurveyed: list[str] = field(default_factory=list)  # providers that could not be checked
-    # providers no longer in the config that the map still names replicas on (SURVEY_EXISTS)
-    unconfigured: list[str] = field(default_factory=list)
-    # provider -> what was wrong with its map backup log, and whether it was written anew
-    map_backups: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def repaired(self) -> int:
-        return sum(1 for a in self.actions if a.new_replicas and not a.error)
-
-    @property
-    def failed(self) -> int:
-        return sum(1 for a in self.actions if a.error)
-
-    @property
-    def map_backups_failed(self) -> bool:
-        """A provider's broken map backup could not be written anew."""
-        return any(NOT_WRITTEN in outcome for outcome in self.map_backups.values())
-
-    @property
-    def lost(self) -> int:
-        """Chunks with no good copy left anywhere: nothing can heal them."""
-        return sum(1 for a in self.actions if a.cause == NO_GOOD_COPY)
 
 
 def survey_replicas(node: Node, report: RepairReport, progress: Callable[[int], None]) -> None:
@@ -182,7 +139,7 @@ def repair(
         else:
             _repair_chunks(node, plan, report, max_bytes_per_second, progress)
         if rewrite:
-            _rewrite_chunks(node, report, limit, progress)
+            rewrite_chunks(node, report, limit, progress)
     if report.repaired:
         node.metrics.add(repairs=report.repaired)
     return report
@@ -291,29 +248,14 @@ def _repair_chunks(
 def _batches(
     node: Node, plan: list[tuple[bytes, dict[str, str]]]
 ) -> Iterator[tuple[list[tuple[bytes, dict[str, str]]], dict[bytes, ChunkRecord]]]:
-    """The plan in batches (``_by_size``), each with its chunks' records (one map query
-    per ``_BATCH`` chunks); a chunk gone from the map has no record."""
-    for start in range(0, len(plan), _BATCH):
-        part = plan[start : start + _BATCH]
+    """The plan in batches (``by_size``), each with its chunks' records (one map query
+    per ``BATCH`` chunks); a chunk gone from the map has no record."""
+    for start in range(0, len(plan), BATCH):
+        part = plan[start : start + BATCH]
         records = node.blockmap.get_chunks([chunk_id for chunk_id, _ in part])
         sizes = {chunk_id: record.plain_size for chunk_id, record in records.items()}
-        for batch in _by_size(part, lambda item: sizes.get(item[0], 0)):  # noqa: B023 (used at once)
+        for batch in by_size(part, lambda item: sizes.get(item[0], 0)):  # noqa: B023 (used at once)
             yield batch, {c: records[c] for c, _ in batch if c in records}
-
-
-def _by_size(items: Sequence[_Item], size: Callable[[_Item], int]) -> Iterator[list[_Item]]:
-    """``items`` in batches of at most ``_BATCH`` of them and ``_BATCH_BYTES``: what one
-    batch read holds in memory."""
-    batch: list[_Item] = []
-    total = 0
-    for item in items:
-        batch.append(item)
-        total += size(item)
-        if len(batch) >= _BATCH or total >= _BATCH_BYTES:
-            yield batch
-            batch, total = [], 0
-    if batch:
-        yield batch
 
 
 def _rebuild_fragments(
@@ -410,69 +352,6 @@ def _missing_pieces(
     plaintext, _ = node.reader.read(record)  # verified against the chunk's address
     frame = blobformat.make_frame(plaintext, node.settings.compression)
     return [(-1, frame)] * (max(record.wanted, len(record.replicas)) - len(keep))
-
-
-def _rewrite_chunks(
-    node: Node, report: RepairReport, limit: int, progress: Callable[[int], None]
-) -> None:
-    """Chunks stored under another redundancy than the node's are read (verified), written
-    anew under the current one as a store writes them (a fresh chunk key, new pieces on
-    distinct providers), and their rows swapped once the new pieces are durable; only
-    then do the old pieces go. Interrupted, a chunk keeps its old pieces, and new packs
-    not yet named are orphans for `gc`."""
-    scheme = node.settings.scheme
-    shape = (scheme.pieces, scheme.needed)
-    stale = [r for r in node.blockmap.chunks() if (r.wanted, r.needed) != shape][:limit]
-    rewrites: list[RepairAction] = []
-    for batch in _by_size(stale, lambda record: record.plain_size):
-        actions = []
-        for record in batch:
-            was = Redundancy(record.wanted or len(record.replicas), record.needed).text()
-            action = RepairAction(record.chunk_id.hex()[:12], {"": f"rewrite {was}"})
-            actions.append(action)
-        report.actions += actions
-        rewrites += actions
-        if report.dry_run:
-            progress(len(batch))
-            continue
-        writer = node.chunk_writer()
-        written = []
-        read = node.reader.read_many(batch)  # pack by pack; each verified
-        for record, action in zip(batch, actions, strict=True):
-            try:
-                data, _ = read.get(record.chunk_id) or node.reader.read(record)
-            except MetanodeError as exc:
-                action.error = f"no good copy to rewrite from: {exc}"
-                action.cause = NO_GOOD_COPY if isinstance(exc, IntegrityError) else NO_TARGET
-                continue
-            written.append((record, action, writer.write(record.chunk_id, data)))
-            progress(1)
-        try:
-            durable = writer.finish([new for _, _, new in written])
-        except NotEnoughProviders as exc:
-            for _, action, _ in written:
-                action.error, action.cause = exc.message, NO_TARGET
-            break
-        changes = []
-        for (old, action, _), new in zip(written, durable, strict=True):
-            changes.append((old, new))
-            action.new_replicas = [r.provider for r in new.replicas]
-            action.cleaned = [r.provider for r in old.all_copies]
-        emptied = node.blockmap.update_chunks(changes)
-        own = [c for old, _ in changes for c in old.all_copies if not c.in_pack]
-        delete_quietly(node.providers, own + emptied)
-    if not report.dry_run:
-        node.audit.record_many(
-            [
-                (
-                    REPAIR,
-                    "",
-                    FAILED if a.error else OK,
-                    {"chunk": a.chunk, "reasons": a.reasons, "new_replicas": a.new_replicas},
-                )
-                for a in rewrites
-            ]
-        )
 
 
 def _clean_backups(node: Node) -> int:

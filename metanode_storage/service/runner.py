@@ -16,8 +16,9 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_protocol import RequestHandler
 
 from metanode_storage.engine.node import Node
-from metanode_storage.engine.repair import SURVEY_EXISTS, SURVEY_NONE, repair
+from metanode_storage.engine.repair import repair
 from metanode_storage.engine.repair_defaults import DEFAULT_OFFLINE_GRACE
+from metanode_storage.engine.repair_report import SURVEY_EXISTS, SURVEY_NONE
 from metanode_storage.errors import MetanodeError, ServiceError
 from metanode_storage.service import sealed_api
 from metanode_storage.service.api import AUTH_FAILURES, INFLIGHT, STARTED, Limits, make_app
