@@ -27,7 +27,7 @@ from metanode_storage.audit.trail import (
     audit_origin,
 )
 from metanode_storage.blockmap.leases import Lease, LeaseTable
-from metanode_storage.blockmap.records import BlockRecord, ChunkRecord
+from metanode_storage.blockmap.records import BlockRecord
 from metanode_storage.blockmap.store import BlockMap, MapStats
 from metanode_storage.config.paths import NodeLayout, resolve_home
 from metanode_storage.config.secrets import Secret
@@ -74,7 +74,7 @@ from metanode_storage.engine.verification import (
     BlockVerification,
     verify_block,
 )
-from metanode_storage.engine.views import Holdings, container_view
+from metanode_storage.engine.views import BlockViews
 from metanode_storage.engine.writer import ChunkWriter
 from metanode_storage.errors import (
     InputError,
@@ -87,7 +87,6 @@ from metanode_storage.providers.health import HealthBoard, MonitoredBlobStore
 
 _CHUNKS_IN_FLIGHT = 4  # bounds memory: at most this many chunks are being sealed or fetched
 _IO_THREADS = 16
-_VIEW_CHUNKS_KEPT = 10_000  # chunk rows a listing keeps from one block's view to the next
 _AUDIT_TAIL = 200  # events beyond the last map backup segment before one is written
 log = logging.getLogger("metanode.node")
 
@@ -136,6 +135,7 @@ class Node:
         self.reader = ChunkReader(
             self.providers, keys.dedup_key.reveal(), data_keys, self.health.is_offline
         )
+        self.views = BlockViews(blockmap, settings.providers)
         self.reads = BlockReads(
             blockmap, self.reader, self._workers, _CHUNKS_IN_FLIGHT, keys.public_keys()
         )
@@ -521,7 +521,7 @@ class Node:
                 retrieve_seconds=time.perf_counter() - started,
                 failovers=failovers,
             )
-            return self._view(block)
+            return self.views.of(block)
 
     def retrieve_many(self, block_ids: Iterable[str]) -> list[bytes]:
         """The bytes of each block, in order, each verified as retrieve() verifies it;
@@ -703,19 +703,11 @@ class Node:
         return documents
 
     def blocks(self) -> Iterator[ContainerBlock]:
-        """Every block's view, oldest first. Blocks stored together sit together and share
-        chunks (a batch's bundle), so chunk rows and holdings are kept from one view to
-        the next, a bounded number of them, instead of read and summed per block."""
-        known: dict[bytes, ChunkRecord] = {}
-        holdings: Holdings = {}
-        for block in self.blockmap.blocks():
-            if len(known) > _VIEW_CHUNKS_KEPT:
-                known.clear()
-                holdings.clear()
-            yield self._view(block, known, holdings)
+        """Every block's view, oldest first (engine/views.py)."""
+        return self.views.every()
 
     def describe(self, block_id: str) -> ContainerBlock:
-        return self._view(self.blockmap.get_block(block_id))
+        return self.views.of(self.blockmap.get_block(block_id))
 
     def status(self, probe_offline: bool = False) -> NodeStatus:
         """Measured now; providers known Offline are probed only with ``probe_offline``
@@ -728,7 +720,7 @@ class Node:
             probe_offline,
             stats,
             self.blockmap.audit_coverage(),
-            self._map_backup_status(),
+            MapBackupStatus.of(self.backup_log_state(), self.settings.backup_enabled),
             Protection.of(self.keys.signer, len(self.keys.recovery_recipients)),
             partial(exposure, self.blockmap, stats),
         )
@@ -738,31 +730,3 @@ class Node:
     def backup_log_state(self) -> BackupState:
         """What each provider's map backup log holds, as this node last wrote it."""
         return BackupState.load(self.backup_state_file)
-
-    def _map_backup_status(self) -> MapBackupStatus:
-        state = self.backup_log_state()
-        written = [log.written_at for log in state.logs.values()]
-        checked = [log.checked_at for log in state.logs.values()]
-        return MapBackupStatus(
-            enabled=self.settings.backup_enabled,
-            current=sorted(state.logs),
-            last_written_at=max(written) if written else None,
-            last_checked_at=min(checked) if checked and all(checked) else None,
-            last_failure=state.last_failure,
-            last_failure_at=state.last_failure_at or None,
-        )
-
-    def _view(
-        self,
-        block: BlockRecord,
-        known: dict[bytes, ChunkRecord] | None = None,
-        holdings: Holdings | None = None,
-    ) -> ContainerBlock:
-        """The block's view; ``known`` (chunk rows) and ``holdings`` are kept and added to
-        by a caller making many views, as blocks()."""
-        known = {} if known is None else known
-        # a few hundred chunk rows per query: a tree's view names every file's chunk
-        missing = [c for c in dict.fromkeys(block.chunk_ids) if c not in known]
-        if missing:
-            known.update(self.blockmap.get_chunks(missing))
-        return container_view(block, known.get, self.settings.providers, holdings=holdings)

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metanode_storage.blockmap.store import BlockMap, MapStats
 from metanode_storage.config.settings import NodeSettings
@@ -14,6 +14,9 @@ from metanode_storage.crypto.signing import NodeSigner
 from metanode_storage.errors import ProviderError
 from metanode_storage.providers.base import BlobStore
 from metanode_storage.providers.health import ACTIVE, DEGRADED, OFFLINE, HealthBoard
+
+if TYPE_CHECKING:
+    from metanode_storage.engine.backup_log import BackupState
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,20 @@ class MapBackupStatus:
     # backup; None while one has not been checked since its backup was written (and from
     # a service too old to say)
     last_checked_at: float | None = None
+
+    @classmethod
+    def of(cls, state: BackupState, enabled: bool) -> MapBackupStatus:
+        """From what each provider's log holds, as the node last wrote or checked it."""
+        written = [log.written_at for log in state.logs.values()]
+        checked = [log.checked_at for log in state.logs.values()]
+        return cls(
+            enabled=enabled,
+            current=sorted(state.logs),
+            last_written_at=max(written) if written else None,
+            last_checked_at=min(checked) if checked and all(checked) else None,
+            last_failure=state.last_failure,
+            last_failure_at=state.last_failure_at or None,
+        )
 
 
 @dataclass(frozen=True)

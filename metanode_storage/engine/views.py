@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
 
 from metanode_storage.blockmap.records import BlockRecord, ChunkRecord
+from metanode_storage.blockmap.store import BlockMap
 from metanode_storage.config.settings import ProviderSettings
 from metanode_storage.engine.model import ContainerBlock, StorageLocation
 from metanode_storage.engine.proof import block_proof
@@ -108,3 +109,42 @@ def _holdings(
             )
         )
     return held
+
+
+_CHUNKS_KEPT = 10_000  # chunk rows a listing keeps from one block's view to the next
+
+
+class BlockViews:
+    """The views of stored blocks that `ls`, `describe` and a retrieve return, read from
+    the map."""
+
+    def __init__(self, blockmap: BlockMap, providers: Sequence[ProviderSettings]) -> None:
+        self._blockmap = blockmap
+        self._providers = providers
+
+    def every(self) -> Iterator[ContainerBlock]:
+        """Every block's view, oldest first. Blocks stored together sit together and share
+        chunks (a batch's bundle), so chunk rows and holdings are kept from one view to
+        the next, a bounded number of them, instead of read and summed per block."""
+        known: dict[bytes, ChunkRecord] = {}
+        holdings: Holdings = {}
+        for block in self._blockmap.blocks():
+            if len(known) > _CHUNKS_KEPT:
+                known.clear()
+                holdings.clear()
+            yield self.of(block, known, holdings)
+
+    def of(
+        self,
+        block: BlockRecord,
+        known: dict[bytes, ChunkRecord] | None = None,
+        holdings: Holdings | None = None,
+    ) -> ContainerBlock:
+        """The block's view; ``known`` (chunk rows) and ``holdings`` are kept and added to
+        by a caller making many views, as ``every``."""
+        known = {} if known is None else known
+        # a few hundred chunk rows per query: a tree's view names every file's chunk
+        missing = [c for c in dict.fromkeys(block.chunk_ids) if c not in known]
+        if missing:
+            known.update(self._blockmap.get_chunks(missing))
+        return container_view(block, known.get, self._providers, holdings=holdings)
