@@ -390,18 +390,7 @@ class Node:
         the files found, once the tree is walked (a progress bar's total)."""
         report = tree.WalkReport()
         entries = tree.walk(roots, report, self._own_directories())
-        if not entries:  # an empty tree block would pass for a backup of them
-            raise InputError(
-                "nothing to store: the paths given are this node's own home or providers"
-                if report.left_out
-                else "nothing to store: " + "; ".join(report.unreadable + report.skipped),
-                "store the directories that hold your data",
-            )
-        if strict and (report.unreadable or report.skipped):
-            raise InputError(
-                "cannot store everything: " + "; ".join(report.unreadable + report.skipped),
-                "fix the paths, or leave --strict off to store the rest",
-            )
+        report.refuse(entries, strict)
         listed(sum(e.size for e in tree.files_of(entries)))  # what progress will count to
         cut_key = keyed_hash(self.keys.dedup_key.reveal(), b"tree bundle cuts")
         reading = TreeInput(entries, report, strict=strict, cut_key=cut_key, pool=self.io_pool)
@@ -478,19 +467,10 @@ class Node:
         """One file of a tree block, verified, to ``sink``."""
         with self.lock.shared("retrieve a file of a tree"):
             block = self.blockmap.get_block(block_id)
-            found = [e for e in self.reads.manifest(block) if e.path == path.strip("/")]
-            if not found:
-                raise InputError(f"the tree holds no file {path!r}", "give -o DIR for more")
-            if found[0].type != tree.FILE:
-                link = found[0].type == tree.SYMLINK
-                kind = f"a symlink to {found[0].target!r}" if link else "a directory"
-                raise InputError(
-                    f"{path!r} is {kind} in the tree, not a file",
-                    f"restore it with -o DIR --path {path}",
-                )
-            self.reads.tree_restore(self.io_pool).copy_file(block, found[0], sink, progress)
+            entry = tree.file_entry(self.reads.manifest(block), path)
+            self.reads.tree_restore(self.io_pool).copy_file(block, entry, sink, progress)
             self.audit.record(RETRIEVE, block.block_id, OK, {"tree_entries": 1})
-            return found[0]
+            return entry
 
     # -- retrieve ----------------------------------------------------------------
 

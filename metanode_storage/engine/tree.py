@@ -78,6 +78,23 @@ class WalkReport:
     left_out: list[str] = field(default_factory=list)  # the node's own directories
     changed: list[str] = field(default_factory=list)  # written to while they were read
 
+    def refuse(self, entries: Sequence[Entry], strict: bool) -> None:
+        """Raise ``InputError`` if the walk found nothing to store (an empty tree block
+        would pass for a backup of the paths), or, under ``strict``, anything it could
+        not store."""
+        if not entries:
+            raise InputError(
+                "nothing to store: the paths given are this node's own home or providers"
+                if self.left_out
+                else "nothing to store: " + "; ".join(self.unreadable + self.skipped),
+                "store the directories that hold your data",
+            )
+        if strict and (self.unreadable or self.skipped):
+            raise InputError(
+                "cannot store everything: " + "; ".join(self.unreadable + self.skipped),
+                "fix the paths, or leave --strict off to store the rest",
+            )
+
     def to_dict(self) -> dict[str, list[str]]:
         """As `put --json` gives it, for a single file (all empty) too."""
         return {
@@ -220,6 +237,22 @@ def select(entries: Sequence[Entry], only: str | None) -> list[Entry]:
     above = {e.path for e in entries if e.type == DIR and wanted.startswith(e.path + "/")}
     keep = above | {e.path for e in chosen}
     return [e for e in entries if e.path in keep]
+
+
+def file_entry(entries: Sequence[Entry], path: str) -> Entry:
+    """The file at ``path`` in a tree's manifest; ``InputError`` saying what is there
+    instead (a symlink, a directory) or that nothing is."""
+    found = [e for e in entries if e.path == path.strip("/")]
+    if not found:
+        raise InputError(f"the tree holds no file {path!r}", "give -o DIR for more")
+    if found[0].type != FILE:
+        link = found[0].type == SYMLINK
+        kind = f"a symlink to {found[0].target!r}" if link else "a directory"
+        raise InputError(
+            f"{path!r} is {kind} in the tree, not a file",
+            f"restore it with -o DIR --path {path}",
+        )
+    return found[0]
 
 
 def files_of(entries: Sequence[Entry]) -> Iterator[Entry]:
