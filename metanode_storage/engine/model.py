@@ -16,6 +16,10 @@ from typing import Any
 Progress = Callable[[int], None]
 
 
+def no_progress(_: int) -> None:
+    """A Progress for callers that show none."""
+
+
 @dataclass(frozen=True)
 class StorageLocation:
     location_id: str

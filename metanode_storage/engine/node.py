@@ -13,14 +13,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from functools import partial
-from hashlib import sha256
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from metanode_storage.audit.trail import (
     DELETE,
     OK,
-    RETRIEVE,
     VERIFY,
     AuditTrail,
     NewEvent,
@@ -41,7 +39,7 @@ from metanode_storage.engine.backup_log import BackupState
 from metanode_storage.engine.batch_input import BatchInput
 from metanode_storage.engine.maintenance import backup_map, collect_garbage, tail_marks
 from metanode_storage.engine.metrics import Metrics
-from metanode_storage.engine.model import ContainerBlock, Progress
+from metanode_storage.engine.model import ContainerBlock, Progress, no_progress
 from metanode_storage.engine.packs import PackWriter
 from metanode_storage.engine.placement import providers_for_a_store
 from metanode_storage.engine.proof import block_proof, proof_document
@@ -69,7 +67,7 @@ from metanode_storage.engine.status import (
     measure_status,
 )
 from metanode_storage.engine.storing import BlockStores, NewBlock
-from metanode_storage.engine.tree_input import TreeInput
+from metanode_storage.engine.tree_blocks import TreeBlocks
 from metanode_storage.engine.verification import (
     BlockVerification,
     verify_block,
@@ -80,7 +78,7 @@ from metanode_storage.errors import (
     InputError,
     MetanodeError,
 )
-from metanode_storage.fileio import output_file, sync_filesystem
+from metanode_storage.fileio import output_file
 from metanode_storage.providers.base import BlobStore
 from metanode_storage.providers.catalogue import open_provider_or_stand_in
 from metanode_storage.providers.health import HealthBoard, MonitoredBlobStore
@@ -89,10 +87,6 @@ _CHUNKS_IN_FLIGHT = 4  # bounds memory: at most this many chunks are being seale
 _IO_THREADS = 16
 _AUDIT_TAIL = 200  # events beyond the last map backup segment before one is written
 log = logging.getLogger("metanode.node")
-
-
-def _no_progress(_: int) -> None:
-    return None
 
 
 class Node:
@@ -165,6 +159,16 @@ class Node:
             self.audit,
             self.metrics,
         )
+        self.trees = TreeBlocks(
+            lock=self.lock,
+            blockmap=blockmap,
+            reads=self.reads,
+            stores=self.stores,
+            audit=self.audit,
+            io_pool=self.io_pool,
+            keys=keys,
+            own=[layout.home, *(Path(p.path) for p in settings.providers if p.is_local)],
+        )
 
     @classmethod
     def open(
@@ -225,6 +229,7 @@ class Node:
         self.reader.use_data_keys({k.key_id: k.key.reveal() for k in keys.data_keys})
         self.audit.use_keys(keys)
         self.stores.use_keys(keys)
+        self.trees.use_keys(keys)
         self._store_packs = self._pack_writer()
 
     def _pack_writer(self) -> PackWriter:
@@ -300,7 +305,7 @@ class Node:
     # -- store -------------------------------------------------------------------
 
     def store(
-        self, stream: BinaryIO, name: str = "", progress: Progress = _no_progress
+        self, stream: BinaryIO, name: str = "", progress: Progress = no_progress
     ) -> ContainerBlock:
         """Store everything ``stream`` yields as one block; return the block once it is durable.
 
@@ -315,7 +320,7 @@ class Node:
         return self.store(io.BytesIO(data), name)
 
     def store_many(
-        self, objects: Iterable[tuple[str, BinaryIO | bytes]], progress: Progress = _no_progress
+        self, objects: Iterable[tuple[str, BinaryIO | bytes]], progress: Progress = no_progress
     ) -> list[ContainerBlock]:
         """Store each (name, data) as its own block, committed as a group: one map
         transaction, one audit transaction and one signature for all of them (a batched
@@ -336,7 +341,7 @@ class Node:
             placed = batch.placed(written.streams)
             return self.stores.commit(written, [NewBlock.of_object(o) for o in placed], started)
 
-    def store_file(self, path: Path | str, progress: Progress = _no_progress) -> ContainerBlock:
+    def store_file(self, path: Path | str, progress: Progress = no_progress) -> ContainerBlock:
         try:
             with open(path, "rb") as fh:
                 return self.store(fh, Path(path).name, progress)
@@ -372,60 +377,19 @@ class Node:
             packs=self._store_packs,
         )
 
-    # -- directory trees (engine/tree.py) ----------------------------------------------
+    # -- directory trees (engine/tree_blocks.py) ---------------------------------------
 
     def store_tree(
         self,
         roots: Sequence[Path],
-        progress: Progress = _no_progress,
+        progress: Progress = no_progress,
         strict: bool = False,
-        listed: Progress = _no_progress,
+        listed: Progress = no_progress,
     ) -> tuple[ContainerBlock, tree.WalkReport]:
-        """Store files, directories, symlinks and empty directories below ``roots`` as one
-        block. Devices, sockets and FIFOs are skipped; an unreadable entry is reported in
-        the returned report and the rest is stored, unless ``strict``. This node's home
-        and local providers' directories are left out (and reported): a backup of a
-        directory that holds them would otherwise store the node's packs inside itself,
-        and every later one the packs of the one before. ``listed`` hears the bytes of
-        the files found, once the tree is walked (a progress bar's total)."""
-        report = tree.WalkReport()
-        entries = tree.walk(roots, report, self._own_directories())
-        report.refuse(entries, strict)
-        listed(sum(e.size for e in tree.files_of(entries)))  # what progress will count to
-        cut_key = keyed_hash(self.keys.dedup_key.reveal(), b"tree bundle cuts")
-        reading = TreeInput(entries, report, strict=strict, cut_key=cut_key, pool=self.io_pool)
-        with self.lock.shared("store a tree"):
-            started = time.perf_counter()
-            written = self.stores.put_chunks(
-                reading.streams(),
-                progress,
-                lambda r: reading.heard(r.first_chunk, r.chunks, r.sha256, r.size),
-            )
-            whole_tree = NewBlock(
-                0,
-                len(written.chunk_ids),
-                sha256(reading.manifest).hexdigest(),
-                reading.size(),
-                roots[0].name if len(roots) == 1 else "",
-                {"tree": {"manifest_chunks": written.streams[-1].chunks}},
-            )
-            (view,) = self.stores.commit(written, [whole_tree], started)
-            return view, report
-
-    def _own_directories(self) -> set[tree.DirectoryId]:
-        """This node's home and its local providers' directories."""
-        own = [self.layout.home, *(Path(p.path) for p in self.settings.providers if p.is_local)]
-        return tree.directory_ids(own)
+        return self.trees.store(roots, progress, strict, listed)
 
     def refuse_own_state(self, output: Path | str) -> None:
-        """Output the user names may go anywhere but into this node's home or a local
-        provider's directory: `get -o` there replaced the keystore, the map or a pack
-        (cp's rule, writing over an existing file, then destroys the node)."""
-        if tree.lies_within(Path(output), self._own_directories()):
-            raise InputError(
-                f"{output} lies inside this node's home or a local provider's directory",
-                "write the output somewhere else",
-            )
+        self.trees.refuse_own_state(output)
 
     def size_and_kind(self, block_id: str) -> tuple[int, bool]:
         """(size in bytes, whether it is a directory tree): what a read needs to know
@@ -434,48 +398,26 @@ class Node:
         return block.size, "tree" in block.extra
 
     def tree_entries(self, block_id: str) -> list[tree.Entry]:
-        """The manifest of a tree block, checked against the block's signed data hash."""
-        with self.lock.shared("read a tree"):
-            block = self.blockmap.get_block(block_id)
-            return self.reads.manifest(block)
+        return self.trees.entries(block_id)
 
     def retrieve_tree(
         self,
         block_id: str,
         target: Path,
         only: str | None = None,
-        progress: Progress = _no_progress,
+        progress: Progress = no_progress,
     ) -> list[tree.Entry]:
-        """Restore a tree block (or the entry ``only`` and what is below it) into the
-        directory ``target``, created if missing; every file checked against the manifest,
-        and all of them on disk when this returns, as ``retrieve_to_path`` leaves a file."""
-        self.refuse_own_state(target)
-        with self.lock.shared("retrieve a tree"):
-            block = self.blockmap.get_block(block_id)
-            entries = tree.select(self.reads.manifest(block), only)
-            self.reads.tree_restore(self.io_pool).restore(block, entries, str(target), progress)
-            try:
-                sync_filesystem(target)
-            except OSError as exc:
-                raise InputError(f"cannot flush {target} to disk: {exc.strerror}") from None
-            self.audit.record(RETRIEVE, block.block_id, OK, {"tree_entries": len(entries)})
-            return entries
+        return self.trees.restore(block_id, target, only, progress)
 
     def retrieve_tree_file(
-        self, block_id: str, path: str, sink: BinaryIO, progress: Progress = _no_progress
+        self, block_id: str, path: str, sink: BinaryIO, progress: Progress = no_progress
     ) -> tree.Entry:
-        """One file of a tree block, verified, to ``sink``."""
-        with self.lock.shared("retrieve a file of a tree"):
-            block = self.blockmap.get_block(block_id)
-            entry = tree.file_entry(self.reads.manifest(block), path)
-            self.reads.tree_restore(self.io_pool).copy_file(block, entry, sink, progress)
-            self.audit.record(RETRIEVE, block.block_id, OK, {"tree_entries": 1})
-            return entry
+        return self.trees.restore_file(block_id, path, sink, progress)
 
     # -- retrieve ----------------------------------------------------------------
 
     def retrieve(
-        self, block_id: str, sink: BinaryIO, progress: Progress = _no_progress
+        self, block_id: str, sink: BinaryIO, progress: Progress = no_progress
     ) -> ContainerBlock:
         """Write the block's bytes to ``sink``.
 
@@ -519,7 +461,7 @@ class Node:
                 for block in blocks:
                     sink = io.BytesIO()
                     failovers += self.reads.stream_audited(
-                        block, sink, events, _no_progress, read_ahead
+                        block, sink, events, no_progress, read_ahead
                     )
                     found.append(sink.getvalue())
                     size += block.size
@@ -539,7 +481,7 @@ class Node:
         return buffer.getvalue()
 
     def retrieve_to_path(
-        self, block_id: str, path: Path | str, progress: Progress = _no_progress
+        self, block_id: str, path: Path | str, progress: Progress = no_progress
     ) -> ContainerBlock:
         """Retrieve into ``path`` as ``cp`` would write it (fileio.output_file): a regular
         file through a temp file and a rename, so a failed read leaves no partial file."""
@@ -549,7 +491,7 @@ class Node:
 
     # -- verify --------------------------------------------------------------------
 
-    def verify(self, block_id: str, progress: Progress = _no_progress) -> BlockVerification:
+    def verify(self, block_id: str, progress: Progress = no_progress) -> BlockVerification:
         """Check every replica of every chunk of the block, not just one per chunk."""
         with self.lock.shared("verify"):
             block = self.blockmap.get_block(block_id)
@@ -557,7 +499,7 @@ class Node:
             self.blockmap.mark_audited([block.block_id])  # status: when it was last checked
             return result
 
-    def verify_all(self, progress: Progress = _no_progress) -> Iterator[BlockVerification]:
+    def verify_all(self, progress: Progress = no_progress) -> Iterator[BlockVerification]:
         """Verify every block; their audit events are appended a group at a time. As
         after an integrity audit, `status` then counts every block checked, once every
         event is in the trail."""
@@ -605,7 +547,7 @@ class Node:
         return deleted
 
     def remove_many(
-        self, block_ids: Sequence[str], progress: Progress = _no_progress
+        self, block_ids: Sequence[str], progress: Progress = no_progress
     ) -> list[tuple[str, int]]:
         """Delete blocks (whole ids or unique prefixes), each with every blob no other
         block needs; return (whole id, blobs deleted) per block, in order, each once.
