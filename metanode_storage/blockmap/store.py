@@ -17,16 +17,17 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from metanode_storage.blockmap import block_rows, changes, seal_parts
+from metanode_storage.blockmap import block_rows, changes, seal_parts, totals
 from metanode_storage.blockmap.leases import check_fence
 from metanode_storage.blockmap.records import BlockRecord, ChunkRecord, Replica, parse_record
 from metanode_storage.blockmap.seals_table import SealsTable
+from metanode_storage.blockmap.totals import MapStats
 from metanode_storage.crypto import aead
 from metanode_storage.database import (
     MAP_SCHEMA,
@@ -81,68 +82,6 @@ class Released:
     empty_packs: list[Replica]  # one copy in each pack that now holds nothing
 
 
-_TOTALS = (
-    "blocks",
-    "logical_bytes",
-    "chunks",
-    "replicas",
-    "stored_bytes",
-    "short_chunks",
-    "backup_copies",
-    "unique_bytes",
-    "copy_bytes",
-)
-_MARGIN = "margin:"  # totals "margin:N": chunks that survive N more lost providers
-_TOTALS_VERSION = "2"  # totals kept since unique_bytes, copy_bytes and the margins
-
-
-@dataclass(frozen=True)
-class MapStats:
-    blocks: int
-    logical_bytes: int
-    chunks: int
-    replicas: int
-    stored_bytes: int
-    short_chunks: int  # chunks stored with fewer replicas than their replication factor
-    backup_copies: int  # replaced replicas kept as backup locations until cleaned up
-    unique_bytes: int  # plaintext bytes of the distinct chunks: logical bytes after dedup
-    copy_bytes: int  # provider bytes of one copy of each chunk: after compression and sealing
-    faulty_replicas: int
-    margins: dict[int, int] = field(default_factory=dict)  # lost providers survivable: chunks
-
-    @property
-    def least_margin(self) -> int | None:
-        """Lost providers every chunk survives as stored (faults and outages aside)."""
-        return min((m for m, count in self.margins.items() if count > 0), default=None)
-
-
-def _chunk_totals(records: Iterable[ChunkRecord], sign: int = 1) -> dict[str, int]:
-    """What ``records`` add to the totals (``sign`` -1: what they take away). Plain sums:
-    a tree of 20,000 files commits 20,000 rows at once."""
-    chunks = replicas = stored = short = backups = unique = copy = 0
-    margins: Counter[int] = Counter()
-    for r in records:
-        chunks += 1
-        replicas += len(r.replicas)
-        stored += r.stored_size
-        short += r.is_short
-        backups += len(r.backups)
-        unique += r.plain_size
-        copy += r.copy_size
-        margins[r.margin] += 1
-    totals = {
-        "chunks": chunks,
-        "replicas": replicas,
-        "stored_bytes": stored,
-        "short_chunks": short,
-        "backup_copies": backups,
-        "unique_bytes": unique,
-        "copy_bytes": copy,
-        **{f"{_MARGIN}{margin}": count for margin, count in margins.items()},
-    }
-    return {name: sign * value for name, value in totals.items()}
-
-
 def _chunk_rows(db: Database, columns: str, chunk_ids: Sequence[bytes]) -> list[Any]:
     """``columns`` of the chunk rows among ``chunk_ids``, a few hundred ids per query."""
     rows: list[Any] = []
@@ -184,12 +123,12 @@ class BlockMap:
                 )
                 self._db.executemany(
                     "INSERT INTO totals VALUES (?, 0) ON CONFLICT DO NOTHING",
-                    [(t,) for t in _TOTALS],
+                    [(t,) for t in totals.NAMES],
                 )
                 if create:  # empty: every total is exact from the start
                     self._db.execute(
                         "INSERT INTO meta VALUES ('totals_version', ?) ON CONFLICT DO NOTHING",
-                        (_TOTALS_VERSION,),
+                        (totals.VERSION,),
                     )
             version = self._db.execute(
                 "SELECT value FROM meta WHERE key='schema_version'"
@@ -231,29 +170,22 @@ class BlockMap:
             check_fence(db, self.fence())
             yield db
 
-    def _add_totals(self, db: Database, deltas: Mapping[str, int]) -> None:
-        db.executemany(
-            "INSERT INTO totals VALUES (?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET value = totals.value + excluded.value",
-            [(name, delta) for name, delta in deltas.items() if delta],
-        )
-
     def recount_totals(self) -> bool:
         """Count the totals afresh from every row, once, for a map written before they
         were all kept (a scan: a cost paid one time). True if they were recounted."""
         marker = "SELECT value FROM meta WHERE key='totals_version'"
-        if (self._db.execute(marker).fetchone() or [None])[0] == _TOTALS_VERSION:
+        if (self._db.execute(marker).fetchone() or [None])[0] == totals.VERSION:
             return False
         with self._write() as db:
             blocks = list(self.blocks())
-            counted = Counter(_chunk_totals(self.chunks()))
+            counted = Counter(totals.of_chunks(self.chunks()))
             counted.update(blocks=len(blocks), logical_bytes=sum(b.size for b in blocks))
             db.execute("DELETE FROM totals")
             db.executemany(
                 "INSERT INTO totals VALUES (?, ?)",
-                [(name, counted.get(name, 0)) for name in dict.fromkeys([*_TOTALS, *counted])],
+                [(name, counted.get(name, 0)) for name in dict.fromkeys([*totals.NAMES, *counted])],
             )
-            db.execute(_SET_META, ("totals_version", _TOTALS_VERSION))
+            db.execute(_SET_META, ("totals_version", totals.VERSION))
         return True
 
     # -- reads -------------------------------------------------------------------
@@ -383,18 +315,7 @@ class BlockMap:
                 yield ChunkRecord.from_bytes(self._unseal("chunks", chunk_id, sealed))
 
     def stats(self) -> MapStats:
-        totals = dict(self._db.execute("SELECT name, value FROM totals").fetchall())
-        faults = self._db.execute("SELECT COUNT(*) FROM faults").fetchone()[0]
-        margins = {
-            int(name[len(_MARGIN) :]): int(count)
-            for name, count in totals.items()
-            if name.startswith(_MARGIN) and count
-        }
-        return MapStats(
-            **{name: int(totals.get(name, 0)) for name in _TOTALS},
-            faulty_replicas=int(faults),
-            margins=margins,
-        )
+        return totals.read_stats(self._db)
 
     # -- writes ------------------------------------------------------------------
 
@@ -465,10 +386,10 @@ class BlockMap:
                 for (b, _), (plain, _) in zip(blocks, rows, strict=True)
             ],
         )
-        self._add_totals(
+        totals.add(
             db,
             {
-                **_chunk_totals(added),
+                **totals.of_chunks(added),
                 "blocks": len(blocks),
                 "logical_bytes": sum(b.size for b, _ in blocks),
             },
@@ -513,8 +434,8 @@ class BlockMap:
                         [(self._fault_id(chunk_id, r.provider),) for r in released[-1].replicas],
                     )
             emptied = self._count_packed(db, [c for r in released for c in r.all_copies], -1)
-            self._add_totals(
-                db, {**_chunk_totals(released, -1), "blocks": -1, "logical_bytes": -block.size}
+            totals.add(
+                db, {**totals.of_chunks(released, -1), "blocks": -1, "logical_bytes": -block.size}
             )
         return Released(released, emptied)
 
@@ -694,7 +615,7 @@ class BlockMap:
                 if r.provider not in kept or r not in new.replicas
             ],
         )
-        change = Counter(_chunk_totals([new]))
-        change.update(_chunk_totals([old], -1))
-        self._add_totals(db, change)
+        change = Counter(totals.of_chunks([new]))
+        change.update(totals.of_chunks([old], -1))
+        totals.add(db, change)
         return emptied

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from metanode_storage.blockmap.store import MapStats
+from metanode_storage.blockmap.totals import MapStats
 from metanode_storage.database.sqlite import is_disk_full
 
 COUNTERS = (

@@ -26,7 +26,8 @@ from metanode_storage.audit.trail import (
 )
 from metanode_storage.blockmap.leases import Lease, LeaseTable
 from metanode_storage.blockmap.records import BlockRecord
-from metanode_storage.blockmap.store import BlockMap, MapStats
+from metanode_storage.blockmap.store import BlockMap
+from metanode_storage.blockmap.totals import MapStats
 from metanode_storage.config.paths import NodeLayout, resolve_home
 from metanode_storage.config.secrets import Secret
 from metanode_storage.config.settings import NodeSettings, load_settings

@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from metanode_storage.blockmap.store import BlockMap, MapStats
+from metanode_storage.blockmap.store import BlockMap
+from metanode_storage.blockmap.totals import MapStats
 from metanode_storage.config.settings import NodeSettings
 from metanode_storage.crypto.signing import NodeSigner
 from metanode_storage.errors import ProviderError
