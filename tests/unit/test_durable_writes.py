@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from metanode_storage import Node
-from metanode_storage.engine import node as node_module
+from metanode_storage.engine import tree_blocks
 from metanode_storage.fileio import install_files, sync_filesystem
 
 
@@ -93,7 +93,7 @@ def test_a_tree_restore_flushes_its_target_after_every_file_is_written(
         flushed.append((directory, written))
         sync_filesystem(directory)
 
-    monkeypatch.setattr(node_module, "sync_filesystem", recording)
+    monkeypatch.setattr(tree_blocks, "sync_filesystem", recording)
     target = tmp_path / "restored"
     node.retrieve_tree(block.block_id, target)
     assert flushed == [(target, ["src", "src/a.txt", "src/sub", "src/sub/b.bin"])]
